@@ -1,0 +1,800 @@
+"""``MarginBroker``: a backtrader broker that enforces maintenance margin and liquidation.
+
+It replaces ``BackBroker``'s cash/value bookkeeping (wrong for leveraged futures, see
+``BACKTRADER_NOTES.md``) with :class:`liqbt.core.account.Account`, and walks every bar as a price
+path (SPEC §8) so that order fills, automatic top-ups and liquidations happen in the order the
+market would have produced them. Forced closes are real backtrader orders tagged
+``order.info.liquidation = True``: ``notify_order``, ``notify_trade`` and analyzers see them.
+
+Usage::
+
+    cerebro.broker = liqbt.MarginBroker(exchange="binance", cash=1000)
+    data = cerebro.adddata(feed, name="BTCUSDT")
+    cerebro.broker.set_market(data, symbol="BTCUSDT", leverage=20, margin_mode="isolated")
+
+Strategies may define ``notify_margin(self, event)``; it is called during the broker's step of
+the bar in which the event happened, before the strategy's ``next()`` of that bar.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import backtrader as bt
+
+from liqbt.core import events as ev
+from liqbt.core.account import Account, Position
+from liqbt.core.errors import ValidationError
+from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
+
+INTRABAR_PATHS: tuple[str, ...] = ("heuristic", "pessimistic", "optimistic")
+_WARNING_INTERVAL = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """What a data feed trades: symbol (for tiers), leverage, margin mode, top-up switch."""
+
+    symbol: str
+    leverage: float = 1.0
+    margin_mode: str = "cross"
+    auto_top_up: bool = False
+
+
+class MarginBroker(bt.brokers.BackBroker):
+    """Backtrader broker with exchange margin rules (see the module docstring).
+
+    Params
+    ------
+    exchange
+        Profile name (``binance``, ``bybit``, ``okx``, ``bitget``, ``gate``, ``simple``), a path
+        to a profile file, or a loaded :class:`ExchangeProfile`.
+    profile_overrides
+        Dict of profile fields to replace (``maker_fee``, ``taker_fee``, switches).
+    intrabar
+        Path through each bar: ``heuristic`` (open→high→low→close when the bar closes up...
+        SPEC §8), ``pessimistic`` (the extreme adverse to the net position first) or
+        ``optimistic``.
+    settlement
+        ``bankruptcy`` (default) or ``liquidation_price`` (with the profile's liquidation fee).
+    debit
+        Keep a negative balance after a gap past bankruptcy (default: cleared to 0).
+    position_mode
+        ``one-way`` (default) or ``hedge``.
+    warning_threshold
+        Margin ratio that raises a :class:`liqbt.core.events.MarginWarning` (default 0.8).
+    """
+
+    params = (
+        ("exchange", "binance"),
+        ("profile_overrides", None),
+        ("intrabar", "heuristic"),
+        ("settlement", "bankruptcy"),
+        ("debit", False),
+        ("position_mode", "one-way"),
+        ("warning_threshold", 0.8),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._market_specs: dict[Any, MarketSpec] = {}
+        super().__init__(**kwargs)
+        problems = []
+        if self.p.intrabar not in INTRABAR_PATHS:
+            problems.append(f"intrabar = {self.p.intrabar!r} is not one of {INTRABAR_PATHS}")
+        if not 0 < float(self.p.warning_threshold) <= 1:
+            problems.append(f"warning_threshold = {self.p.warning_threshold!r} must be in (0, 1]")
+        if problems:
+            raise ValidationError(problems)
+        profile = self.p.exchange
+        if not isinstance(profile, ExchangeProfile):
+            profile = load_profile(profile)
+        if self.p.profile_overrides:
+            profile = profile.with_overrides(self.p.profile_overrides)
+        self.profile: ExchangeProfile = profile
+        self.init()
+
+    # --- backtrader life cycle -----------------------------------------------------------
+    def init(self) -> None:
+        """Per-run state (backtrader calls this from ``__init__`` and ``start``)."""
+        super().init()
+        if not hasattr(self, "profile"):
+            return  # BackBroker.__init__ calls init() before our profile exists
+        self.account = Account(
+            self.profile,
+            float(self.p.cash),
+            position_mode=self.p.position_mode,
+            settlement=self.p.settlement,
+            debit=bool(self.p.debit),
+        )
+        self._data_symbol: dict[Any, str] = {}
+        self._symbol_data: dict[str, Any] = {}
+        self._seen_len: dict[Any, int] = {}
+        self._owners: dict[Any, Any] = {}
+        self._delivered = 0
+        self._warned_at: dict[tuple[str, str], datetime] = {}
+        self.wiped_out = False
+        self.min_liquidation_distance = math.inf
+        self._lp_cache: dict[tuple[str, str], tuple[float | None, int]] = {}
+        self._lp_version = -1
+        self._configured = False
+
+    def start(self) -> None:
+        super().start()
+
+    def set_market(
+        self,
+        data: Any,
+        symbol: str | None = None,
+        leverage: float = 1.0,
+        margin_mode: str = "cross",
+        auto_top_up: bool = False,
+    ) -> MarketSpec:
+        """Declare the market a data feed trades (before ``cerebro.run()``).
+
+        ``data`` is the feed object or its name. Leverage above the tier maximum, an unknown
+        symbol or a top-up the exchange does not offer are errors naming the values.
+        """
+        name = symbol or getattr(data, "_name", None) or str(data)
+        spec = MarketSpec(normalize_symbol(name), float(leverage), margin_mode, auto_top_up)
+        # validate now, against a scratch account, so mistakes surface before the run
+        Account(self.profile, 1.0).set_market(
+            spec.symbol, spec.leverage, spec.margin_mode, spec.auto_top_up
+        )
+        self._market_specs[data] = spec
+        return spec
+
+    def _configure(self) -> None:
+        """Bind every data feed that has orders or positions to its market settings."""
+        self._configured = True
+        for data, spec in self._market_specs.items():
+            self._bind(data, spec)
+
+    def _bind(self, data: Any, spec: MarketSpec) -> None:
+        if isinstance(data, str):
+            return  # bound lazily by name in _symbol_of
+        self.account.set_market(spec.symbol, spec.leverage, spec.margin_mode, spec.auto_top_up)
+        self._data_symbol[data] = spec.symbol
+        self._symbol_data[spec.symbol] = data
+
+    def _symbol_of(self, data: Any) -> str:
+        symbol = self._data_symbol.get(data)
+        if symbol is not None:
+            return symbol
+        if not self._configured:
+            self._configure()
+            symbol = self._data_symbol.get(data)
+            if symbol is not None:
+                return symbol
+        spec = self._market_specs.get(getattr(data, "_name", None))
+        if spec is None:
+            raise ValidationError(
+                [f"data {getattr(data, '_name', data)!r} has no market settings: call "
+                 "broker.set_market(data, symbol=..., leverage=..., margin_mode=...) before run"]
+            )
+        self._market_specs[data] = spec
+        self._bind(data, spec)
+        return spec.symbol
+
+    # --- queries for strategies ----------------------------------------------------------
+    def get_cash(self) -> float:
+        """Available balance (USDT): what new orders can still use (SPEC §6)."""
+        return self.account.available_balance(self._order_margin())
+
+    getcash = get_cash
+
+    def get_value(self, datas: Any = None, mkt: bool = False, lever: bool = False) -> float:
+        """Equity at mark (wallet + isolated margins + unrealized PnL); with ``datas``, the
+        margin plus unrealized PnL of those feeds' positions."""
+        if datas is None:
+            return self.account.equity()
+        total = 0.0
+        for data in datas:
+            for pos in self._legs(data):
+                total += pos.unrealized_pnl + (pos.margin if pos.margin_mode == "isolated" else 0)
+        return total
+
+    getvalue = get_value
+
+    def _get_value(self, datas: Any = None, lever: bool = False) -> float:
+        return self.get_value(datas)
+
+    def _legs(self, data: Any) -> list[Position]:
+        symbol = self._symbol_of(data)
+        return [
+            p for (s, _), p in self.account.positions.items() if s == symbol and p.size
+        ]
+
+    def _leg(self, data: Any, leg: str | None) -> Position | None:
+        legs = self._legs(data)
+        if leg is not None:
+            legs = [p for p in legs if p.leg == leg]
+        return legs[0] if legs else None
+
+    def liquidation_price(self, data: Any, leg: str | None = None) -> float | None:
+        """Liquidation price (USDT, at mark) of the data's position, ``None`` when flat or
+        when no price liquidates it."""
+        pos = self._leg(data, leg)
+        return None if pos is None else self.account.liquidation_price(pos)[0]
+
+    def bankruptcy_price(self, data: Any, leg: str | None = None) -> float | None:
+        """Bankruptcy price of the data's position (``None`` when flat)."""
+        pos = self._leg(data, leg)
+        return None if pos is None else self.account.bankruptcy_price(pos)
+
+    def margin_ratio(self, data: Any = None, leg: str | None = None) -> float:
+        """MM / margin balance of the data's isolated position, or of the cross account."""
+        pos = None if data is None else self._leg(data, leg)
+        return self.account.margin_ratio(pos)
+
+    def available_balance(self) -> float:
+        """Same as :meth:`get_cash`."""
+        return self.get_cash()
+
+    def position_margin(self, data: Any, leg: str | None = None) -> float:
+        """Isolated position margin ``M`` (USDT); for cross, the position's initial margin."""
+        pos = self._leg(data, leg)
+        if pos is None:
+            return 0.0
+        return pos.margin if pos.margin_mode == "isolated" else self.account.initial_margin(pos)
+
+    def add_margin(self, data: Any, amount: float, leg: str | None = None) -> None:
+        """Move ``amount`` USDT from the wallet into the data's isolated position."""
+        pos = self._leg(data, leg)
+        if pos is None:
+            raise ValidationError([f"{getattr(data, '_name', data)}: no open position"])
+        self.account.add_margin(pos, amount)
+
+    def remove_margin(self, data: Any, amount: float, leg: str | None = None) -> None:
+        """Move ``amount`` USDT out of the data's isolated position back to the wallet."""
+        self.add_margin(data, -amount, leg)
+
+    @property
+    def events(self) -> list[ev.Event]:
+        """Every margin event so far, oldest first (immutable records)."""
+        return self.account.events
+
+    # --- order margin and submission -----------------------------------------------------
+    def _order_price(self, order: bt.Order) -> float:
+        price = order.created.price
+        if price is None or order.exectype == bt.Order.Market:
+            price = order.data.close[0]
+        return float(price)
+
+    def _opening_size(self, order: bt.Order, size: float | None = None) -> float:
+        """The part of an order that opens or increases a position (unsigned)."""
+        qty = order.executed.remsize if size is None else size
+        if order.info.get("reduce_only"):
+            return 0.0
+        symbol = self._symbol_of(order.data)
+        if self.account.position_mode == "hedge":
+            if order.info.get("close_leg"):
+                return 0.0
+            return abs(qty)
+        pos = self.account.positions.get((symbol, "net"))
+        current = pos.size if pos is not None else 0.0
+        if current and (current > 0) != (qty > 0):
+            return max(abs(qty) - abs(current), 0.0)
+        return abs(qty)
+
+    def _order_margin(self, exclude: bt.Order | None = None) -> float:
+        """Margin reserved by resting orders: opening size × price / leverage (SPEC §6)."""
+        total = 0.0
+        for order in self.pending:
+            if order is None or order is exclude or not order.alive():
+                continue
+            opening = self._opening_size(order)
+            if opening:
+                leverage = self.account.market(self._symbol_of(order.data)).leverage
+                total += opening * self._order_price(order) / leverage
+        return total
+
+    def _rejection(self, order: bt.Order) -> str | None:
+        """Why an order cannot be accepted, or ``None``."""
+        symbol = self._symbol_of(order.data)
+        config = self.account.market(symbol)
+        opening = self._opening_size(order)
+        if not opening:
+            return None  # closes and reduce-only orders never need margin
+        price = self._order_price(order)
+        notional = opening * price
+        spec = config.spec
+        if notional < spec.min_notional:
+            return (
+                f"{symbol}: order value {notional:.2f} USDT is below the exchange minimum "
+                f"{spec.min_notional:g} USDT"
+            )
+        leg = self.account.leg_for(symbol, order.executed.remsize, False)
+        pos = self.account.positions.get((symbol, leg))
+        resulting = notional + (abs(pos.size) * price if pos is not None and pos.size else 0.0)
+        cap = config.tiers.max_notional(config.leverage)
+        if resulting > cap:
+            return (
+                f"{symbol}: position value {resulting:,.2f} USDT would exceed {cap:,.0f} USDT, "
+                f"the largest tier allowing {config.leverage:g}x"
+            )
+        required = notional / config.leverage + notional * self.profile.taker_fee
+        available = self.account.available_balance(self._order_margin(exclude=order))
+        if required > available + 1e-9:
+            return (
+                f"{symbol}: order needs {required:,.2f} USDT margin (incl. fee) but only "
+                f"{available:,.2f} USDT is available"
+            )
+        return None
+
+    def check_submitted(self) -> None:
+        """Accept or reject (status ``Margin``, ``order.info.reject_reason``) new orders."""
+        while self.submitted:
+            order = self.submitted.popleft()
+            if self._take_children(order) is None:
+                continue
+            self._owners[order.data] = order.owner
+            reason = "account wiped out" if self.wiped_out else self._rejection(order)
+            if reason is None:
+                self.submit_accept(order)
+                continue
+            order.addinfo(reject_reason=reason)
+            order.margin()
+            self.notify(order)
+            self._ococheck(order)
+            self._bracketize(order, cancel=True)
+            self.account.events.append(
+                ev.Rejected(
+                    self._now(order.data), self._symbol_of(order.data), order.ref,
+                    order.created.size, order.created.price, reason,
+                )
+            )
+
+    def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
+        self._owners.setdefault(order.data, order.owner)
+        return super().submit(order, check)
+
+    # --- the bar ------------------------------------------------------------------------
+    def _now(self, data: Any) -> datetime | None:
+        try:
+            return data.datetime.datetime(0)
+        except (IndexError, ValueError):
+            return None
+
+    def next(self) -> None:
+        """One bar: activate, check new orders, then walk each data's bar path."""
+        while self._toactivate:
+            self._toactivate.popleft().activate()
+        if not self._configured:
+            self._configure()
+        self.check_submitted()
+        self._expire_orders()
+        for data in self._active_datas():
+            self._step(data)
+        self._after_bar()
+
+    def _active_datas(self) -> list[Any]:
+        datas = []
+        for data in self._data_symbol:
+            n = len(data)
+            if n and self._seen_len.get(data) != n:
+                self._seen_len[data] = n
+                datas.append(data)
+        for order in self.pending:
+            if order is not None and order.data not in self._data_symbol:
+                self._symbol_of(order.data)
+                if order.data not in datas and len(order.data):
+                    self._seen_len[order.data] = len(order.data)
+                    datas.append(order.data)
+        return datas
+
+    def _expire_orders(self) -> None:
+        for order in list(self.pending):
+            if order.expire():
+                self.pending.remove(order)
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+
+    def _mark_ohlc(self, data: Any) -> tuple[float, float, float, float]:
+        lines = getattr(data.lines, "mark_close", None)
+        if lines is not None:
+            values = (
+                data.lines.mark_open[0], data.lines.mark_high[0],
+                data.lines.mark_low[0], data.lines.mark_close[0],
+            )
+            if not any(math.isnan(v) for v in values):
+                return values
+        return data.open[0], data.high[0], data.low[0], data.close[0]
+
+    def _path(self, data: Any, symbol: str) -> tuple[list[float], list[float]]:
+        """Trade-price and mark-price paths of the bar (SPEC §8)."""
+        o, h, low, c = data.open[0], data.high[0], data.low[0], data.close[0]
+        mo, mh, ml, mc = self._mark_ohlc(data)
+        mode = self.p.intrabar
+        if mode == "heuristic":
+            high_first = c < o
+        else:
+            net = sum(p.size for p in self._legs(data))
+            adverse_high_first = net < 0  # a short suffers from the high
+            if mode == "pessimistic":
+                high_first = adverse_high_first if net else c < o
+            else:
+                high_first = (not adverse_high_first) if net else c < o
+        if high_first:
+            return [o, h, low, c], [mo, mh, ml, mc]
+        return [o, low, h, c], [mo, ml, mh, mc]
+
+    def _step(self, data: Any) -> None:
+        symbol = self._symbol_of(data)
+        account = self.account
+        account.clock = self._now(data)
+        rate = self._funding_rate(data)
+        mark_open = self._mark_ohlc(data)[0]
+        account.set_mark(symbol, mark_open)
+        if rate is not None and self._legs(data):
+            account.apply_funding(symbol, rate, mark_open)
+        orders = [o for o in self.pending if o is not None and o.data is data]
+        legs = self._legs(data)
+        if not orders and not legs:
+            account.set_mark(symbol, self._mark_ohlc(data)[3])
+            return
+        trade, mark = self._path(data, symbol)
+        for k in range(3):
+            self._walk_segment(data, symbol, trade[k], trade[k + 1], mark[k], mark[k + 1], k == 0)
+        account.set_mark(symbol, mark[3])
+        for order in [o for o in self.pending if o is not None and o.data is data]:
+            if order.exectype == bt.Order.Close and self._can_fill(order, data):
+                self._fill_order(order, data.close[0], maker=False)
+        self._track_distance(data, symbol, mark)
+
+    def _funding_rate(self, data: Any) -> float | None:
+        line = getattr(data.lines, "funding_rate", None)
+        if line is None:
+            return None
+        rate = line[0]
+        return None if rate is None or math.isnan(rate) else float(rate)
+
+    def _can_fill(self, order: bt.Order, data: Any) -> bool:
+        # backtrader semantics: an order acts from the bar after the one it was created in
+        return order.alive() and data.datetime[0] > order.created.dt
+
+    def _order_trigger(
+        self, order: bt.Order, a: float, b: float, first: bool
+    ) -> tuple[float, float] | None:
+        """(fraction along a→b, fill price) where ``order`` acts in the segment, or None."""
+        exectype = order.exectype
+        is_buy = order.isbuy()
+        if exectype == bt.Order.Market:
+            return (0.0, a) if first else None
+        if exectype == bt.Order.Close:
+            return None
+        if exectype in (bt.Order.Stop, bt.Order.StopLimit) and not order.triggered:
+            level = order.created.price
+            crossed = self._cross(a, b, level, rising=is_buy)
+            if crossed is None:
+                return None
+            if exectype == bt.Order.Stop:
+                return crossed
+            return (crossed[0], math.nan)  # trigger only: becomes a limit order
+        level = order.created.pricelimit if exectype == bt.Order.StopLimit else order.created.price
+        return self._cross(a, b, level, rising=not is_buy)
+
+    @staticmethod
+    def _cross(a: float, b: float, level: float, rising: bool) -> tuple[float, float] | None:
+        """Where a price moving a→b reaches ``level`` from below (rising) or above.
+
+        Returns (fraction, price): 0 and ``a`` when the segment starts beyond the level (a gap
+        fills at the better-for-the-market price, i.e. at ``a``)."""
+        if rising:
+            if a >= level:
+                return 0.0, a
+            if b >= level:
+                return (level - a) / (b - a), level
+            return None
+        if a <= level:
+            return 0.0, a
+        if b <= level:
+            return (a - level) / (a - b), level
+        return None
+
+    def _liquidation_price(self, pos: Position) -> tuple[float | None, int]:
+        """LP of a leg, cached until the account changes. Cross legs are recomputed when
+        another cross symbol is open, since its mark moves their LP."""
+        account = self.account
+        if account.version != self._lp_version:
+            self._lp_cache.clear()
+            self._lp_version = account.version
+        key = (pos.symbol, pos.leg)
+        if pos.margin_mode == "cross" and any(
+            p.symbol != pos.symbol for p in account.cross_positions()
+        ):
+            return account.liquidation_price(pos)
+        cached = self._lp_cache.get(key)
+        if cached is None:
+            cached = self._lp_cache[key] = account.liquidation_price(pos)
+        return cached
+
+    def _liq_trigger(
+        self, symbol: str, ma: float, mb: float
+    ) -> tuple[float, float, Position] | None:
+        """Earliest liquidation trigger of ``symbol``'s legs on the mark move ma→mb."""
+        best: tuple[float, float, Position] | None = None
+        for pos in [p for (s, _), p in self.account.positions.items() if s == symbol and p.size]:
+            lp, direction = self._liquidation_price(pos)
+            if lp is None:
+                continue
+            hit = self._cross(ma, mb, lp, rising=direction > 0)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = (hit[0], hit[1], pos)
+        return best
+
+    def _walk_segment(
+        self, data: Any, symbol: str, a: float, b: float, ma: float, mb: float, first: bool
+    ) -> None:
+        """Resolve fills, top-ups and liquidations along one monotone piece of the path."""
+        for _ in range(10_000):  # bounded: each pass consumes an order or a trigger
+            candidates: list[tuple[float, int, float, Any]] = []
+            for order in self.pending:
+                if order is None or order.data is not data or not self._can_fill(order, data):
+                    continue
+                hit = self._order_trigger(order, a, b, first)
+                if hit is not None:
+                    candidates.append((hit[0], 1, hit[1], order))
+            liq = self._liq_trigger(symbol, ma, mb)
+            if liq is not None:
+                # ties go to the liquidation: the conservative reading of a bar
+                candidates.append((liq[0], 0, liq[1], liq[2]))
+            if not candidates:
+                return
+            frac, kind, price, target = min(candidates, key=lambda c: (c[0], c[1]))
+            trade_at = a + (b - a) * frac
+            mark_at = ma + (mb - ma) * frac
+            self.account.set_mark(symbol, mark_at)
+            if kind == 1:
+                if math.isnan(price):  # a stop-limit's stop was hit: now a resting limit
+                    target.triggered = True
+                else:
+                    self._fill_order(target, price, maker=target.exectype == bt.Order.Limit)
+            else:
+                self._on_trigger(data, symbol, target, price)
+            a, ma, first = trade_at, mark_at, False
+
+    # --- fills --------------------------------------------------------------------------
+    def _fill_order(self, order: bt.Order, price: float, maker: bool) -> None:
+        """Execute the whole remaining size of ``order`` at ``price`` through backtrader's
+        order/position machinery and the account (fees, margin, PnL)."""
+        data = order.data
+        symbol = self._symbol_of(data)
+        qty = order.executed.remsize
+        fee_rate = self.profile.maker_fee if maker else self.profile.taker_fee
+        leg = order.info.get("leg") or self.account.leg_for(
+            symbol, qty, bool(order.info.get("reduce_only") or order.info.get("close_leg"))
+        )
+        if self._opening_size(order) and self._rejection_at_fill(order, price):
+            return
+        result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
+        self._bt_execute(order, qty, price, result.fee)
+        if order.status == bt.Order.Completed:
+            if order in self.pending:
+                self.pending.remove(order)
+            self._bracketize(order)
+
+    def _rejection_at_fill(self, order: bt.Order, price: float) -> bool:
+        """Margin re-check when a resting order fills (the account may have changed since it
+        was accepted); rejects it with status ``Margin`` if it can no longer be afforded."""
+        symbol = self._symbol_of(order.data)
+        config = self.account.market(symbol)
+        opening = self._opening_size(order)
+        required = opening * price / config.leverage + opening * price * self.profile.taker_fee
+        reserved = opening * self._order_price(order) / config.leverage
+        available = self.account.available_balance(self._order_margin() - reserved)
+        if required <= available + 1e-9:
+            return False
+        reason = (
+            f"{symbol}: at fill the order needs {required:,.2f} USDT margin but only "
+            f"{available:,.2f} USDT is available"
+        )
+        order.addinfo(reject_reason=reason)
+        order.margin()
+        if order in self.pending:
+            self.pending.remove(order)
+        self.notify(order)
+        self._ococheck(order)
+        self.account.events.append(
+            ev.Rejected(self.account.clock, symbol, order.ref, order.created.size, price, reason)
+        )
+        return True
+
+    def _bt_execute(self, order: bt.Order, qty: float, price: float, fee: float) -> None:
+        """Update backtrader's position and the order so trades and notifications work."""
+        data = order.data
+        position = self.positions[data]
+        entry_before = position.price
+        psize, pprice, opened, closed = position.update(qty, price, data.datetime.datetime())
+        comminfo = self.getcommissioninfo(data)
+        pnl = comminfo.profitandloss(-closed, entry_before, price) if closed else 0.0
+        share_closed = abs(closed) / abs(qty) if qty else 0.0
+        order.execute(
+            data.datetime[0], qty, price,
+            closed, abs(closed) * entry_before, fee * share_closed,
+            opened, abs(opened) * price, fee * (1 - share_closed),
+            0.0, pnl, psize, pprice,
+        )
+        order.addcomminfo(comminfo)
+        self.notify(order)
+        self._ococheck(order)
+
+    # --- liquidation --------------------------------------------------------------------
+    def _on_trigger(self, data: Any, symbol: str, pos: Position, price: float) -> None:
+        """SPEC §9 at a trigger: top up, cancel orders, re-check, reduce, close."""
+        account = self.account
+        if account.auto_top_up(pos, self._order_margin()):
+            return  # the walk continues with the new, lower LP
+        cross = pos.margin_mode == "cross"
+        self._cancel_for_liquidation(data if not cross else None)
+        if not self._still_triggered(pos, price):
+            return
+        if cross and account.position_mode == "hedge" and self._net_hedge(symbol, price):
+            if not self._still_triggered(pos, price):
+                return
+        while self._partial_step(data, pos, price):
+            if not self._still_triggered(pos, price):
+                return
+        if cross:
+            legs = account.cross_positions()
+            execution = {(p.symbol, p.leg): p.mark_price for p in legs}
+            execution[(pos.symbol, pos.leg)] = price
+        else:
+            legs = [pos]
+            execution = {(pos.symbol, pos.leg): price}
+        settle = account.settlement_prices(legs, execution)
+        for leg_pos in legs:
+            key = (leg_pos.symbol, leg_pos.leg)
+            self._force_close(leg_pos, price if leg_pos is pos else execution[key],
+                              execution[key], settle[key], partial=False)
+        if not any(True for _ in account.open_positions()):
+            self._check_wipeout()
+
+    def _still_triggered(self, pos: Position, price: float) -> bool:
+        if not pos.size:
+            return False
+        lp, direction = self.account.liquidation_price(pos)
+        if lp is None:
+            return False
+        return price <= lp + 1e-9 * lp if direction < 0 else price >= lp - 1e-9 * lp
+
+    def _cancel_for_liquidation(self, data: Any | None) -> None:
+        for order in list(self.pending):
+            if order is None or not order.alive():
+                continue
+            if data is not None and order.data is not data:
+                continue
+            if data is None and self.account.market(self._symbol_of(order.data)).margin_mode != "cross":
+                continue
+            self.cancel(order)
+            self.account.events.append(
+                ev.OrderCancelled(
+                    self.account.clock, self._symbol_of(order.data), order.ref,
+                    order.created.size, order.created.price,
+                )
+            )
+
+    def _net_hedge(self, symbol: str, price: float) -> bool:
+        """Hedge mode, cross: close the overlapping LONG and SHORT quantity (SPEC §9 step 2)."""
+        long_pos = self.account.positions.get((symbol, "long"))
+        short_pos = self.account.positions.get((symbol, "short"))
+        if not long_pos or not short_pos or not long_pos.size or not short_pos.size:
+            return False
+        overlap = min(long_pos.size, -short_pos.size)
+        for pos, qty in ((long_pos, -overlap), (short_pos, overlap)):
+            self._force_close(pos, price, price, price, partial=True, qty=qty,
+                              fee_rate=self.profile.taker_fee)
+        return True
+
+    def _partial_step(self, data: Any, pos: Position, price: float) -> bool:
+        """Reduce a large position to the cap ``partial_liquidation_tiers`` tiers lower
+        (SPEC §9 step 3). Returns whether a step was taken."""
+        drop = self.profile.partial_liquidation_tiers
+        if not drop or pos.margin_mode not in self.profile.partial_liquidation_modes:
+            return False
+        tiers = self.account.market(pos.symbol).tiers
+        index = tiers.tier_index(tiers.lookup_value(pos.size, price))
+        if index == 0:
+            return False
+        target_cap = tiers.tiers[max(index - drop, 0)].cap
+        target_size = target_cap if tiers.basis == "size" else target_cap / price
+        reduce = abs(pos.size) - target_size
+        if reduce <= 0:
+            return False
+        qty = -pos.side * reduce
+        self._force_close(pos, price, price, price, partial=True, qty=qty,
+                          fee_rate=self.profile.taker_fee)
+        return True
+
+    def _force_close(
+        self, pos: Position, trigger: float, execution: float, settlement: float,
+        partial: bool, qty: float | None = None, fee_rate: float = 0.0,
+    ) -> None:
+        """Close (part of) a leg with a real market order tagged as a liquidation."""
+        data = self._symbol_data[pos.symbol]
+        size = -pos.size if qty is None else qty
+        owner = self._owners.get(data)
+        maker = self.sell if size < 0 else self.buy
+        order = maker(
+            owner, data, abs(size), price=execution, exectype=bt.Order.Market,
+            _checksubmit=False, liquidation=True, partial_liquidation=partial, leg=pos.leg,
+        )
+        if order in self.pending:
+            self.pending.remove(order)
+        event = self.account.book_liquidation(
+            pos, size, trigger, execution, settlement, fee_rate, partial, order.ref
+        )
+        order.addinfo(liquidation_event=event)
+        self._bt_execute(order, size, settlement, event.fee)
+
+    def _check_wipeout(self) -> None:
+        if self.wiped_out:
+            return
+        equity = self.account.equity()
+        smallest = min(
+            (m.spec.min_notional / m.leverage for m in self.account.markets.values()),
+            default=0.0,
+        )
+        if equity <= max(smallest, 1e-9):
+            self.wiped_out = True
+            self.account.events.append(
+                ev.Wipeout(self.account.clock, equity,
+                           f"equity {equity:.2f} USDT cannot open the smallest order")
+            )
+
+    # --- after the bar --------------------------------------------------------------------
+    def _track_distance(self, data: Any, symbol: str, mark: list[float]) -> None:
+        low, high = min(mark), max(mark)
+        for pos in self._legs(data):
+            lp, direction = self._liquidation_price(pos)
+            if lp is None:
+                continue
+            extreme = low if direction < 0 else high
+            distance = (extreme - lp) / extreme if direction < 0 else (lp - extreme) / extreme
+            self.min_liquidation_distance = min(self.min_liquidation_distance, distance)
+
+    def _after_bar(self) -> None:
+        self._warn()
+        events = self.account.events
+        if self._delivered < len(events):
+            new = events[self._delivered:]
+            self._delivered = len(events)
+            for strategy in self._strategies():
+                hook = getattr(strategy, "notify_margin", None)
+                if hook is not None:
+                    for event in new:
+                        hook(event)
+
+    def _strategies(self) -> list[Any]:
+        for data in self._data_symbol:
+            env = getattr(data, "_env", None)
+            if env is not None and getattr(env, "runningstrats", None):
+                return list(env.runningstrats)
+        return list({id(o): o for o in self._owners.values() if o is not None}.values())
+
+    def _warn(self) -> None:
+        threshold = float(self.p.warning_threshold)
+        account = self.account
+        now = account.clock
+        if now is None:
+            return
+        checks: list[tuple[Position, float]] = []
+        cross = account.cross_positions()
+        if cross:
+            ratio = account.margin_ratio()
+            checks.extend((p, ratio) for p in cross)
+        for pos in account.open_positions():
+            if pos.margin_mode == "isolated":
+                checks.append((pos, account.margin_ratio(pos)))
+        for pos, ratio in checks:
+            if ratio < threshold:
+                continue
+            key = (pos.symbol, pos.leg)
+            last = self._warned_at.get(key)
+            if last is not None and now - last < _WARNING_INTERVAL:
+                continue
+            self._warned_at[key] = now
+            account.events.append(ev.MarginWarning(now, pos.symbol, pos.leg, ratio, threshold))

@@ -1,0 +1,591 @@
+"""A futures account's margin state: wallet, positions, fills, funding and liquidations.
+
+Pure Python (no backtrader): the broker adapter drives it bar by bar and turns its results into
+backtrader orders and notifications. Money accounting (SPEC §4–7):
+
+* ``wallet_balance`` is the cross wallet. Isolated margin leaves it when an isolated position
+  opens or grows and comes back, with the realized PnL, when it closes.
+* ``equity = wallet + Σ isolated margins + Σ unrealized PnL`` (at marks).
+* Fees are paid from the wallet; funding moves the wallet (cross) or the position margin
+  (isolated).
+* A liquidation closes at the market (execution) price; the trader is then settled at the
+  bankruptcy price and the difference goes to the insurance fund (``insurance_fund`` is the
+  running total of what the fund gained). Hence, exactly:
+  ``equity = initial + realized PnL (at execution) − fees − funding − insurance_fund``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from liqbt.core import events as ev
+from liqbt.core import margin as mg
+from liqbt.core.errors import ValidationError
+from liqbt.core.profile import MARGIN_MODES, ExchangeProfile, SymbolSpec, normalize_symbol
+from liqbt.core.tiers import Tier, TierTable
+
+POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
+SETTLEMENTS: tuple[str, ...] = ("bankruptcy", "liquidation_price")
+LEGS: tuple[str, ...] = ("net", "long", "short")
+
+# Float noise below this many USDT is treated as zero when a cross wallet is cleared.
+_MONEY_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """How the account trades one symbol (set once per data feed).
+
+    Attributes
+    ----------
+    symbol
+        Normalised symbol (``BTCUSDT``).
+    leverage
+        Chosen leverage; IM = notional / leverage.
+    margin_mode
+        ``cross`` or ``isolated``.
+    auto_top_up
+        Isolated only: move margin in at the LP (Bitget/Bybit), SPEC §10.
+    spec
+        The exchange's symbol data (tiers, tick, step, min notional).
+    """
+
+    symbol: str
+    leverage: float
+    margin_mode: str
+    spec: SymbolSpec
+    auto_top_up: bool = False
+
+    @property
+    def tiers(self) -> TierTable:
+        """The symbol's tier table."""
+        return self.spec.tiers
+
+
+@dataclass
+class Position:
+    """Mutable state of one position leg (``net`` in one-way mode, ``long``/``short`` in
+    hedge mode). ``size`` is signed; ``margin`` is the isolated position margin ``M``."""
+
+    symbol: str
+    leg: str
+    margin_mode: str
+    size: float = 0.0
+    entry_price: float = 0.0
+    margin: float = 0.0
+    mark_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0
+
+    @property
+    def side(self) -> int:
+        """+1 long, −1 short, 0 flat."""
+        return (self.size > 0) - (self.size < 0)
+
+    @property
+    def side_name(self) -> str:
+        """``long`` or ``short`` (``flat`` when empty)."""
+        return {1: "long", -1: "short", 0: "flat"}[self.side]
+
+    @property
+    def unrealized_pnl(self) -> float:
+        """``size × (mark − entry)`` in USDT."""
+        return self.size * (self.mark_price - self.entry_price) if self.size else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FillResult:
+    """What one fill did: ``opened``/``closed`` are signed parts of the fill size."""
+
+    opened: float
+    closed: float
+    realized_pnl: float
+    fee: float
+    size_after: float
+    entry_after: float
+
+
+@dataclass
+class Account:
+    """The margin state of one account. See the module docstring for the accounting rules.
+
+    Parameters
+    ----------
+    profile
+        The exchange profile (fees, formulas, tiers).
+    wallet_balance
+        Initial cross wallet balance, USDT.
+    position_mode
+        ``one-way`` (net position per symbol) or ``hedge`` (LONG and SHORT legs).
+    settlement
+        ``bankruptcy`` (default: the trader loses the whole position margin, the rest goes to
+        the insurance fund) or ``liquidation_price`` (settled at the trigger price, charged the
+        profile's liquidation fee rate).
+    debit
+        Keep a negative balance after a gap past bankruptcy instead of clearing it to 0.
+    """
+
+    profile: ExchangeProfile
+    wallet_balance: float
+    position_mode: str = "one-way"
+    settlement: str = "bankruptcy"
+    debit: bool = False
+    markets: dict[str, MarketConfig] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Position] = field(default_factory=dict)
+    initial_balance: float = field(init=False)
+    realized_pnl: float = 0.0
+    fees_paid: float = 0.0
+    funding_paid: float = 0.0
+    insurance_fund: float = 0.0
+    clock: datetime | None = None
+    version: int = 0
+    events: list[ev.Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not math.isfinite(self.wallet_balance) or self.wallet_balance < 0:
+            problems.append(f"wallet_balance = {self.wallet_balance!r} must be a number >= 0")
+        if self.position_mode not in POSITION_MODES:
+            problems.append(f"position_mode = {self.position_mode!r} is not one of {POSITION_MODES}")
+        if self.settlement not in SETTLEMENTS:
+            problems.append(f"settlement = {self.settlement!r} is not one of {SETTLEMENTS}")
+        if problems:
+            raise ValidationError(problems)
+        self.initial_balance = self.wallet_balance
+
+    # --- configuration ------------------------------------------------------------------
+    def set_market(
+        self,
+        symbol: str,
+        leverage: float,
+        margin_mode: str = "cross",
+        auto_top_up: bool = False,
+        tiers: TierTable | None = None,
+    ) -> MarketConfig:
+        """Declare how ``symbol`` is traded; validated against the profile.
+
+        Leverage above the first tier's maximum is an error naming both numbers; top-up is
+        refused where the profile has none or in cross mode.
+        """
+        problems: list[str] = []
+        key = normalize_symbol(symbol)
+        spec = self.profile.symbol(key)
+        if tiers is not None:
+            spec = SymbolSpec(
+                key, tiers, spec.price_tick, spec.size_step, spec.min_notional,
+                tiers.source, "",
+            )
+        if margin_mode not in MARGIN_MODES:
+            problems.append(f"{key}: margin_mode = {margin_mode!r} is not one of {MARGIN_MODES}")
+        top = spec.tiers.tiers[0].max_leverage
+        if not isinstance(leverage, int | float) or not 1 <= leverage <= top:
+            problems.append(
+                f"{key}: leverage = {leverage!r} is outside 1 .. {top:g} (the tier maximum of "
+                f"{self.profile.name} {key})"
+            )
+        if auto_top_up and not self.profile.auto_top_up:
+            problems.append(f"{key}: auto_top_up is not offered by {self.profile.name}")
+        if auto_top_up and margin_mode != "isolated":
+            problems.append(f"{key}: auto_top_up needs margin_mode = 'isolated'")
+        if problems:
+            raise ValidationError(problems)
+        config = MarketConfig(key, float(leverage), margin_mode, spec, auto_top_up)
+        self.markets[key] = config
+        return config
+
+    def market(self, symbol: str) -> MarketConfig:
+        """The :class:`MarketConfig` of ``symbol``; a clear error when it was never set."""
+        try:
+            return self.markets[symbol]
+        except KeyError:
+            key = normalize_symbol(symbol)
+            if key in self.markets:
+                return self.markets[key]
+            raise ValidationError(
+                [f"symbol {symbol!r} has no market settings: call set_market first"]
+            ) from None
+
+    def position(self, symbol: str, leg: str = "net") -> Position:
+        """The position leg (created flat on first use)."""
+        key = (symbol, leg)
+        pos = self.positions.get(key)
+        if pos is None:
+            config = self.market(symbol)
+            pos = Position(symbol=config.symbol, leg=leg, margin_mode=config.margin_mode)
+            self.positions[key] = pos
+        return pos
+
+    def open_positions(self) -> Iterator[Position]:
+        """Every leg with a non-zero size."""
+        return (p for p in self.positions.values() if p.size)
+
+    def leg_for(self, symbol: str, qty: float, reduce: bool) -> str:
+        """Which leg an order of signed ``qty`` acts on: ``net`` in one-way mode; in hedge mode
+        a buy opens LONG or (``reduce``) closes SHORT, a sell the reverse."""
+        if self.position_mode == "one-way":
+            return "net"
+        if reduce:
+            return "short" if qty > 0 else "long"
+        return "long" if qty > 0 else "short"
+
+    # --- marks and valuation ------------------------------------------------------------
+    def set_mark(self, symbol: str, price: float) -> None:
+        """Value every leg of ``symbol`` at ``price`` (USDT)."""
+        for leg in LEGS:
+            pos = self.positions.get((symbol, leg))
+            if pos is not None:
+                pos.mark_price = price
+
+    def _mm_tier(self, pos: Position) -> Tier:
+        """The tier giving MM for ``pos`` at its mark (the ``simple`` model: a constant)."""
+        config = self.market(pos.symbol)
+        if self.profile.mm_model == "used_margin":
+            im = abs(pos.size) * pos.entry_price / config.leverage
+            return Tier(0.0, math.inf, 0.0, config.leverage, -self.profile.used_margin_mm_rate * im)
+        if self.profile.lp_formula == "bybit":
+            return config.tiers.tier_at(pos.size, pos.entry_price)
+        return config.tiers.tier_at(pos.size, pos.mark_price)
+
+    def maintenance_margin(self, pos: Position) -> float:
+        """MM of a leg in USDT at its mark (Bybit standard: at the entry value), plus the
+        closing-fee term of ``taker_at_mark`` profiles (SPEC §3)."""
+        if not pos.size:
+            return 0.0
+        tier = self._mm_tier(pos)
+        basis_price = pos.entry_price if self.profile.lp_formula == "bybit" else pos.mark_price
+        mm = abs(pos.size) * basis_price * tier.mmr - tier.maintenance_amount
+        if self.profile.lp_formula == "taker_at_mark":
+            mm += abs(pos.size) * pos.mark_price * self.profile.taker_fee
+        return mm
+
+    def initial_margin(self, pos: Position) -> float:
+        """IM of a leg: ``|size| × entry / leverage``."""
+        return abs(pos.size) * pos.entry_price / self.market(pos.symbol).leverage
+
+    def cross_positions(self) -> list[Position]:
+        """Open legs in cross margin."""
+        return [p for p in self.open_positions() if p.margin_mode == "cross"]
+
+    def cross_margin_balance(self) -> float:
+        """Cross wallet + Σ upnl of cross legs (SPEC §5)."""
+        return self.wallet_balance + sum(p.unrealized_pnl for p in self.cross_positions())
+
+    def cross_maintenance_margin(self) -> float:
+        """Σ MM of cross legs."""
+        return sum(self.maintenance_margin(p) for p in self.cross_positions())
+
+    def equity(self) -> float:
+        """Wallet + isolated margins + all unrealized PnL (USDT)."""
+        total = self.wallet_balance
+        for pos in self.open_positions():
+            total += pos.unrealized_pnl
+            if pos.margin_mode == "isolated":
+                total += pos.margin
+        return total
+
+    def available_balance(self, order_margin: float = 0.0) -> float:
+        """Cross wallet + Σ cross upnl − Σ cross IM − order margin (SPEC §6), floored at 0."""
+        cross = self.cross_positions()
+        value = self.wallet_balance + sum(p.unrealized_pnl for p in cross)
+        value -= sum(self.initial_margin(p) for p in cross) + order_margin
+        return max(value, 0.0)
+
+    def margin_ratio(self, pos: Position | None = None) -> float:
+        """MM / margin balance: of an isolated leg (``pos``) or of the cross account."""
+        if pos is not None and pos.margin_mode == "isolated":
+            return mg.margin_ratio(self.maintenance_margin(pos), pos.margin + pos.unrealized_pnl)
+        return mg.margin_ratio(self.cross_maintenance_margin(), self.cross_margin_balance())
+
+    # --- liquidation and bankruptcy prices ----------------------------------------------
+    def liquidation_price(self, pos: Position) -> tuple[float | None, int]:
+        """``(LP, direction)`` of a leg; direction −1 = reached by a falling mark, +1 rising.
+
+        Isolated: :func:`liqbt.core.margin.isolated_liquidation_price` on the leg's margin.
+        Cross: :func:`liqbt.core.margin.cross_liquidation_price` for the leg's symbol, all
+        cross legs of that symbol moving together, the other symbols at their marks.
+        """
+        if not pos.size:
+            return None, 0
+        config = self.market(pos.symbol)
+        formula = self.profile.lp_formula
+        if self.profile.mm_model == "used_margin":
+            tiers = TierTable((self._mm_tier(pos),), symbol=pos.symbol)
+            formula = "taker_at_mark"
+        else:
+            tiers = config.tiers
+        if pos.margin_mode == "isolated":
+            lp = mg.isolated_liquidation_price(
+                pos.side, pos.size, pos.entry_price, pos.margin, tiers, formula,
+                self.profile.taker_fee, self.initial_margin(pos),
+            )
+            return lp, -pos.side
+        legs, other_upnl, other_mm = self._cross_split(pos.symbol)
+        if self.profile.mm_model == "used_margin":
+            legs = [mg.CrossLeg(leg.side, leg.size, leg.entry_price, tiers) for leg in legs]
+        if formula == "bybit":
+            formula = "binance"  # cross MM is valued at mark on Bybit too
+        return mg.cross_liquidation_price(
+            self.wallet_balance, legs, other_upnl, other_mm, self.profile.taker_fee, formula,
+            start_price=pos.mark_price or pos.entry_price,
+        )
+
+    def _cross_split(self, symbol: str) -> tuple[list[mg.CrossLeg], float, float]:
+        tiers = self.market(symbol).tiers
+        legs: list[mg.CrossLeg] = []
+        other_upnl = other_mm = 0.0
+        for p in self.cross_positions():
+            if p.symbol == symbol:
+                legs.append(mg.CrossLeg(p.side, abs(p.size), p.entry_price, tiers))
+            else:
+                other_upnl += p.unrealized_pnl
+                other_mm += self.maintenance_margin(p)
+        return legs, other_upnl, other_mm
+
+    def bankruptcy_price(self, pos: Position) -> float | None:
+        """Price of the leg's symbol where its margin balance is 0 (SPEC §4–5)."""
+        if not pos.size:
+            return None
+        if pos.margin_mode == "isolated":
+            bp = mg.isolated_bankruptcy_price(pos.side, pos.size, pos.entry_price, pos.margin)
+            return bp if bp > 0 else None
+        legs, other_upnl, _ = self._cross_split(pos.symbol)
+        return mg.cross_bankruptcy_price(self.wallet_balance, legs, other_upnl)
+
+    # --- money movements ----------------------------------------------------------------
+    def fill(
+        self,
+        symbol: str,
+        qty: float,
+        price: float,
+        fee_rate: float,
+        leg: str = "net",
+        maker: bool = False,
+        order_ref: int | None = None,
+        liquidation: bool = False,
+    ) -> FillResult:
+        """Apply a fill of signed ``qty`` at ``price`` to a leg and record a :class:`Fill`.
+
+        The closing part realizes ``−closed × (price − entry)``... expressed with the position's
+        sign: ``pnl = closed_size × (price − entry)`` where ``closed_size`` is the part of the
+        old position closed (same sign as the position). Isolated margin is released in
+        proportion to the closed size and funded from the wallet for the opened part
+        (IM = opened notional / leverage). The fee is ``|qty| × price × fee_rate``.
+        """
+        config = self.market(symbol)
+        pos = self.position(config.symbol, leg)
+        old = pos.size
+        closed = 0.0
+        if old and (old > 0) != (qty > 0):
+            closed = -old if abs(qty) >= abs(old) else qty  # signed as the fill
+        opened = qty - closed
+        fee = abs(qty) * price * fee_rate
+        pnl = 0.0
+        if closed:
+            closed_part = -closed  # same sign as the position
+            pnl = closed_part * (price - pos.entry_price)
+            fraction = abs(closed) / abs(old)
+            if pos.margin_mode == "isolated":
+                released = pos.margin * fraction
+                pos.margin -= released
+                self.wallet_balance += released
+            pos.size = old + closed
+            if abs(pos.size) <= abs(old) * 1e-12:
+                pos.size = 0.0
+                if pos.margin_mode == "isolated":
+                    self.wallet_balance += pos.margin
+                    pos.margin = 0.0
+                pos.entry_price = 0.0
+            self.wallet_balance += pnl
+            pos.realized_pnl += pnl
+            self.realized_pnl += pnl
+        if opened:
+            new_size = pos.size + opened
+            pos.entry_price = (
+                (pos.size * pos.entry_price + opened * price) / new_size if pos.size else price
+            )
+            pos.size = new_size
+            if pos.margin_mode == "isolated":
+                im = abs(opened) * price / config.leverage
+                pos.margin += im
+                self.wallet_balance -= im
+        self.wallet_balance -= fee
+        self.version += 1
+        pos.fees += fee
+        self.fees_paid += fee
+        if not pos.mark_price:
+            pos.mark_price = price
+        self.events.append(
+            ev.Fill(
+                self.clock, config.symbol, leg, qty, price, fee, pnl, maker, liquidation,
+                order_ref, pos.size,
+            )
+        )
+        return FillResult(opened, closed, pnl, fee, pos.size, pos.entry_price)
+
+    def apply_funding(self, symbol: str, rate: float, mark_price: float) -> float:
+        """Settle funding for every open leg of ``symbol``: each pays
+        ``size × mark × rate`` (SPEC §7) from the wallet (cross) or its margin (isolated).
+        Returns the total paid (negative = received)."""
+        total = 0.0
+        for leg in LEGS:
+            pos = self.positions.get((symbol, leg))
+            if pos is None or not pos.size:
+                continue
+            payment = mg.funding_payment(pos.size, mark_price, rate)
+            self.version += 1
+            if pos.margin_mode == "isolated":
+                pos.margin -= payment
+            else:
+                self.wallet_balance -= payment
+            pos.funding += payment
+            self.funding_paid += payment
+            total += payment
+            self.events.append(
+                ev.Funding(
+                    self.clock, symbol, leg, rate, mark_price, pos.size, payment, pos.margin_mode
+                )
+            )
+        return total
+
+    def add_margin(self, pos: Position, amount: float) -> None:
+        """Move ``amount`` USDT from the wallet into an isolated leg's margin (negative
+        removes it; removal is limited so the leg keeps its initial margin)."""
+        problems = []
+        if pos.margin_mode != "isolated" or not pos.size:
+            problems.append(f"{pos.symbol}: margin can only be moved on an open isolated position")
+        elif amount > 0 and amount > self.available_balance() + _MONEY_EPS:
+            problems.append(
+                f"{pos.symbol}: add_margin {amount:g} exceeds the available balance "
+                f"{self.available_balance():g}"
+            )
+        elif amount < 0:
+            removable = max(pos.margin + min(pos.unrealized_pnl, 0.0) - self.initial_margin(pos), 0)
+            if -amount > removable + _MONEY_EPS:
+                problems.append(
+                    f"{pos.symbol}: remove_margin {-amount:g} exceeds the removable {removable:g}"
+                )
+        if problems:
+            raise ValidationError(problems)
+        pos.margin += amount
+        self.wallet_balance -= amount
+        self.version += 1
+
+    def auto_top_up(self, pos: Position, order_margin: float = 0.0) -> float:
+        """At the LP: move ``min(IM, available)`` into an isolated leg with top-up on (SPEC §10).
+
+        Returns the amount moved (0 when none applies) and records a :class:`TopUp` event.
+        """
+        if pos.margin_mode != "isolated" or not self.market(pos.symbol).auto_top_up:
+            return 0.0
+        effective_leverage = (
+            abs(pos.size) * pos.mark_price / pos.margin if pos.margin > 0 else math.inf
+        )
+        amount = mg.auto_top_up_amount(
+            self.initial_margin(pos), self.available_balance(order_margin), effective_leverage
+        )
+        if amount <= 0:
+            return 0.0
+        pos.margin += amount
+        self.wallet_balance -= amount
+        self.version += 1
+        lp, _ = self.liquidation_price(pos)
+        self.events.append(
+            ev.TopUp(
+                self.clock, pos.symbol, pos.leg, amount, pos.margin, lp,
+                self.available_balance(order_margin),
+            )
+        )
+        return amount
+
+    # --- liquidation settlement -----------------------------------------------------------
+    def settlement_prices(
+        self, legs: list[Position], execution_prices: dict[tuple[str, str], float]
+    ) -> dict[tuple[str, str], float]:
+        """Prices at which the trader is settled when ``legs`` are force-closed at
+        ``execution_prices`` (SPEC §9 step 4).
+
+        ``bankruptcy``: what remains of the margin balance at execution (``B``) goes to the
+        insurance fund, shared among the legs in proportion to their MM: each leg settles at
+        ``exec − side × share / q``. Isolated: ``B = M + upnl`` so the leg settles exactly at its
+        bankruptcy price. Cross: the wallet ends at 0. With ``debit`` and ``B < 0`` (a gap past
+        bankruptcy) the trader keeps the deficit (settled at execution).
+        ``liquidation_price``: settled at execution (the liquidation fee is charged apart).
+        """
+        if self.settlement == "liquidation_price":
+            return dict(execution_prices)
+        marks = {key: self.positions[key].mark_price for key in execution_prices}
+        for (symbol, leg), price in execution_prices.items():
+            self.positions[(symbol, leg)].mark_price = price
+        try:
+            if all(p.margin_mode == "isolated" for p in legs):
+                balance = sum(p.margin + p.unrealized_pnl for p in legs)
+            else:
+                balance = self.cross_margin_balance()
+            if balance < 0 and self.debit:
+                return dict(execution_prices)
+            weights = {(p.symbol, p.leg): self.maintenance_margin(p) for p in legs}
+            total = sum(weights.values())
+            if total <= 0:
+                weights = {(p.symbol, p.leg): abs(p.size) * p.mark_price for p in legs}
+                total = sum(weights.values())
+            result = {}
+            for p in legs:
+                key = (p.symbol, p.leg)
+                share = balance * weights[key] / total
+                result[key] = execution_prices[key] - p.side * share / abs(p.size)
+            return result
+        finally:
+            for key, mark in marks.items():
+                self.positions[key].mark_price = mark
+
+    def book_liquidation(
+        self,
+        pos: Position,
+        qty: float,
+        trigger_price: float,
+        execution_price: float,
+        settlement_price: float,
+        fee_rate: float,
+        partial: bool,
+        order_ref: int | None = None,
+    ) -> ev.Liquidation:
+        """Close ``qty`` (signed, reducing) of ``pos`` at ``execution_price`` and settle the
+        trader at ``settlement_price``; the difference goes to the insurance fund. Records the
+        :class:`Fill` and :class:`Liquidation` events and returns the latter."""
+        side_name = pos.side_name
+        mode = pos.margin_mode
+        entry = pos.entry_price
+        result = self.fill(
+            pos.symbol, qty, execution_price, fee_rate, pos.leg, order_ref=order_ref,
+            liquidation=True,
+        )
+        closed_part = -result.closed
+        clearance = closed_part * (execution_price - settlement_price)
+        if self.settlement == "liquidation_price" and not partial:
+            clearance += abs(qty) * execution_price * self.profile.liquidation_fee
+        self.wallet_balance -= clearance
+        self.insurance_fund += clearance
+        self.version += 1
+        if mode == "cross" and not partial and not self.cross_positions():
+            # the cross wallet ends at exactly 0: float noise goes to the fund, never to the
+            # trader (and a deficit stays only with debit on)
+            if abs(self.wallet_balance) < _MONEY_EPS * max(1.0, self.initial_balance) or (
+                self.wallet_balance < 0 and not self.debit
+            ):
+                self.insurance_fund += self.wallet_balance
+                self.wallet_balance = 0.0
+        loss = -(closed_part * (settlement_price - entry)) + (
+            abs(qty) * execution_price * self.profile.liquidation_fee
+            if self.settlement == "liquidation_price" and not partial
+            else 0.0
+        )
+        event = ev.Liquidation(
+            self.clock, pos.symbol, pos.leg, side_name, abs(closed_part), trigger_price,
+            settlement_price, loss + result.fee, clearance, mode, partial, result.fee,
+        )
+        self.events.append(event)
+        return event

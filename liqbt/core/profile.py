@@ -1,0 +1,292 @@
+"""Exchange profiles: an exchange's margin rules as data (SPEC §3).
+
+A profile is a TOML file (``configs/exchanges/<name>.toml``, installed as
+``liqbt.configs.exchanges``) with fees, switches and per-symbol tier tables. Loading validates
+everything and reports every problem at once. Exchange differences are data plus the few named
+liquidation-price formulas of :mod:`liqbt.core.margin`; there is no class per exchange.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liqbt.core.errors import ValidationError
+from liqbt.core.margin import LP_FORMULAS
+from liqbt.core.tiers import TierTable
+
+MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
+MM_MODELS: tuple[str, ...] = ("tiers", "used_margin")
+LP_ROUNDINGS: tuple[str, ...] = ("decimals", "tick", "tick_directional")
+PROFILE_NAMES: tuple[str, ...] = ("binance", "bybit", "okx", "bitget", "gate", "simple")
+
+_QUOTE_SUFFIXES = ("USDT", "USDC", "BUSD", "USD")
+
+
+def normalize_symbol(symbol: str) -> str:
+    """``BTC/USDT:USDT``, ``BTC_USDT``, ``BTC-USDT-SWAP``, ``btcusdt`` -> ``BTCUSDT``."""
+    text = symbol.strip().upper()
+    text = text.split(":", 1)[0]
+    text = re.sub(r"-(SWAP|PERP|PERPETUAL)$", "", text)
+    return re.sub(r"[^A-Z0-9]", "", text)
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """Per-symbol exchange data.
+
+    Attributes
+    ----------
+    symbol
+        Normalised name (``BTCUSDT``).
+    tiers
+        The maintenance-margin tier table.
+    price_tick, size_step
+        Smallest price increment (USDT) and size increment (base units).
+    min_notional
+        Smallest order value in USDT.
+    tiers_source, tiers_as_of
+        Where and when the tier table was published.
+    """
+
+    symbol: str
+    tiers: TierTable
+    price_tick: float
+    size_step: float
+    min_notional: float
+    tiers_source: str = ""
+    tiers_as_of: str = ""
+
+
+@dataclass(frozen=True)
+class ExchangeProfile:
+    """An exchange's rule book. Build with :func:`load_profile` or :func:`profile_from_dict`.
+
+    Fees are fractions of notional (0.0005 = 0.05 %). ``lp_formula`` is one of
+    :data:`liqbt.core.margin.LP_FORMULAS`. ``partial_liquidation_tiers`` is how many tiers one
+    partial-liquidation step drops (0 = always full liquidation), applied in the margin modes
+    listed in ``partial_liquidation_modes``. ``mm_model = "used_margin"`` is the ``simple``
+    profile: MM is ``used_margin_mm_rate`` × the initial margin in use.
+    """
+
+    name: str
+    maker_fee: float
+    taker_fee: float
+    symbols: Mapping[str, SymbolSpec]
+    display_name: str = ""
+    source: str = ""
+    as_of: str = ""
+    liquidation_fee: float = 0.0
+    lp_formula: str = "binance"
+    mm_model: str = "tiers"
+    used_margin_mm_rate: float = 0.5
+    partial_liquidation_tiers: int = 0
+    partial_liquidation_modes: tuple[str, ...] = ("cross", "isolated")
+    auto_top_up: bool = False
+    lp_rounding: str = "decimals"
+    lp_decimals: int = 2
+    funding_interval_hours: float = 8.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def symbol(self, name: str) -> SymbolSpec:
+        """The :class:`SymbolSpec` of ``name`` (any common spelling); a clear error otherwise."""
+        key = normalize_symbol(name)
+        spec = self.symbols.get(key)
+        if spec is None:
+            known = ", ".join(sorted(self.symbols)) or "none"
+            raise ValidationError(
+                [f"symbol {name!r} is not in profile {self.name!r} (known: {known}); import "
+                 "its tiers with `liqbt.core.profile.tiers_from_ccxt` or pass --mmr"]
+            )
+        return spec
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> ExchangeProfile:
+        """A copy with top-level fields replaced (fees, switches), re-validated."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)} - {"symbols"}
+        if unknown:
+            raise ValidationError(
+                [f"unknown profile field(s) {sorted(unknown)}"], source=source
+            )
+        merged = dataclasses.replace(self, **dict(overrides))
+        _raise_profile_problems(merged, source)
+        return merged
+
+
+def _raise_profile_problems(profile: ExchangeProfile, source: str) -> None:
+    problems: list[str] = []
+    for fee_name in ("maker_fee", "taker_fee", "liquidation_fee"):
+        value = getattr(profile, fee_name)
+        if not isinstance(value, int | float) or not -0.01 <= value < 0.1:
+            problems.append(f"{fee_name} = {value!r} must be a fraction in [-0.01, 0.1)")
+    if profile.lp_formula not in LP_FORMULAS:
+        problems.append(f"lp_formula = {profile.lp_formula!r} is not one of {LP_FORMULAS}")
+    if profile.mm_model not in MM_MODELS:
+        problems.append(f"mm_model = {profile.mm_model!r} is not one of {MM_MODELS}")
+    if not 0 < profile.used_margin_mm_rate < 1:
+        problems.append(
+            f"used_margin_mm_rate = {profile.used_margin_mm_rate!r} must be in (0, 1)"
+        )
+    if not isinstance(profile.partial_liquidation_tiers, int) or profile.partial_liquidation_tiers < 0:
+        problems.append(
+            f"partial_liquidation_tiers = {profile.partial_liquidation_tiers!r} must be an "
+            "integer >= 0"
+        )
+    bad_modes = [m for m in profile.partial_liquidation_modes if m not in MARGIN_MODES]
+    if bad_modes:
+        problems.append(f"partial_liquidation_modes {bad_modes} not in {MARGIN_MODES}")
+    if profile.lp_rounding not in LP_ROUNDINGS:
+        problems.append(f"lp_rounding = {profile.lp_rounding!r} is not one of {LP_ROUNDINGS}")
+    if not isinstance(profile.auto_top_up, bool):
+        problems.append(f"auto_top_up = {profile.auto_top_up!r} must be true or false")
+    if not profile.funding_interval_hours > 0:
+        problems.append(
+            f"funding_interval_hours = {profile.funding_interval_hours!r} must be > 0"
+        )
+    if profile.mm_model == "tiers" and not profile.symbols:
+        problems.append("no [symbols.*] tables: a tiered profile needs at least one symbol")
+    if problems:
+        raise ValidationError(problems, source=source)
+
+
+_TOP_LEVEL = {
+    "name", "display_name", "source", "as_of", "fees", "rules", "symbols", "notes",
+}
+_FEES = {"maker": "maker_fee", "taker": "taker_fee", "liquidation": "liquidation_fee"}
+_RULES = {
+    "lp_formula", "mm_model", "used_margin_mm_rate", "partial_liquidation_tiers",
+    "partial_liquidation_modes", "auto_top_up", "lp_rounding", "lp_decimals",
+    "funding_interval_hours", "tier_style", "tier_basis",
+}
+_SYMBOL_FIELDS = {
+    "price_tick", "size_step", "min_notional", "tiers", "tiers_source", "tiers_as_of",
+    "tier_style", "tier_basis",
+}
+
+
+def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> ExchangeProfile:
+    """Validate a parsed profile document and build the :class:`ExchangeProfile`.
+
+    Every problem in the document (unknown keys, bad fees, bad switches, broken tier tables) is
+    collected and raised together as one :class:`ValidationError` naming ``source``.
+    """
+    problems: list[str] = []
+    unknown = set(data) - _TOP_LEVEL
+    if unknown:
+        problems.append(f"unknown top-level key(s) {sorted(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("field 'name' is missing or not a string")
+        name = "?"
+    fees = data.get("fees", {})
+    rules = dict(data.get("rules", {}))
+    kwargs: dict[str, Any] = {}
+    for key, value in fees.items():
+        if key not in _FEES:
+            problems.append(f"fees: unknown key {key!r} (known: {sorted(_FEES)})")
+            continue
+        kwargs[_FEES[key]] = value
+    for required in ("maker", "taker"):
+        if required not in fees:
+            problems.append(f"fees.{required} is missing")
+    for key in set(rules) - _RULES:
+        problems.append(f"rules: unknown key {key!r} (known: {sorted(_RULES)})")
+    default_style = rules.pop("tier_style", "bracket")
+    default_basis = rules.pop("tier_basis", "notional")
+    for key in _RULES - {"tier_style", "tier_basis"}:
+        if key in rules:
+            value = rules[key]
+            kwargs[key] = tuple(value) if key == "partial_liquidation_modes" else value
+
+    symbols: dict[str, SymbolSpec] = {}
+    for raw_symbol, spec in dict(data.get("symbols", {})).items():
+        symbol = normalize_symbol(raw_symbol)
+        where = f"symbols.{raw_symbol}"
+        extra = set(spec) - _SYMBOL_FIELDS
+        if extra:
+            problems.append(f"{where}: unknown key(s) {sorted(extra)}")
+        numbers: dict[str, float] = {}
+        for key in ("price_tick", "size_step", "min_notional"):
+            value = spec.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"{where}.{key} = {value!r} must be a number")
+            elif not (value > 0 or (key == "min_notional" and value == 0)) or not math.isfinite(value):
+                problems.append(f"{where}.{key} = {value!r} must be > 0")
+            else:
+                numbers[key] = float(value)
+        try:
+            tiers = TierTable.from_rows(
+                spec.get("tiers", []),
+                style=spec.get("tier_style", default_style),
+                symbol=symbol,
+                basis=spec.get("tier_basis", default_basis),
+            )
+        except ValidationError as exc:
+            problems.extend(f"{where}: {p}" for p in exc.problems)
+            continue
+        if len(numbers) == 3:
+            symbols[symbol] = SymbolSpec(
+                symbol=symbol,
+                tiers=tiers,
+                price_tick=numbers["price_tick"],
+                size_step=numbers["size_step"],
+                min_notional=numbers["min_notional"],
+                tiers_source=str(spec.get("tiers_source", "")),
+                tiers_as_of=str(spec.get("tiers_as_of", "")),
+            )
+    if problems:
+        raise ValidationError(problems, source=source)
+    try:
+        profile = ExchangeProfile(
+            name=name,
+            symbols=symbols,
+            display_name=str(data.get("display_name", name)),
+            source=str(data.get("source", "")),
+            as_of=str(data.get("as_of", "")),
+            notes=tuple(data.get("notes", ())),
+            **kwargs,
+        )
+    except TypeError as exc:  # a wrongly typed switch that dataclass construction refuses
+        raise ValidationError([str(exc)], source=source) from exc
+    _raise_profile_problems(profile, source)
+    return profile
+
+
+def load_profile(name_or_path: str | Path) -> ExchangeProfile:
+    """Load a bundled profile by name (``binance``, ``bybit``, ``okx``, ``bitget``, ``gate``,
+    ``simple``) or a profile file (``.toml`` or ``.json``) by path, validated."""
+    text_name = str(name_or_path)
+    path = Path(text_name)
+    if path.suffix.lower() in (".toml", ".json") or path.exists():
+        if not path.is_file():
+            raise ValidationError([f"profile file {text_name!r} does not exist"])
+        raw = path.read_bytes()
+        source = str(path)
+    else:
+        resource = importlib.resources.files("liqbt.configs.exchanges") / f"{text_name}.toml"
+        if not resource.is_file():
+            available = sorted(
+                p.name[:-5]
+                for p in importlib.resources.files("liqbt.configs.exchanges").iterdir()
+                if p.name.endswith(".toml")
+            )
+            raise ValidationError(
+                [f"unknown exchange {text_name!r} (available: {', '.join(available)})"]
+            )
+        raw = resource.read_bytes()
+        source = f"configs/exchanges/{text_name}.toml"
+    try:
+        if source.endswith(".json"):
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError([f"cannot parse: {exc}"], source=source) from exc
+    return profile_from_dict(data, source=source)
