@@ -119,6 +119,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self.min_liquidation_distance = math.inf
         self._lp_cache: dict[tuple[str, str], tuple[float | None, int]] = {}
         self._lp_version = -1
+        self._order_margin_cache: tuple[Any, float] = (None, 0.0)
         self._configured = False
 
     def start(self) -> None:
@@ -281,6 +282,9 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
         """Margin reserved by resting orders: opening size × price / leverage (SPEC §6)."""
+        key = (self.account.version, len(self.pending), self.pending[-1].ref if self.pending else 0)
+        if exclude is None and self._order_margin_cache[0] == key:
+            return self._order_margin_cache[1]
         total = 0.0
         for order in self.pending:
             if order is None or order is exclude or not order.alive():
@@ -289,6 +293,8 @@ class MarginBroker(bt.brokers.BackBroker):
             if opening:
                 leverage = self.account.market(self._symbol_of(order.data)).leverage
                 total += opening * self._order_price(order) / leverage
+        if exclude is None:
+            self._order_margin_cache = (key, total)
         return total
 
     def _rejection(self, order: bt.Order) -> str | None:
@@ -371,22 +377,17 @@ class MarginBroker(bt.brokers.BackBroker):
         self._after_bar()
 
     def _active_datas(self) -> list[Any]:
+        """Feeds that produced a new bar since the last step (resampled feeds tick slower)."""
         datas = []
         for data in self._data_symbol:
             n = len(data)
             if n and self._seen_len.get(data) != n:
                 self._seen_len[data] = n
                 datas.append(data)
-        for order in self.pending:
-            if order is not None and order.data not in self._data_symbol:
-                self._symbol_of(order.data)
-                if order.data not in datas and len(order.data):
-                    self._seen_len[order.data] = len(order.data)
-                    datas.append(order.data)
         return datas
 
     def _expire_orders(self) -> None:
-        for order in list(self.pending):
+        for order in [o for o in self.pending if o is not None and o.valid]:
             if order.expire():
                 self.pending.remove(order)
                 self.notify(order)
@@ -427,23 +428,61 @@ class MarginBroker(bt.brokers.BackBroker):
         account = self.account
         account.clock = self._now(data)
         rate = self._funding_rate(data)
-        mark_open = self._mark_ohlc(data)[0]
-        account.set_mark(symbol, mark_open)
-        if rate is not None and self._legs(data):
-            account.apply_funding(symbol, rate, mark_open)
-        orders = [o for o in self.pending if o is not None and o.data is data]
+        marks = self._mark_ohlc(data)
+        account.set_mark(symbol, marks[0])
         legs = self._legs(data)
-        if not orders and not legs:
-            account.set_mark(symbol, self._mark_ohlc(data)[3])
+        if rate is not None and legs:
+            account.apply_funding(symbol, rate, marks[0])
+        orders = self._reachable_orders(data)
+        if not orders and not self._liquidation_in_reach(legs, marks):
+            # nothing can happen inside this bar: skip the path walk (the hot path)
+            account.set_mark(symbol, marks[3])
+            if legs:
+                self._track_distance(legs, list(marks))
             return
         trade, mark = self._path(data, symbol)
         for k in range(3):
-            self._walk_segment(data, symbol, trade[k], trade[k + 1], mark[k], mark[k + 1], k == 0)
+            self._walk_segment(
+                data, symbol, orders, trade[k], trade[k + 1], mark[k], mark[k + 1], k == 0
+            )
         account.set_mark(symbol, mark[3])
-        for order in [o for o in self.pending if o is not None and o.data is data]:
-            if order.exectype == bt.Order.Close and self._can_fill(order, data):
+        for order in orders:
+            if order.exectype == bt.Order.Close and order.alive():
                 self._fill_order(order, data.close[0], maker=False)
-        self._track_distance(data, symbol, mark)
+        self._track_distance(self._legs(data), mark)
+
+    def _reachable_orders(self, data: Any) -> list[bt.Order]:
+        """Pending orders of ``data`` that the bar's price range can act on."""
+        if not self.pending:
+            return []
+        now = data.datetime[0]
+        low, high = data.low[0], data.high[0]
+        reachable = []
+        for order in self.pending:
+            # backtrader semantics: an order acts from the bar after the one it was created in
+            if order is None or order.data is not data or now <= order.created.dt:
+                continue
+            exectype = order.exectype
+            if exectype in (bt.Order.Market, bt.Order.Close):
+                reachable.append(order)
+                continue
+            if exectype == bt.Order.StopLimit and order.triggered:
+                level, rising = order.created.pricelimit, not order.isbuy()
+            elif exectype in (bt.Order.Stop, bt.Order.StopLimit):
+                level, rising = order.created.price, order.isbuy()
+            else:
+                level, rising = order.created.price, not order.isbuy()
+            if (high >= level) if rising else (low <= level):
+                reachable.append(order)
+        return reachable
+
+    def _liquidation_in_reach(self, legs: list[Position], marks: tuple[float, ...]) -> bool:
+        low, high = min(marks), max(marks)
+        for pos in legs:
+            lp, direction = self._liquidation_price(pos)
+            if lp is not None and ((low <= lp) if direction < 0 else (high >= lp)):
+                return True
+        return False
 
     def _funding_rate(self, data: Any) -> float | None:
         line = getattr(data.lines, "funding_rate", None)
@@ -451,10 +490,6 @@ class MarginBroker(bt.brokers.BackBroker):
             return None
         rate = line[0]
         return None if rate is None or math.isnan(rate) else float(rate)
-
-    def _can_fill(self, order: bt.Order, data: Any) -> bool:
-        # backtrader semantics: an order acts from the bar after the one it was created in
-        return order.alive() and data.datetime[0] > order.created.dt
 
     def _order_trigger(
         self, order: bt.Order, a: float, b: float, first: bool
@@ -527,13 +562,14 @@ class MarginBroker(bt.brokers.BackBroker):
         return best
 
     def _walk_segment(
-        self, data: Any, symbol: str, a: float, b: float, ma: float, mb: float, first: bool
+        self, data: Any, symbol: str, orders: list[bt.Order], a: float, b: float, ma: float,
+        mb: float, first: bool,
     ) -> None:
         """Resolve fills, top-ups and liquidations along one monotone piece of the path."""
         for _ in range(10_000):  # bounded: each pass consumes an order or a trigger
             candidates: list[tuple[float, int, float, Any]] = []
-            for order in self.pending:
-                if order is None or order.data is not data or not self._can_fill(order, data):
+            for order in orders:
+                if not order.alive():
                     continue
                 hit = self._order_trigger(order, a, b, first)
                 if hit is not None:
@@ -746,9 +782,10 @@ class MarginBroker(bt.brokers.BackBroker):
             )
 
     # --- after the bar --------------------------------------------------------------------
-    def _track_distance(self, data: Any, symbol: str, mark: list[float]) -> None:
+    def _track_distance(self, legs: list[Position], mark: list[float]) -> None:
+        """Smallest distance (fraction of price) between the mark's adverse extreme and LP."""
         low, high = min(mark), max(mark)
-        for pos in self._legs(data):
+        for pos in legs:
             lp, direction = self._liquidation_price(pos)
             if lp is None:
                 continue
