@@ -104,11 +104,13 @@ class ExchangeProfile:
             known = ", ".join(sorted(self.symbols)) or "none"
             raise ValidationError(
                 [f"symbol {name!r} is not in profile {self.name!r} (known: {known}); import "
-                 "its tiers with `liqbt.core.profile.tiers_from_ccxt` or pass --mmr"]
+                 "its tiers with `liqbt calc import-tiers` (liqbt.core.ccxt_tiers) or pass --mmr"]
             )
         return spec
 
-    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> ExchangeProfile:
+    def with_overrides(
+        self, overrides: Mapping[str, Any], source: str = "overrides"
+    ) -> ExchangeProfile:
         """A copy with top-level fields replaced (fees, switches), re-validated."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)} - {"symbols"}
         if unknown:
@@ -121,6 +123,18 @@ class ExchangeProfile:
 
 
 def _raise_profile_problems(profile: ExchangeProfile, source: str) -> None:
+    problems = _profile_problems(profile)
+    if problems:
+        raise ValidationError(problems, source=source)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _profile_problems(profile: ExchangeProfile) -> list[str]:
+    """Problems of the fees and switches (type-safe: a wrongly typed value is a problem, not a
+    crash)."""
     problems: list[str] = []
     for fee_name in ("maker_fee", "taker_fee", "liquidation_fee"):
         value = getattr(profile, fee_name)
@@ -130,30 +144,34 @@ def _raise_profile_problems(profile: ExchangeProfile, source: str) -> None:
         problems.append(f"lp_formula = {profile.lp_formula!r} is not one of {LP_FORMULAS}")
     if profile.mm_model not in MM_MODELS:
         problems.append(f"mm_model = {profile.mm_model!r} is not one of {MM_MODELS}")
-    if not 0 < profile.used_margin_mm_rate < 1:
+    if not _is_number(profile.used_margin_mm_rate) or not 0 < profile.used_margin_mm_rate < 1:
         problems.append(
             f"used_margin_mm_rate = {profile.used_margin_mm_rate!r} must be in (0, 1)"
         )
-    if not isinstance(profile.partial_liquidation_tiers, int) or profile.partial_liquidation_tiers < 0:
+    tiers_per_step = profile.partial_liquidation_tiers
+    if not isinstance(tiers_per_step, int) or tiers_per_step < 0:
         problems.append(
             f"partial_liquidation_tiers = {profile.partial_liquidation_tiers!r} must be an "
             "integer >= 0"
         )
-    bad_modes = [m for m in profile.partial_liquidation_modes if m not in MARGIN_MODES]
+    modes = profile.partial_liquidation_modes
+    bad_modes = [m for m in modes if m not in MARGIN_MODES] if isinstance(modes, tuple) else modes
     if bad_modes:
         problems.append(f"partial_liquidation_modes {bad_modes} not in {MARGIN_MODES}")
     if profile.lp_rounding not in LP_ROUNDINGS:
         problems.append(f"lp_rounding = {profile.lp_rounding!r} is not one of {LP_ROUNDINGS}")
     if not isinstance(profile.auto_top_up, bool):
         problems.append(f"auto_top_up = {profile.auto_top_up!r} must be true or false")
-    if not profile.funding_interval_hours > 0:
+    if not isinstance(profile.lp_decimals, int) or not 0 <= profile.lp_decimals <= 12:
+        problems.append(f"lp_decimals = {profile.lp_decimals!r} must be an integer in [0, 12]")
+    hours = profile.funding_interval_hours
+    if not _is_number(hours) or not hours > 0:
         problems.append(
             f"funding_interval_hours = {profile.funding_interval_hours!r} must be > 0"
         )
     if profile.mm_model == "tiers" and not profile.symbols:
         problems.append("no [symbols.*] tables: a tiered profile needs at least one symbol")
-    if problems:
-        raise ValidationError(problems, source=source)
+    return problems
 
 
 _TOP_LEVEL = {
@@ -203,7 +221,8 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
     for key in _RULES - {"tier_style", "tier_basis"}:
         if key in rules:
             value = rules[key]
-            kwargs[key] = tuple(value) if key == "partial_liquidation_modes" else value
+            is_list = key == "partial_liquidation_modes" and isinstance(value, list | tuple)
+            kwargs[key] = tuple(value) if is_list else value
 
     symbols: dict[str, SymbolSpec] = {}
     for raw_symbol, spec in dict(data.get("symbols", {})).items():
@@ -217,7 +236,9 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
             value = spec.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 problems.append(f"{where}.{key} = {value!r} must be a number")
-            elif not (value > 0 or (key == "min_notional" and value == 0)) or not math.isfinite(value):
+            elif not (value > 0 or (key == "min_notional" and value == 0)) or not math.isfinite(
+                value
+            ):
                 problems.append(f"{where}.{key} = {value!r} must be > 0")
             else:
                 numbers[key] = float(value)
@@ -241,8 +262,8 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
                 tiers_source=str(spec.get("tiers_source", "")),
                 tiers_as_of=str(spec.get("tiers_as_of", "")),
             )
-    if problems:
-        raise ValidationError(problems, source=source)
+    # fee and switch problems are reported together with the structural ones above
+    symbol_problems = bool(problems)
     try:
         profile = ExchangeProfile(
             name=name,
@@ -254,8 +275,14 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
             **kwargs,
         )
     except TypeError as exc:  # a wrongly typed switch that dataclass construction refuses
-        raise ValidationError([str(exc)], source=source) from exc
-    _raise_profile_problems(profile, source)
+        raise ValidationError([*problems, str(exc)], source=source) from exc
+    problems.extend(
+        p for p in _profile_problems(profile)
+        # a symbol that failed validation is missing from `symbols`: not a second problem
+        if not (symbol_problems and p.startswith("no [symbols"))
+    )
+    if problems:
+        raise ValidationError(problems, source=source)
     return profile
 
 

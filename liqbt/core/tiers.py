@@ -143,7 +143,8 @@ class TierTable:
                 pcap, pmmr, plev = previous["cap"], previous["mmr"], previous["max_leverage"]
                 if floor is not None and pcap is not None and floor != pcap:
                     problems.append(
-                        f"{where} tier {n}: floor = {floor:g} must equal the previous cap = {pcap:g}"
+                        f"{where} tier {n}: floor = {floor:g} must equal the previous "
+                        f"cap = {pcap:g}"
                     )
                 if mmr is not None and pmmr is not None and mmr < pmmr:
                     problems.append(
