@@ -82,7 +82,9 @@ def main() -> None:
     margin, margin_fills = run(frame, margin=True)
     print(f"bars: {args.bars:,}")
     print(f"BackBroker:   {args.bars / plain:10,.0f} bars/s  ({plain:.1f} s, {plain_fills} fills)")
-    print(f"MarginBroker: {args.bars / margin:10,.0f} bars/s  ({margin:.1f} s, {margin_fills} fills)")
+    print(
+        f"MarginBroker: {args.bars / margin:10,.0f} bars/s  ({margin:.1f} s, {margin_fills} fills)"
+    )
     ratio = margin / plain
     print(f"time ratio MarginBroker / BackBroker: {ratio:.2f}x (target <= 1.30x)")
 

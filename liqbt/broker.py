@@ -703,7 +703,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             if data is not None and order.data is not data:
                 continue
-            if data is None and self.account.market(self._symbol_of(order.data)).margin_mode != "cross":
+            mode = self.account.market(self._symbol_of(order.data)).margin_mode
+            if data is None and mode != "cross":
                 continue
             self.cancel(order)
             self.account.events.append(

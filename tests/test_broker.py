@@ -37,7 +37,9 @@ def test_isolated_long_liquidated_at_core_lp_and_settled_at_bankruptcy():
     assert broker.getvalue() == pytest.approx(1000 - OPEN_FEE - 600, rel=1e-12)
     assert broker.getcash() == pytest.approx(394.0)
     # the forced close is a real order and closes a real trade
-    forced = [o for o in strat.orders if o.info.get("liquidation") and o.status == bt.Order.Completed]
+    forced = [
+        o for o in strat.orders if o.info.get("liquidation") and o.status == bt.Order.Completed
+    ]
     assert len(forced) == 1 and forced[0].executed.price == pytest.approx(LONG_BP)
     assert [round(t.pnl, 6) for t in strat.closed_trades] == [-600.0]
     # the strategy saw the liquidation in the same bar, before its next()
@@ -112,7 +114,7 @@ def test_cross_multi_symbol_closes_every_cross_position():
     eth_bars = [eth_flat, eth_flat, (3000, 3000, 2000, 2100), eth_flat]
     btc_bars = [FLAT, FLAT, FLAT, FLAT]
     actions = {1: lambda s: (s.buy(data=s.datas[0], size=0.05), s.buy(data=s.datas[1], size=1.0))}
-    broker, strat = run(
+    broker, _ = run(
         {BTC: (btc_bars, dict(leverage=10, margin_mode="cross")),
          "ETHUSDT": (eth_bars, dict(leverage=10, margin_mode="cross"))},
         actions=actions,

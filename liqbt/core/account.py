@@ -150,7 +150,9 @@ class Account:
         if not math.isfinite(self.wallet_balance) or self.wallet_balance < 0:
             problems.append(f"wallet_balance = {self.wallet_balance!r} must be a number >= 0")
         if self.position_mode not in POSITION_MODES:
-            problems.append(f"position_mode = {self.position_mode!r} is not one of {POSITION_MODES}")
+            problems.append(
+                f"position_mode = {self.position_mode!r} is not one of {POSITION_MODES}"
+            )
         if self.settlement not in SETTLEMENTS:
             problems.append(f"settlement = {self.settlement!r} is not one of {SETTLEMENTS}")
         if problems:
