@@ -259,9 +259,11 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- order margin and submission -----------------------------------------------------
     def _order_price(self, order: bt.Order) -> float:
+        """Limit/stop price, or for market orders the close known when the order was created
+        (never the close of the bar that fills it: that would look ahead)."""
         price = order.created.price
         if price is None or order.exectype == bt.Order.Market:
-            price = order.data.close[0]
+            price = order.created.pclose
         return float(price)
 
     def _opening_size(self, order: bt.Order, size: float | None = None) -> float:
@@ -604,11 +606,22 @@ class MarginBroker(bt.brokers.BackBroker):
         leg = order.info.get("leg") or self.account.leg_for(
             symbol, qty, bool(order.info.get("reduce_only") or order.info.get("close_leg"))
         )
-        if self._opening_size(order) and self._rejection_at_fill(order, price):
+        if order.info.get("reduce_only"):
+            # a reduce-only order may only shrink its leg: cap it, or cancel it when flat
+            pos = self.account.positions.get((symbol, leg))
+            held = pos.size if pos is not None else 0.0
+            if not held or (held > 0) == (qty > 0):
+                self.cancel(order)
+                return
+            if abs(qty) > abs(held):
+                qty = -held
+        elif self._opening_size(order) and self._rejection_at_fill(order, price):
             return
         result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
         self._bt_execute(order, qty, price, result.fee)
-        if order.status == bt.Order.Completed:
+        if order.alive():  # a capped reduce-only order: the rest has nothing to reduce
+            self.cancel(order)
+        elif order.status == bt.Order.Completed:
             if order in self.pending:
                 self.pending.remove(order)
             self._bracketize(order)

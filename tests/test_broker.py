@@ -229,3 +229,17 @@ def test_queries_for_strategies():
     assert seen["ratio"] == pytest.approx(0.2 * 60_000 * 0.004 / 600)
     assert seen["cash"] == pytest.approx(1000 - 600 - OPEN_FEE)
     assert math.isinf(broker.min_liquidation_distance) is False
+
+
+def test_reduce_only_order_never_opens_or_flips_a_position():
+    # flat: a reduce-only sell is cancelled, not turned into a short
+    bars = [FLAT, FLAT, (60_000, 60_000, 59_000, 59_500), FLAT]
+    broker, strat = run({BTC: (bars, dict(leverage=10, margin_mode="cross"))},
+                        actions={1: sell(0.01, reduce_only=True)})
+    assert broker.account.positions.get((BTC, "net")) is None or not broker.account.positions[
+        (BTC, "net")].size
+    assert any(o.status == bt.Order.Canceled for o in strat.orders)
+    # long 0.1: a reduce-only sell of 0.3 closes only the 0.1
+    broker, _ = run({BTC: ([FLAT] * 5, dict(leverage=10, margin_mode="cross"))},
+                    actions={1: buy(0.1), 3: sell(0.3, reduce_only=True)})
+    assert broker.account.positions[(BTC, "net")].size == 0

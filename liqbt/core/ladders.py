@@ -456,3 +456,37 @@ def grid_liquidation_price(
         fills, "long" if want_buy else "short", leverage, tiers, margin_mode, wallet_balance,
         formula, taker_fee,
     )
+
+
+def ladder_liquidation_prices(
+    ladder: Sequence[LadderOrder],
+    direction: str,
+    leverage: float,
+    tiers: TierTable,
+    margin_mode: str = "isolated",
+    wallet_balance: float | None = None,
+    formula: str = "binance",
+    taker_fee: float = 0.0,
+) -> tuple[float | None, ...]:
+    """LP after each order of the ladder has filled (entry ``n`` = base plus safety orders
+    ``1..n``), same assumptions as :func:`ladder_liquidation_price`."""
+    return tuple(
+        ladder_liquidation_price(ladder[: n + 1], direction, leverage, tiers, margin_mode,
+                                 wallet_balance, formula, taker_fee)
+        for n in range(len(ladder))
+    )
+
+
+def first_unreachable_order(
+    ladder: Sequence[LadderOrder], liquidation_prices: Sequence[float | None], direction: str
+) -> int | None:
+    """Index of the first safety order the position is liquidated before reaching: the
+    first ``n`` whose price is at or beyond the LP after orders ``0..n−1`` (long: price <= LP,
+    short: price >= LP). ``None`` when every order can fill; then the "all filled" LP is
+    meaningful, otherwise it is too optimistic."""
+    side = _side(direction)
+    for n in range(1, len(ladder)):
+        lp = liquidation_prices[n - 1]
+        if lp is not None and (ladder[n].price - lp) * side <= 0:
+            return n
+    return None

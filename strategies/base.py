@@ -1,0 +1,189 @@
+"""Shared base for liqbt's bots: margin-event handling, stop bookkeeping, market lookups.
+
+Every bot stops for good (``self.stopped_reason`` says why) after a liquidation of its market,
+a wipeout of the account, or an order the broker rejected (margin, minimum notional, tier cap):
+a real exchange bot is terminated in those cases too, and carrying on would place orders the
+account cannot back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import backtrader as bt
+
+from liqbt.core import events as ev
+from liqbt.core.account import MarketConfig
+
+
+class MarginAwareStrategy(bt.Strategy):
+    """Base class: reacts to :mod:`liqbt.core.events` delivered by ``MarginBroker``.
+
+    Attributes
+    ----------
+    stopped_reason
+        ``None`` while the bot runs; a readable reason once it stopped.
+    margin_events
+        Every margin event the broker delivered, oldest first.
+    launch_report
+        Filled by the concrete bot at launch (levels, sizes, estimated LP...).
+    log_lines
+        What :meth:`log` printed (kept for tests and reports).
+    """
+
+    params: Any = (("verbose", False),)
+    param_docs: ClassVar[dict[str, str]] = {
+        "verbose": "bool; False; print the bot's log lines while running",
+    }
+
+    def __init__(self) -> None:
+        self.stopped_reason: str | None = None
+        self.margin_events: list[ev.Event] = []
+        self.launch_report: dict[str, Any] = {}
+        self.log_lines: list[str] = []
+        # our resting/submitted orders by ref; orders cancelled before the broker accepted them
+        # (BackBroker.cancel ignores orders still in its submitted queue) are cancelled on accept
+        self.live_orders: dict[int, bt.Order] = {}
+        self._cancel_on_accept: set[int] = set()
+
+    # --- helpers -------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """Record (and with ``verbose`` print) a line stamped with the bar time."""
+        try:
+            stamp = self.data.datetime.datetime(0).isoformat(sep=" ")
+        except (IndexError, ValueError):
+            stamp = "-"
+        line = f"{stamp} {type(self).__name__}: {message}"
+        self.log_lines.append(line)
+        if self.p.verbose:
+            print(line)
+
+    @property
+    def symbol(self) -> str:
+        """The exchange symbol of ``self.data`` as the broker knows it."""
+        # MarginBroker has no public data→symbol lookup; _symbol_of also binds the market
+        return self.broker._symbol_of(self.data)
+
+    @property
+    def market(self) -> MarketConfig:
+        """The broker's market settings of ``self.data`` (leverage, margin mode, tiers)."""
+        return self.broker.account.market(self.symbol)
+
+    def broker_leverage(self, leverage: float | None) -> float:
+        """``leverage`` or, when ``None``, the leverage set on the broker's market."""
+        return float(self.market.leverage if leverage is None else leverage)
+
+    def round_size(self, size: float) -> float:
+        """Round a base quantity to the symbol's size step (nearest step; exchanges reject
+        other sizes). Returns 0 when it rounds to nothing."""
+        step = self.market.spec.size_step
+        if not step:
+            return size
+        steps = math.floor(size / step + 0.5 + 1e-9)
+        return round(steps * step, 12)
+
+    def order_size(self, notional: float, price: float) -> float:
+        """Base quantity for a ``notional`` (USDT) order at ``price``: rounded to the nearest
+        size step, or up by one step when the nearest step would fall below the exchange's
+        minimum order value (3Commas sends the smallest valid order in that case)."""
+        size = self.round_size(notional / price)
+        step = self.market.spec.size_step
+        if step and size * price < self.market.spec.min_notional <= notional:
+            size = round(size + step, 12)
+        return size
+
+    @property
+    def position_size(self) -> float:
+        """Signed position of ``self.data`` (base units)."""
+        return float(self.getposition(self.data).size)
+
+    @property
+    def unrealized_pnl(self) -> float:
+        """Unrealized PnL of the data's position at the broker's mark (USDT)."""
+        pos = self.broker.account.positions.get((self.symbol, "net"))
+        return 0.0 if pos is None else pos.unrealized_pnl
+
+    def stop_bot(self, reason: str, close_position: bool = False) -> None:
+        """Stop for good: cancel our resting orders, optionally close the position with a
+        reduce-only market order, and remember ``reason`` (the first reason wins)."""
+        if self.stopped_reason is not None:
+            return
+        self.stopped_reason = reason
+        self.log(f"stopped: {reason}")
+        self.cancel_all()
+        if close_position and self.position_size and not self.broker.wiped_out:
+            self.close(data=self.data, reduce_only=True)
+
+    def place(
+        self, size: float, price: float | None = None, reduce_only: bool = False, **info: Any
+    ) -> bt.Order:
+        """Submit a buy (``size > 0``) or sell on ``self.data``: a limit at ``price`` or a
+        market order when ``price`` is ``None``; ``info`` lands in ``order.info``."""
+        kwargs: dict[str, Any] = dict(info)
+        if reduce_only:
+            kwargs["reduce_only"] = True
+        if price is None:
+            kwargs["exectype"] = bt.Order.Market
+        else:
+            kwargs["exectype"] = bt.Order.Limit
+            kwargs["price"] = price
+        maker = self.buy if size > 0 else self.sell
+        order = maker(data=self.data, size=abs(size), **kwargs)
+        self.live_orders[order.ref] = order
+        return order
+
+    def cancel_order(self, order: bt.Order) -> None:
+        """Cancel ``order`` now, or as soon as the broker accepts it."""
+        if not order.alive():
+            return
+        if order.status in (bt.Order.Created, bt.Order.Submitted):
+            self._cancel_on_accept.add(order.ref)
+        else:
+            self.cancel(order)
+
+    def cancel_all(self) -> None:
+        """Cancel every live order this bot placed."""
+        for order in list(self.live_orders.values()):
+            self.cancel_order(order)
+
+    # --- broker callbacks ----------------------------------------------------------------
+    def notify_margin(self, event: ev.Event) -> None:
+        """Called by ``MarginBroker`` for every margin event, before ``next()`` of its bar."""
+        self.margin_events.append(event)
+        mine = getattr(event, "symbol", None) in (None, self.symbol)
+        if isinstance(event, ev.Liquidation) and mine:
+            self.stop_bot(
+                f"liquidated: {event.side} {event.size:g} at {event.trigger_price:,.2f} "
+                f"(loss {event.loss:,.2f} USDT)"
+            )
+        elif isinstance(event, ev.Wipeout):
+            self.stop_bot(f"account wiped out: {event.reason}")
+        elif isinstance(event, ev.Rejected) and mine:
+            self.stop_bot(f"order rejected: {event.reason}")
+
+    def notify_order(self, order: bt.Order) -> None:
+        """Route our fills to :meth:`on_fill`; rejections stop the bot (the Rejected margin
+        event usually did already)."""
+        if order.info.get("liquidation"):
+            return
+        if order.status == bt.Order.Accepted and order.ref in self._cancel_on_accept:
+            self._cancel_on_accept.discard(order.ref)
+            self.cancel(order)
+            return
+        if not order.alive():
+            # notifications carry clones: keep live_orders keyed by ref, drop dead ones
+            self.live_orders.pop(order.ref, None)
+        if order.status == bt.Order.Completed:
+            self.on_fill(order)
+        elif order.status in (bt.Order.Margin, bt.Order.Rejected):
+            reason = order.info.get("reject_reason") or order.getstatusname()
+            self.stop_bot(f"order rejected: {reason}")
+        elif order.status in (bt.Order.Canceled, bt.Order.Expired):
+            self.on_cancel(order)
+
+    def on_fill(self, order: bt.Order) -> None:
+        """Hook: ``order`` filled completely."""
+
+    def on_cancel(self, order: bt.Order) -> None:
+        """Hook: ``order`` was cancelled or expired."""

@@ -1,0 +1,328 @@
+"""DCA bot (3Commas-style safety-order ladder) for ``MarginBroker``.
+
+A cycle: when the entry filter allows (and ``cooldown`` bars after the last cycle), a market
+base order; once it fills, every safety order of :func:`liqbt.core.ladders.dca_ladder` rests as a
+limit (as 3Commas places them) and a reduce-only take-profit limit sits at
+``average × (1 ± take_profit / 100)``, moved after each safety fill. The take-profit fill
+cancels the remaining safety orders and ends the cycle; an optional stop loss (checked on bar
+closes, closed at the next open) ends it too. The bot stops for good after a liquidation, a
+wipeout or a rejected order (see :mod:`strategies.base`).
+
+Entry filter (``ta`` library, computed once over the feed's close array in ``start`` — every
+``ta`` indicator used here is causal, so the value at bar ``t`` only uses closes up to ``t``):
+
+* ``rsi``: long when RSI(``rsi_period``) < ``rsi_below``; short when RSI > 100 − ``rsi_below``.
+* ``bollinger``: long when the close is below the lower band (``bb_period``, ``bb_dev``), short
+  when above the upper band.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import backtrader as bt
+import pandas as pd
+
+from liqbt.core import ladders
+
+from .base import MarginAwareStrategy
+
+ENTRY_FILTERS: tuple[str, ...] = ("none", "rsi", "bollinger")
+
+
+class DcaStrategy(MarginAwareStrategy):
+    """DCA bot. See the module docstring and :attr:`param_docs`.
+
+    Attributes
+    ----------
+    launch_report
+        After the first base fill: ``ladder`` (the :class:`liqbt.core.ladders.LadderOrder`
+        records), ``entry_price``, ``leverage``, ``margin_mode``, ``total_notional``,
+        ``estimated_liquidation_price_all_filled``, ``liquidation_price_after_each_fill``
+        and ``first_unreachable_safety_order`` (the first safety order the position is
+        liquidated before reaching; ``None`` when the whole ladder can fill).
+    cycles
+        One dict per finished cycle: ``start``, ``end``, ``entry``, ``average``, ``exit``,
+        ``safety_filled``, ``size``, ``pnl`` (gross, USDT), ``reason`` (``take_profit`` or
+        ``stop_loss``).
+    """
+
+    params: Any = (
+        ("direction", "long"),
+        ("base_order", 100.0),
+        ("safety_order", 100.0),
+        ("max_safety_orders", 5),
+        ("price_deviation", 1.0),
+        ("step_scale", 1.0),
+        ("volume_scale", 1.0),
+        ("take_profit", 1.0),
+        ("stop_loss", None),
+        ("cooldown", 0),
+        ("max_cycles", 0),
+        ("entry_filter", "none"),
+        ("rsi_period", 14),
+        ("rsi_below", 30.0),
+        ("bb_period", 20),
+        ("bb_dev", 2.0),
+        ("verbose", False),
+    )
+    param_docs: ClassVar[dict[str, str]] = {
+        "direction": "long|short; long; side of every cycle",
+        "base_order": "USDT notional; 100; market order opening a cycle",
+        "safety_order": "USDT notional; 100; first safety order (limit)",
+        "max_safety_orders": "count; 5; safety orders per cycle",
+        "price_deviation": "%; 1.0; deviation of the first safety order from the entry",
+        "step_scale": "factor; 1.0; each next deviation step is this times the previous",
+        "volume_scale": "factor; 1.0; each next safety order is this times the previous",
+        "take_profit": "%; 1.0; take-profit distance from the average entry",
+        "stop_loss": "%; none; stop-loss distance from the average entry (bar close)",
+        "cooldown": "bars; 0; bars from the closing fill to the next base order (0: same bar)",
+        "max_cycles": "count; 0 (unlimited); stop after this many cycles",
+        "entry_filter": "none|rsi|bollinger; none; condition for a new base order (ta library)",
+        "rsi_period": "bars; 14; RSI window",
+        "rsi_below": "RSI points; 30; long entry when RSI is below (short: above 100 − it)",
+        "bb_period": "bars; 20; Bollinger window",
+        "bb_dev": "standard deviations; 2.0; Bollinger band width",
+        "verbose": "bool; False; print the bot's log lines",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        p = self.p
+        problems = []
+        if p.direction not in ladders.DIRECTIONS:
+            problems.append(f"direction = {p.direction!r} is not one of {ladders.DIRECTIONS}")
+        if p.entry_filter not in ENTRY_FILTERS:
+            problems.append(f"entry_filter = {p.entry_filter!r} is not one of {ENTRY_FILTERS}")
+        if p.take_profit is None or p.take_profit <= 0:
+            problems.append(f"take_profit = {p.take_profit!r} must be a percentage > 0")
+        if problems:
+            raise ValueError("DcaStrategy: " + "; ".join(problems))
+        # fail before the run on impossible ladders (validated with a unit entry price)
+        ladders.dca_ladder(p.base_order, p.safety_order, p.max_safety_orders,
+                           p.price_deviation, p.step_scale, p.volume_scale, 1.0, p.direction)
+        self.side = 1 if p.direction == "long" else -1
+        self.cycles: list[dict[str, Any]] = []
+        self.ladder: tuple[ladders.LadderOrder, ...] = ()
+        self.in_cycle = False
+        self.finished = False
+        self._next_start = 0  # first bar number (len(self)) allowed to open a cycle
+        self._base_order: bt.Order | None = None
+        self._safety: dict[int, int] = {}  # order ref -> safety index
+        self._tp: bt.Order | None = None
+        self._sl_order: bt.Order | None = None
+        self._cycle: dict[str, Any] = {}
+        self._signal: list[bool] | None = None
+
+    # --- entry filter --------------------------------------------------------------------
+    def start(self) -> None:
+        """Precompute the entry filter on the preloaded closes (causal indicators)."""
+        closes = list(self.data.close.array)
+        if self.p.entry_filter != "none" and closes:
+            self._signal = self._filter_signal(closes)
+
+    def _filter_signal(self, closes: list[float]) -> list[bool]:
+        """Per-bar entry permission from ``ta``; NaN (warm-up) never allows an entry."""
+        import ta  # imported here: only the filters need it
+
+        p = self.p
+        close = pd.Series(closes, dtype=float)
+        if p.entry_filter == "rsi":
+            rsi = ta.momentum.RSIIndicator(close, window=int(p.rsi_period)).rsi()
+            ok = rsi < p.rsi_below if self.side > 0 else rsi > 100 - p.rsi_below
+        else:
+            bands = ta.volatility.BollingerBands(close, window=int(p.bb_period),
+                                                 window_dev=float(p.bb_dev))
+            if self.side > 0:
+                ok = close < bands.bollinger_lband()
+            else:
+                ok = close > bands.bollinger_hband()
+        return [bool(v) for v in ok.fillna(False)]
+
+    def _entry_allowed(self) -> bool:
+        if self.p.entry_filter == "none":
+            return True
+        index = len(self.data) - 1
+        if self._signal is None or index >= len(self._signal):
+            # not preloaded (live feed): recompute on the closes seen so far
+            seen = [self.data.close[-i] for i in range(len(self.data) - 1, -1, -1)]
+            return self._filter_signal(seen)[-1]
+        return self._signal[index]
+
+    # --- life cycle ----------------------------------------------------------------------
+    def next(self) -> None:
+        if self.stopped_reason is not None or self.finished:
+            return
+        if self.in_cycle:
+            self._check_stop_loss(float(self.data.close[0]))
+            return
+        if self._base_order is not None or len(self) < self._next_start:
+            return
+        if self.p.max_cycles and len(self.cycles) >= self.p.max_cycles:
+            self.finished = True
+            self.log(f"finished after {len(self.cycles)} cycles")
+            return
+        if not self._entry_allowed():
+            return
+        price = float(self.data.close[0])
+        size = self.order_size(self.p.base_order, price)
+        self._base_order = self.place(self.side * size, None, dca="base")
+        self.log(f"base order {self.side * size:g} at market (close {price:g})")
+
+    @staticmethod
+    def _same(order: bt.Order, mine: bt.Order | None) -> bool:
+        # notifications carry clones of the broker's orders: compare refs, not identity
+        return mine is not None and order.ref == mine.ref
+
+    def on_fill(self, order: bt.Order) -> None:
+        if self._same(order, self._base_order):
+            self._on_base_fill(order)
+        elif order.ref in self._safety:
+            self._on_safety_fill(order)
+        elif self._same(order, self._tp):
+            self._end_cycle(float(order.executed.price), "take_profit")
+        elif self._same(order, self._sl_order):
+            self._end_cycle(float(order.executed.price), "stop_loss")
+
+    def on_cancel(self, order: bt.Order) -> None:
+        self._safety.pop(order.ref, None)
+
+    def _on_base_fill(self, order: bt.Order) -> None:
+        p = self.p
+        entry = float(order.executed.price)
+        self._base_order = None
+        self.in_cycle = True
+        self.ladder = ladders.dca_ladder(
+            p.base_order, p.safety_order, p.max_safety_orders, p.price_deviation,
+            p.step_scale, p.volume_scale, entry, p.direction,
+        )
+        self._cycle = {"start": self.data.datetime.datetime(0), "entry": entry,
+                       "safety_filled": 0}
+        if not self.launch_report:
+            self._report_launch(entry)
+        for rung in self.ladder[1:]:
+            size = self.order_size(rung.notional, rung.price)
+            if size <= 0 or self.stopped_reason is not None:
+                continue
+            order_s = self.place(self.side * size, rung.price, dca=f"safety{rung.index}")
+            self._safety[order_s.ref] = rung.index
+        self._place_take_profit()
+
+    def _report_launch(self, entry: float) -> None:
+        market = self.market
+        profile = self.broker.profile
+        lp = ladders.ladder_liquidation_price(
+            self.ladder, self.p.direction, market.leverage, market.tiers, market.margin_mode,
+            self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
+        )
+        steps = ladders.ladder_liquidation_prices(
+            self.ladder, self.p.direction, market.leverage, market.tiers, market.margin_mode,
+            self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
+        )
+        unreachable = ladders.first_unreachable_order(self.ladder, steps, self.p.direction)
+        last = self.ladder[-1]
+        self.launch_report = {
+            "direction": self.p.direction,
+            "entry_price": entry,
+            "ladder": self.ladder,
+            "leverage": market.leverage,
+            "margin_mode": market.margin_mode,
+            "total_notional": last.total_notional,
+            "average_price_all_filled": last.average_price,
+            "estimated_liquidation_price_all_filled": lp,
+            "liquidation_price_after_each_fill": steps,
+            "first_unreachable_safety_order": unreachable,
+        }
+        lp_text = "none" if lp is None else f"{lp:,.2f}"
+        self.log(
+            f"ladder from {entry:g}: {len(self.ladder) - 1} safety orders down to "
+            f"{last.price:,.2f}, {last.total_notional:,.2f} USDT if all fill, average "
+            f"{last.average_price:,.2f}, estimated LP if all fill {lp_text} "
+            f"({market.margin_mode}, {market.leverage:g}x)"
+        )
+        if unreachable is not None:
+            self.log(
+                f"warning: liquidated at {steps[unreachable - 1]:,.2f} before safety order "
+                f"{unreachable} at {self.ladder[unreachable].price:,.2f} can fill"
+            )
+
+    def _on_safety_fill(self, order: bt.Order) -> None:
+        index = self._safety.pop(order.ref)
+        self._cycle["safety_filled"] += 1
+        self.log(f"safety order {index} filled at {order.executed.price:g}")
+        self._place_take_profit()
+
+    def _place_take_profit(self) -> None:
+        """(Re)place the reduce-only take profit for the whole position at avg × (1 ± tp)."""
+        if self._tp is not None:
+            self.cancel_order(self._tp)
+            self._tp = None
+        size = self.position_size
+        if not size or self.stopped_reason is not None:
+            return
+        average = float(self.getposition(self.data).price)
+        # remembered for the cycle record: the position is flat once the TP has filled
+        self._cycle.update(average=average, size=abs(size))
+        price = average * (1 + self.side * self.p.take_profit / 100)
+        self._tp = self.place(-size, price, reduce_only=True, dca="take_profit")
+
+    def _check_stop_loss(self, close: float) -> None:
+        if self.p.stop_loss is None or self._sl_order is not None or not self.position_size:
+            return
+        average = float(self.getposition(self.data).price)
+        level = average * (1 - self.side * self.p.stop_loss / 100)
+        if (close - level) * self.side <= 0:
+            self.log(f"stop loss: close {close:g} beyond {level:,.2f}")
+            self._cancel_cycle_orders()
+            self._sl_order = self.place(-self.position_size, None, reduce_only=True,
+                                        dca="stop_loss")
+
+    def _cancel_cycle_orders(self) -> None:
+        for ref in list(self._safety):
+            order = self.live_orders.get(ref)
+            if order is not None:
+                self.cancel_order(order)
+        self._safety.clear()
+        if self._tp is not None:
+            self.cancel_order(self._tp)
+            self._tp = None
+
+    def _end_cycle(self, exit_price: float, reason: str) -> None:
+        self._cancel_cycle_orders()
+        self._sl_order = None
+        self.in_cycle = False
+        cycle = self._cycle
+        average, size = cycle.get("average", exit_price), cycle.get("size", 0.0)
+        cycle.update(
+            end=self.data.datetime.datetime(0), exit=exit_price,
+            pnl=self.side * size * (exit_price - average), reason=reason,
+        )
+        self.cycles.append(cycle)
+        self._cycle = {}
+        # cooldown counts bars from the bar of the closing fill; 0 = a new base order in
+        # next() of that same bar (it fills at the next open)
+        self._next_start = len(self) + int(self.p.cooldown)
+        self.log(f"cycle {len(self.cycles)} closed by {reason} at {exit_price:g}")
+
+    def stop(self) -> None:
+        """End of the run: log the results."""
+        pnl = sum(c["pnl"] for c in self.cycles)
+        self.log(
+            f"{len(self.cycles)} cycles, gross cycle PnL {pnl:,.2f} USDT, unrealized "
+            f"{self.unrealized_pnl:,.2f} USDT, equity {self.broker.getvalue():,.2f} USDT"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Results: cycles, PnL, fees, position, equity and stop reason."""
+        account = self.broker.account
+        return {
+            "cycles": len(self.cycles),
+            "cycle_pnl": sum(c["pnl"] for c in self.cycles),
+            "realized_pnl": account.realized_pnl,
+            "fees": account.fees_paid,
+            "unrealized_pnl": self.unrealized_pnl,
+            "position": self.position_size,
+            "equity": self.broker.getvalue(),
+            "stopped_reason": self.stopped_reason,
+            "finished": self.finished,
+        }

@@ -1,0 +1,260 @@
+"""Futures grid bot (Binance/OKX futures grid behaviour) for ``MarginBroker``.
+
+At launch the bot draws ``grids + 1`` lines between ``lower`` and ``upper``, computes one equal
+base quantity per grid (:func:`liqbt.core.ladders.grid_quantity`) and places the launch orders
+of :func:`liqbt.core.ladders.grid_plan`:
+
+* ``long``: market-buys the quantity of the lines above the price, buy limits below, reduce-only
+  sell limits above;
+* ``short``: the mirror image;
+* ``neutral``: starts flat; buy limits below (opening long), sell limits above (opening short).
+
+Each fill is replaced by its counter-order one line away (a buy at line ``i`` by a sell at
+``i + 1``, a sell at ``i`` by a buy at ``i − 1``); a closing fill completes a pair and books
+``quantity × (line gap)`` of grid profit (gross of fees).
+
+Simplifications (stated, not hidden): a counter-order is placed when the fill is notified, so it
+can fill from the next bar on, never inside the bar of the fill; ``stop_loss``,
+``take_profit`` and ``out_of_range`` are checked on bar closes and close with a market order at
+the next open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import backtrader as bt
+
+from liqbt.core import ladders
+
+from .base import MarginAwareStrategy
+
+
+class GridStrategy(MarginAwareStrategy):
+    """Grid bot. See the module docstring and :attr:`param_docs` for the parameters.
+
+    Attributes
+    ----------
+    launch_report
+        ``direction, levels, quantity, reference_price, investment, leverage, margin_mode,
+        estimated_liquidation_price`` (the LP if every opening order on the adverse side
+        fills, :func:`liqbt.core.ladders.grid_liquidation_price`).
+    grid_profit
+        Realized grid profit of completed pairs, USDT, gross of fees.
+    pairs
+        Number of completed buy/sell pairs.
+    stopped_reason
+        Why the bot stopped (``None`` while running).
+    """
+
+    params: Any = (
+        ("direction", "long"),
+        ("lower", None),
+        ("upper", None),
+        ("grids", 10),
+        ("spacing", "arithmetic"),
+        ("investment", None),
+        ("leverage", None),
+        ("trigger_price", None),
+        ("stop_loss", None),
+        ("take_profit", None),
+        ("out_of_range", "stay"),
+        ("quantity_rule", "levels"),
+        ("verbose", False),
+    )
+    param_docs: ClassVar[dict[str, str]] = {
+        "direction": "long|short|neutral; long; grid direction",
+        "lower": "USDT; required; lowest grid line",
+        "upper": "USDT; required; highest grid line",
+        "grids": "count; 10; number of grid intervals (grids + 1 lines)",
+        "spacing": "arithmetic|geometric; arithmetic; equal price gaps or equal ratios",
+        "investment": "USDT; all available balance at launch; margin committed to the grid",
+        "leverage": "x; the broker market's leverage; leverage used to size the grid",
+        "trigger_price": "USDT; none; launch only once the price crosses this level",
+        "stop_loss": "USDT; none; close everything and stop when the close reaches it "
+                     "(from the launch side)",
+        "take_profit": "USDT; none; close everything and stop when the close reaches it "
+                       "(from the launch side)",
+        "out_of_range": "stay|stop; stay; on a close outside [lower, upper]: keep the orders "
+                        "or close everything and stop",
+        "quantity_rule": "levels|reference; levels; quantity per grid = investment × leverage "
+                         "/ Σ order-line prices, or / (grids × launch price)",
+        "verbose": "bool; False; print the bot's log lines",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        p = self.p
+        problems = []
+        if p.direction not in ladders.GRID_DIRECTIONS:
+            problems.append(f"direction = {p.direction!r} is not one of {ladders.GRID_DIRECTIONS}")
+        if p.lower is None or p.upper is None:
+            problems.append("lower and upper are required")
+        if p.out_of_range not in ("stay", "stop"):
+            problems.append(f"out_of_range = {p.out_of_range!r} is not 'stay' or 'stop'")
+        if problems:
+            raise ValueError("GridStrategy: " + "; ".join(problems))
+        # validates lower/upper/grids/spacing early, before any bar
+        self.levels: tuple[float, ...] = ladders.grid_levels(
+            float(p.lower), float(p.upper), int(p.grids), p.spacing
+        )
+        self.quantity = 0.0
+        self.launched = False
+        self.grid_profit = 0.0
+        self.pairs = 0
+        # order ref -> (line index, opening?) of the grid's limit orders
+        self._grid_orders: dict[int, tuple[int, bool]] = {}
+        self._start_level = 0
+        self._launch_price = 0.0
+        self._prev_close: float | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+    def next(self) -> None:
+        close = float(self.data.close[0])
+        prev, self._prev_close = self._prev_close, close
+        if self.stopped_reason is not None:
+            return
+        if not self.launched:
+            if self._triggered(prev):
+                self._launch(close)
+            return
+        self._check_exits(close)
+
+    def _triggered(self, prev: float | None) -> bool:
+        trigger = self.p.trigger_price
+        if trigger is None:
+            return True
+        low, high = float(self.data.low[0]), float(self.data.high[0])
+        if low <= trigger <= high:
+            return True
+        # a gap over the trigger between two bars also counts as crossing it
+        close = float(self.data.close[0])
+        return prev is not None and (prev - trigger) * (close - trigger) <= 0
+
+    def _launch(self, price: float) -> None:
+        p = self.p
+        leverage = self.broker_leverage(p.leverage)
+        investment = float(p.investment) if p.investment is not None else self.broker.get_cash()
+        profile = self.broker.profile
+        quantity = ladders.grid_quantity(
+            investment, leverage, self.levels, price, p.quantity_rule, profile.taker_fee
+        )
+        # round down: never commit more margin than the investment
+        step = self.market.spec.size_step
+        if step:
+            quantity = int(quantity / step + 1e-9) * step
+        self.quantity = round(quantity, 12)
+        plan = ladders.grid_plan(p.direction, self.levels, self.quantity, price)
+        market = self.market
+        lp = None
+        if self.quantity > 0:
+            lp = ladders.grid_liquidation_price(
+                plan, market.leverage, market.tiers, market.margin_mode,
+                self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
+            )
+        self.launch_report = {
+            "direction": p.direction,
+            "levels": self.levels,
+            "quantity": self.quantity,
+            "reference_price": price,
+            "investment": investment,
+            "leverage": leverage,
+            "margin_mode": market.margin_mode,
+            "estimated_liquidation_price": lp,
+        }
+        self.launched = True
+        self._launch_price = price
+        self._start_level = ladders.nearest_level(self.levels, price)
+        lp_text = "none" if lp is None else f"{lp:,.2f}"
+        self.log(
+            f"launch {p.direction} grid {self.levels[0]:g}..{self.levels[-1]:g} x{p.grids} "
+            f"({p.spacing}), {self.quantity:g} per grid, investment {investment:,.2f} USDT at "
+            f"{leverage:g}x, estimated LP {lp_text}"
+        )
+        min_notional = market.spec.min_notional
+        if self.quantity * self.levels[0] < min_notional:
+            self.stop_bot(
+                f"quantity per grid {self.quantity:g} × lowest line {self.levels[0]:g} is below "
+                f"the minimum order value {min_notional:g} USDT: raise investment or leverage, "
+                "or use fewer grids"
+            )
+            return
+        for order in plan.orders:
+            if order.market:
+                self.place(order.size, None)
+            else:
+                self._place_grid(order.level, order.size > 0)
+
+    # --- orders --------------------------------------------------------------------------
+    def _is_opening(self, level: int, buy: bool) -> bool:
+        """Whether a grid order at ``level`` opens inventory (needs margin) or closes it."""
+        direction = self.p.direction
+        if direction == "long":
+            return buy
+        if direction == "short":
+            return not buy
+        # neutral: long inventory lives below the start line, short inventory above it
+        return level < self._start_level if buy else level > self._start_level
+
+    def _place_grid(self, level: int, buy: bool) -> None:
+        if self.stopped_reason is not None:
+            return
+        opening = self._is_opening(level, buy)
+        size = self.quantity if buy else -self.quantity
+        order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level)
+        self._grid_orders[order.ref] = (level, opening)
+
+    def on_fill(self, order: bt.Order) -> None:
+        info = self._grid_orders.pop(order.ref, None)
+        if info is None:
+            return  # the launch market order or a closing order
+        level, opening = info
+        buy = order.isbuy()
+        if not opening:
+            # closing fill: its counter-order opened one line away
+            gap = abs(self.levels[level] - self.levels[level + (-1 if not buy else 1)])
+            self.pairs += 1
+            self.grid_profit += self.quantity * gap
+        counter = level + 1 if buy else level - 1
+        if 0 <= counter < len(self.levels):
+            self._place_grid(counter, not buy)
+
+    def on_cancel(self, order: bt.Order) -> None:
+        self._grid_orders.pop(order.ref, None)
+
+    # --- exits ---------------------------------------------------------------------------
+    def _reached(self, level: float | None, close: float) -> bool:
+        """Whether ``close`` reached ``level`` coming from the launch price's side."""
+        if level is None:
+            return False
+        return close <= level if level < self._launch_price else close >= level
+
+    def _check_exits(self, close: float) -> None:
+        p = self.p
+        if self._reached(p.stop_loss, close):
+            self.stop_bot(f"stop loss {p.stop_loss:g} reached (close {close:g})", True)
+        elif self._reached(p.take_profit, close):
+            self.stop_bot(f"take profit {p.take_profit:g} reached (close {close:g})", True)
+        elif p.out_of_range == "stop" and not self.levels[0] <= close <= self.levels[-1]:
+            self.stop_bot(f"price {close:g} left the grid range", True)
+
+    def stop(self) -> None:
+        """End of the run: log the grid's results."""
+        self.log(
+            f"pairs {self.pairs}, grid profit {self.grid_profit:,.2f} USDT, unrealized "
+            f"{self.unrealized_pnl:,.2f} USDT, equity {self.broker.getvalue():,.2f} USDT"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Results: grid profit, pairs, fees, unrealized PnL, equity, stop reason."""
+        account = self.broker.account
+        return {
+            "grid_profit": self.grid_profit,
+            "pairs": self.pairs,
+            "realized_pnl": account.realized_pnl,
+            "fees": account.fees_paid,
+            "unrealized_pnl": self.unrealized_pnl,
+            "position": self.position_size,
+            "equity": self.broker.getvalue(),
+            "stopped_reason": self.stopped_reason,
+        }
