@@ -1,0 +1,287 @@
+"""``liqbt run / compare / sweep / max-leverage``: parse, load the config, delegate, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from liqbt.core.errors import ValidationError
+
+T = TypeVar("T")
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Turn validation errors into a clean CLI error (non-zero exit, no traceback)."""
+    try:
+        return fn()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _load(path: str) -> Any:
+    from liqbt.config import load_config
+
+    return _guard(lambda: load_config(path))
+
+
+def _csv(value: str | None, conv: Callable[[str], T], name: str) -> list[T]:
+    if not value:
+        return []
+    try:
+        return [conv(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list", param_hint=name
+        ) from None
+
+
+def _modes(value: str | None) -> list[str]:
+    modes = _csv(value, str, "--margin-modes")
+    bad = [m for m in modes if m not in ("cross", "isolated")]
+    if bad:
+        raise click.BadParameter(f"{bad} (use cross and/or isolated)", param_hint="--margin-modes")
+    return modes
+
+
+def _fmt(value: Any, spec: str = ",.2f") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if k else c.ljust(w)
+                       for k, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _result_text(result: Any) -> str:
+    out = [
+        f"{result.label} — {result.strategy}",
+        f"period            {result.start} → {result.end} ({result.bars} bars)",
+        f"initial balance   {result.initial_balance:,.2f} USDT",
+        f"final equity      {result.final_equity:,.2f} USDT",
+        f"return            {result.return_pct:+,.2f} %",
+        f"max drawdown      {result.max_drawdown_pct:,.2f} %",
+        f"fees paid         {result.fees_paid:,.2f} USDT",
+        f"funding paid      {result.funding_paid:,.2f} USDT"
+        + (f" ({result.funding_note})" if result.funding_note else ""),
+    ]
+    if len(result.funding_by_symbol) > 1:
+        out += [f"  {s:<15} {v:,.2f} USDT" for s, v in result.funding_by_symbol.items()]
+    out += [
+        f"insurance fund    {result.insurance_fund_delta:+,.2f} USDT",
+        f"closest to liq.   {_fmt(result.min_liquidation_distance_pct)} %",
+        f"trades            {len(result.trades)}",
+        f"wiped out         {'yes at ' + str(result.wipeout_time) if result.wiped_out else 'no'}",
+    ]
+    if result.stopped_reason:
+        out.append(f"strategy stopped  {result.stopped_reason}")
+    out.append(f"liquidations      {result.liquidation_count}")
+    if result.liquidations:
+        out.append(_table(
+            ["time (UTC)", "symbol", "side", "size", "trigger", "settled", "loss", "partial"],
+            [[q["time"], q["symbol"], q["side"], f"{q['size']:g}", q["trigger_price"],
+              q["settlement_price"], q["loss"], q["partial"]] for q in result.liquidations],
+        ))
+    out.append(f"top-ups           {len(result.top_ups)}")
+    if result.top_ups:
+        out.append(_table(
+            ["time (UTC)", "symbol", "amount", "LP after"],
+            [[t["time"], t["symbol"], t["amount"], t["liquidation_price_after"]]
+             for t in result.top_ups],
+        ))
+    return "\n".join(out)
+
+
+def _run(config: Any, timeline: bool, quiet: bool) -> Any:
+    from liqbt.runner import run_config
+
+    return _guard(lambda: run_config(config, timeline=timeline, progress=not quiet))
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write index.html with charts to this directory.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(config: str, as_json: bool, report_dir: str | None, quiet: bool) -> None:
+    """Run the backtest described by CONFIG (a TOML run config)."""
+    cfg = _load(config)
+    result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
+    if report_dir:
+        from liqbt.report import write_run_report
+
+        path = write_run_report(result, report_dir, cfg.account.warning_threshold)
+        if not as_json:
+            click.echo(f"report: {path}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(_result_text(result))
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--margin-modes", default="cross,isolated", show_default=True,
+              help="Comma-separated margin modes.")
+@click.option("--leverage", "leverages", default=None,
+              help="Comma-separated leverages (default: the config's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool,
+            quiet: bool) -> None:
+    """Run CONFIG once per margin mode (and leverage) and show the results side by side."""
+    cfg = _load(config)
+    modes = _modes(margin_modes) or [cfg.margin_mode]
+    levs = _csv(leverages, float, "--leverage") or [cfg.leverage]
+    results = []
+    for lev in levs:
+        for mode in modes:
+            variant = _guard(lambda lev=lev, mode=mode: cfg.with_overrides(
+                {"leverage": lev, "margin_mode": mode}))
+            results.append(_run(variant, timeline=False, quiet=quiet or as_json))
+    if as_json:
+        click.echo(json.dumps({"runs": [r.to_dict() for r in results]}))
+        return
+    def first(r: Any, key: str) -> Any:
+        return r.liquidations[0][key] if r.liquidations else None
+
+    metrics: list[tuple[str, Callable[[Any], Any]]] = [
+        ("final equity (USDT)", lambda r: r.final_equity),
+        ("return %", lambda r: r.return_pct),
+        ("max drawdown %", lambda r: r.max_drawdown_pct),
+        ("fees (USDT)", lambda r: r.fees_paid),
+        ("funding (USDT)", lambda r: r.funding_paid),
+        ("liquidations", lambda r: r.liquidation_count),
+        ("first liquidation (UTC)", lambda r: first(r, "time")),
+        ("first liq. price", lambda r: first(r, "trigger_price")),
+        ("liquidation loss (USDT)", lambda r: sum(q["loss"] for q in r.liquidations)),
+        ("top-ups", lambda r: len(r.top_ups)),
+        ("closest to liq. %", lambda r: r.min_liquidation_distance_pct),
+        ("trades", lambda r: len(r.trades)),
+        ("wiped out", lambda r: r.wiped_out),
+    ]
+    rows = [[name, *(get(r) for r in results)] for name, get in metrics]
+    click.echo(_table(["", *(r.label for r in results)], rows))
+
+
+def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
+    from liqbt.config import parse_value
+
+    grid: dict[str, list[Any]] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise click.BadParameter(f"{item!r}: use KEY=V1,V2,...", param_hint="--set")
+        grid[key.strip()] = [parse_value(v) for v in raw.split(",") if v.strip()]
+    return grid
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, required=True,
+              help="KEY=V1,V2,... (leverage, margin_mode, strategy.NAME, account.NAME...); "
+                   "repeat for a cartesian product.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes (default: CPU count).")
+@click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False),
+              help="Write all rows to FILE.csv or FILE.json.")
+@click.option("--sort", "sort_key", default="return_pct", show_default=True,
+              help="Column to sort by (descending).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=".liqbt-cache",
+              show_default=True, help="Per-run result cache (resumes interrupted sweeps).")
+@click.option("--no-cache", is_flag=True, help="Ignore and do not write the cache.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write index.html with leverage × margin-mode heatmaps.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
+          out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
+          report_dir: str | None, as_json: bool, quiet: bool) -> None:
+    """Run CONFIG over the cartesian product of every --set."""
+    from liqbt import sweep as sw
+
+    cfg = _load(config)
+    grid = _parse_sets(sets)
+    points = _guard(lambda: sw.expand(cfg, grid))
+    show = not quiet and not as_json and sys.stderr.isatty()
+    bar = click.progressbar(length=len(points), label="sweep", file=sys.stderr) if show else None
+    tick = (lambda _i, _row: bar.update(1)) if bar is not None else None
+    try:
+        if bar is not None:
+            bar.__enter__()
+        outcome = _guard(lambda: sw.run_sweep(
+            points, workers=workers, scheduler=scheduler,
+            cache_dir=None if no_cache else cache_dir, on_result=tick))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    rows = _guard(lambda: sw.sort_rows(outcome.rows, sort_key))
+    if out_file:
+        _guard(lambda: sw.write_rows(rows, out_file))
+    if report_dir:
+        from liqbt.report import write_sweep_report
+
+        write_sweep_report(outcome.rows, report_dir, outcome.keys)
+    if as_json:
+        click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
+                               "rows": rows}))
+        return
+    columns = [*outcome.keys, "return_pct", "max_drawdown_pct", "final_equity", "fees_paid",
+               "funding_paid", "liquidations", "first_liquidation", "top_ups",
+               "min_liquidation_distance_pct", "wiped_out"]
+    click.echo(_table(columns, [[r.get(c) for c in columns] for r in rows]))
+    click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache",
+               err=True)
+
+
+@click.command("max-leverage")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--margin-modes", default="cross,isolated", show_default=True,
+              help="Comma-separated margin modes.")
+@click.option("--max", "maximum", type=click.FloatRange(min=1), default=125, show_default=True,
+              help="Highest leverage to consider (capped at the tier maximum).")
+@click.option("--step", type=click.Choice(["1", "0.5"]), default="1", show_default=True,
+              help="Leverage granularity.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
+                 as_json: bool) -> None:
+    """Highest leverage that survives CONFIG's data with no liquidation (bisection)."""
+    from liqbt.sweep import find_max_leverage
+
+    cfg = _load(config)
+    found = [
+        _guard(lambda mode=mode: find_max_leverage(cfg, mode, maximum, float(step)))
+        for mode in _modes(margin_modes) or [cfg.margin_mode]
+    ]
+    if as_json:
+        click.echo(json.dumps({"results": [
+            {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
+             "min_liquidation_distance_pct": f.distance_pct, "first_failing_leverage": f.failed_at,
+             "runs": f.runs} for f in found]}))
+        return
+    rows = []
+    for f in found:
+        rows.append([f.margin_mode, "none (1x is liquidated)" if f.leverage is None
+                     else f"{f.leverage:g}x", f.distance_pct,
+                     None if f.failed_at is None else f"{f.failed_at:g}x", f.runs])
+    click.echo(_table(["margin mode", "max leverage", "safety margin %", "liquidated at",
+                       "runs"], rows))
+
+
+__all__ = ["compare", "max_leverage", "run", "sweep"]

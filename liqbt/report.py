@@ -1,0 +1,318 @@
+"""HTML reports with matplotlib (Agg) charts for runs and sweeps.
+
+``write_run_report(result, directory)`` draws, per symbol, the price with grid levels, fills and
+liquidations, then equity/margin balance, margin ratio and liquidation price against mark;
+``write_sweep_report(rows, directory)`` draws leverage × margin-mode heatmaps. Each writes an
+``index.html`` referencing PNGs next to it. All times are UTC.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written from CLI runs and workers
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+
+from liqbt.runner import RunResult
+
+_DPI = 110
+_BUY = "#1a9850"
+_SELL = "#d73027"
+_LIQ = "#7b3294"
+
+
+def _dates_axis(ax: Any) -> None:
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
+    ax.grid(True, alpha=0.3)
+
+
+def _save(fig: Any, directory: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(directory / name, dpi=_DPI)
+    plt.close(fig)
+    return name
+
+
+def _money(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.2f} %"
+
+
+def _price_chart(result: RunResult, symbol: str, directory: Path, index: int) -> str:
+    tl = result.timeline
+    times = tl["time"]
+    row = tl["symbols"][symbol]
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    ax.plot(times, row["close"], color="#444444", lw=0.8, label="close (trade price)")
+    report = result.launch_report or {}
+    levels = report.get("levels") or report.get("grid_levels") or []
+    if len(result.markets) == 1 or report.get("symbol") == symbol:
+        for k, level in enumerate(levels):
+            ax.axhline(level, color="#4575b4", lw=0.5, alpha=0.45, ls="--",
+                       label="grid levels" if k == 0 else None)
+        est = report.get("estimated_liquidation_price")
+        if est:
+            ax.axhline(est, color=_LIQ, lw=1.0, ls=":",
+                       label=f"estimated LP at launch ({est:,.0f})")
+    fills = [f for f in result.fills if f["symbol"] == symbol]
+    buys = [f for f in fills if f["size"] > 0 and not f["liquidation"]]
+    sells = [f for f in fills if f["size"] < 0 and not f["liquidation"]]
+    if buys:
+        ax.scatter([f["time"] for f in buys], [f["price"] for f in buys], marker="^", s=28,
+                   color=_BUY, zorder=3, label=f"buy fills ({len(buys)})")
+    if sells:
+        ax.scatter([f["time"] for f in sells], [f["price"] for f in sells], marker="v", s=28,
+                   color=_SELL, zorder=3, label=f"sell fills ({len(sells)})")
+    liqs = [q for q in result.liquidations if q["symbol"] == symbol]
+    if liqs:
+        from datetime import datetime
+
+        when = [datetime.fromisoformat(q["time"].rstrip("Z")) for q in liqs]
+        ax.scatter(when, [q["trigger_price"] for q in liqs], marker="X", s=140, color=_LIQ,
+                   edgecolor="white", zorder=4, label=f"liquidations ({len(liqs)})")
+        for t, q in zip(when, liqs, strict=True):
+            ax.annotate(f"liquidated {q['side']}\n{q['trigger_price']:,.0f}",
+                        (t, q["trigger_price"]),
+                        textcoords="offset points", xytext=(8, -26), fontsize=8, color=_LIQ)
+    ax.set_title(f"{symbol} price, fills and liquidations — {result.label}")
+    ax.set_ylabel("price (USDT)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    _dates_axis(ax)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, directory, f"price_{index}_{symbol}.png")
+
+
+def _equity_chart(result: RunResult, directory: Path) -> str:
+    tl = result.timeline
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    ax.plot(tl["time"], tl["equity"], color="#1f77b4", lw=1.2, label="equity (at mark)")
+    ax.plot(tl["time"], tl["margin_balance"], color="#ff7f0e", lw=0.9, alpha=0.9,
+            label="cross margin balance (wallet + cross uPnL)")
+    ax.plot(tl["time"], tl["available"], color="#2ca02c", lw=0.8, alpha=0.8,
+            label="available balance")
+    ax.axhline(result.initial_balance, color="grey", lw=0.7, ls="--",
+               label=f"initial balance ({result.initial_balance:,.0f})")
+    for q in result.liquidations:
+        from datetime import datetime
+
+        ax.axvline(datetime.fromisoformat(q["time"].rstrip("Z")), color=_LIQ, lw=0.8, ls=":")
+    ax.set_title(
+        f"Equity — return {result.return_pct:+.2f} %, max drawdown "
+        f"{result.max_drawdown_pct:.2f} %" + ("  (dotted: liquidations)" if result.liquidations
+                                             else "")
+    )
+    ax.set_ylabel("USDT")
+    _dates_axis(ax)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, directory, "equity.png")
+
+
+def _ratio_chart(result: RunResult, directory: Path, threshold: float) -> str:
+    tl = result.timeline
+    fig, ax = plt.subplots(figsize=(12, 3.8))
+    ratio = np.asarray(tl["margin_ratio"], dtype=float) * 100
+    ax.plot(tl["time"], ratio, color="#d95f02", lw=0.9, label="margin ratio (worst position)")
+    ax.axhline(threshold * 100, color="#e6ab02", lw=1.0, ls="--",
+               label=f"warning ({threshold * 100:.0f} %)")
+    ax.axhline(100, color=_LIQ, lw=1.0, label="liquidation (100 %)")
+    ax.set_ylim(0, max(110.0, float(np.nanmax(ratio)) * 1.05 if len(ratio) else 110.0))
+    ax.set_title("Margin ratio = maintenance margin / margin balance (liquidation at 100 %)")
+    ax.set_ylabel("%")
+    _dates_axis(ax)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, directory, "margin_ratio.png")
+
+
+def _lp_chart(result: RunResult, symbol: str, directory: Path, index: int) -> str:
+    tl = result.timeline
+    row = tl["symbols"][symbol]
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    ax.plot(tl["time"], row["mark"], color="#444444", lw=0.8, label="mark price")
+    lp = np.asarray(row["liquidation_price"], dtype=float)
+    ax.plot(tl["time"], lp, color=_LIQ, lw=1.2, label="liquidation price (blank = flat)")
+    liqs = [q for q in result.liquidations if q["symbol"] == symbol]
+    if liqs:
+        from datetime import datetime
+
+        ax.scatter([datetime.fromisoformat(q["time"].rstrip("Z")) for q in liqs],
+                   [q["trigger_price"] for q in liqs], marker="X", s=120, color=_LIQ,
+                   edgecolor="white", zorder=4, label="liquidation (mark reached LP)")
+    ax.set_title(f"{symbol} liquidation price against mark — the gap is the safety margin")
+    ax.set_ylabel("price (USDT)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    finite = lp[np.isfinite(lp)]
+    if len(finite):
+        marks = np.asarray(row["mark"], dtype=float)
+        low = min(float(finite.min()), float(np.nanmin(marks)))
+        high = max(float(finite.max()), float(np.nanmax(marks)))
+        pad = (high - low) * 0.05 or high * 0.01
+        ax.set_ylim(low - pad, high + pad)
+    _dates_axis(ax)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, directory, f"liquidation_price_{index}_{symbol}.png")
+
+
+def _summary_table(result: RunResult) -> str:
+    rows = [
+        ("Run", result.label),
+        ("Strategy", result.strategy),
+        ("Period (UTC)", f"{result.start} → {result.end} ({result.bars} bars)"),
+        ("Initial balance", f"{_money(result.initial_balance)} USDT"),
+        ("Final equity", f"{_money(result.final_equity)} USDT"),
+        ("Return", _pct(result.return_pct)),
+        ("Max drawdown", _pct(result.max_drawdown_pct)),
+        ("Fees paid", f"{_money(result.fees_paid)} USDT"),
+        ("Funding paid", f"{_money(result.funding_paid)} USDT {result.funding_note}"),
+        ("Liquidations", str(result.liquidation_count)),
+        ("Top-ups", str(len(result.top_ups))),
+        ("Closest to liquidation", _pct(result.min_liquidation_distance_pct)),
+        ("Wiped out", f"yes, {result.wipeout_time}" if result.wiped_out else "no"),
+    ]
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in rows)
+    liq = ""
+    if result.liquidations:
+        head = "".join(f"<th>{h}</th>" for h in ("time (UTC)", "symbol", "side", "size",
+                                                 "trigger", "settled at", "loss", "partial"))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                q["time"], q["symbol"], q["side"], f"{q['size']:g}",
+                _money(q["trigger_price"]), _money(q["settlement_price"]), _money(q["loss"]),
+                "yes" if q["partial"] else "no")) + "</tr>"
+            for q in result.liquidations
+        )
+        liq = f"<h2>Liquidations</h2><table><tr>{head}</tr>{body}</table>"
+    return f"<table>{cells}</table>{liq}"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;"
+    "text-align:left}th{background:#f4f4f4}img{max-width:100%;border:1px solid #eee;"
+    "margin:0.5em 0}"
+)
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"{body}</body></html>\n")
+
+
+def write_run_report(
+    result: RunResult, directory: str | Path, warning_threshold: float = 0.8,
+    title: str | None = None,
+) -> Path:
+    """Write ``index.html`` and PNGs for one run; returns the ``index.html`` path.
+
+    ``result`` must come from ``run_config(..., timeline=True)``.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[str] = []
+    symbols = list(result.timeline.get("symbols", {}))
+    for i, symbol in enumerate(symbols):
+        images.append(_price_chart(result, symbol, out, i))
+    images.append(_equity_chart(result, out))
+    images.append(_ratio_chart(result, out, warning_threshold))
+    for i, symbol in enumerate(symbols):
+        images.append(_lp_chart(result, symbol, out, i))
+    body = _summary_table(result) + "".join(f"<p><img src='{n}' alt='{n}'></p>" for n in images)
+    path = out / "index.html"
+    path.write_text(_page(title or f"liqbt run — {result.label}", body))
+    return path
+
+
+def _heatmap(ax: Any, matrix: np.ndarray, levs: list[float], modes: list[str], title: str,
+             fmt: str, cmap: str, center: float | None) -> None:
+    finite = matrix[np.isfinite(matrix)]
+    if center is not None and len(finite):
+        span = max(abs(float(finite.min()) - center), abs(float(finite.max()) - center)) or 1.0
+        kw = {"vmin": center - span, "vmax": center + span}
+    else:
+        kw = {"vmin": 0, "vmax": max(float(finite.max()) if len(finite) else 1.0, 1.0)}
+    im = ax.imshow(matrix, cmap=cmap, aspect="auto", **kw)
+    ax.set_xticks(range(len(levs)), [f"{v:g}x" for v in levs])
+    ax.set_yticks(range(len(modes)), modes)
+    ax.set_xlabel("leverage")
+    ax.set_ylabel("margin mode")
+    ax.set_title(title)
+    for r in range(matrix.shape[0]):
+        for c in range(matrix.shape[1]):
+            v = matrix[r, c]
+            # white text on the dark ends of the colour map, black elsewhere
+            level = float(im.norm(v)) if np.isfinite(v) else 0.5
+            dark = level > 0.6 if center is None else (level < 0.15 or level > 0.85)
+            ax.text(c, r, "–" if not np.isfinite(v) else format(v, fmt), ha="center",
+                    va="center", fontsize=9, color="white" if dark else "black",
+                    fontweight="bold")
+    bar = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if center is None:  # counts: integer ticks only
+        bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+        bar.update_ticks()
+
+
+def write_sweep_report(
+    rows: Sequence[dict[str, Any]], directory: str | Path, keys: Sequence[str] = (),
+    title: str = "liqbt sweep",
+) -> Path:
+    """Write ``index.html`` with leverage × margin-mode heatmaps (return %, liquidations) and
+    the full table. Other swept keys get one pair of heatmaps per value combination."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[str] = []
+    rows = list(rows)
+    if rows and all("leverage" in r and "margin_mode" in r for r in rows):
+        other = [k for k in keys if k not in ("leverage", "margin_mode")]
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(tuple(r.get(k) for k in other), []).append(r)
+        for g, (combo, members) in enumerate(list(groups.items())[:12]):
+            levs = sorted({float(r["leverage"]) for r in members})
+            modes = sorted({str(r["margin_mode"]) for r in members})
+            ret = np.full((len(modes), len(levs)), np.nan)
+            liq = np.full((len(modes), len(levs)), np.nan)
+            for r in members:
+                i, j = modes.index(str(r["margin_mode"])), levs.index(float(r["leverage"]))
+                ret[i, j] = np.nan if r.get("return_pct") is None else r["return_pct"]
+                liq[i, j] = r.get("liquidations") or 0
+            suffix = ", ".join(f"{k}={v}" for k, v in zip(other, combo, strict=True))
+            fig, axes = plt.subplots(2, 1, figsize=(max(7, 1.1 * len(levs) + 3), 6.5))
+            _heatmap(axes[0], ret, levs, modes, "Return (%)" + (f" — {suffix}" if suffix else ""),
+                     ".1f", "RdYlGn", 0.0)
+            _heatmap(axes[1], liq, levs, modes,
+                     "Liquidation count" + (f" — {suffix}" if suffix else ""), ".0f", "Reds",
+                     None)
+            images.append(_save(fig, out, f"heatmap_{g}.png"))
+    columns = list(dict.fromkeys(k for r in rows for k in r if k != "config_hash"))
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.2f}"
+        return html.escape("–" if v is None else str(v))
+
+    table = ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns)
+                       + "</tr>" for r in rows) + "</table>")
+    body = "".join(f"<p><img src='{n}' alt='{n}'></p>" for n in images) + table
+    path = out / "index.html"
+    path.write_text(_page(title, body))
+    return path
+
+
+__all__ = ["write_run_report", "write_sweep_report"]

@@ -1,0 +1,298 @@
+"""Parameter sweeps: the cartesian product of overrides, run on a process pool or on Dask.
+
+Each run's summary is cached as JSON under ``cache_dir/<config hash>.json``, so an interrupted
+sweep resumes where it stopped and a repeated sweep costs nothing. Runs are deterministic and
+the workers return plain dicts, so a local pool and a Dask cluster give identical rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liqbt.config import RunConfig
+from liqbt.core.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One combination: the overrides applied and the resulting config."""
+
+    overrides: tuple[tuple[str, Any], ...]
+    config: RunConfig
+
+
+@dataclass
+class SweepOutcome:
+    """Rows in the order of the points, plus how many were computed / read from the cache."""
+
+    rows: list[dict[str, Any]]
+    computed: int = 0
+    cached: int = 0
+    keys: list[str] = field(default_factory=list)
+
+
+def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoint]:
+    """Cartesian product of ``grid`` applied to ``base`` (first key varies slowest).
+
+    Every combination is validated; all problems are reported together.
+    """
+    keys = list(grid)
+    points: list[SweepPoint] = []
+    problems: list[str] = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        overrides = tuple(zip(keys, values, strict=True))
+        try:
+            points.append(SweepPoint(overrides, base.with_overrides(dict(overrides))))
+        except ValidationError as exc:
+            combo = ", ".join(f"{k}={v}" for k, v in overrides)
+            problems.extend(f"[{combo}] {p}" for p in exc.problems)
+    if problems:
+        raise ValidationError(sorted(set(problems)), base.source)
+    return points
+
+
+def run_point(config: RunConfig) -> dict[str, Any]:
+    """Worker: run one config and return its summary row (a plain, picklable dict)."""
+    from liqbt.runner import run_config
+
+    result = run_config(config, timeline=False, progress=False)
+    row = result.summary()
+    row["config_hash"] = config.config_hash()
+    return row
+
+
+def _cache_path(cache_dir: Path, config: RunConfig) -> Path:
+    return cache_dir / f"{config.config_hash()}.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing or half-written (interrupted): recompute
+
+
+def _write_cache(path: Path, row: dict[str, Any]) -> None:
+    # write-then-rename: an interrupted write never leaves a truncated cache entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(row, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def run_sweep(
+    points: Sequence[SweepPoint],
+    workers: int | None = None,
+    scheduler: str | Any | None = None,
+    cache_dir: str | Path | None = None,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
+) -> SweepOutcome:
+    """Run every point, reusing cached results.
+
+    Parameters
+    ----------
+    points
+        From :func:`expand`.
+    workers
+        Local process count (default: CPU count). 1 runs in this process.
+    scheduler
+        Dask scheduler address (``tcp://host:port``) or a ``distributed.Client``; when given,
+        runs go to Dask instead of the local pool.
+    cache_dir
+        Directory of per-config JSON results (keyed by config hash); ``None`` disables caching.
+    on_result
+        Called as ``on_result(index, row)`` when a row is available (progress display).
+
+    Returns
+    -------
+    SweepOutcome
+        ``rows[i]`` belongs to ``points[i]``: the overrides (as columns) + the run summary.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else None
+    rows: list[dict[str, Any] | None] = [None] * len(points)
+    todo: list[int] = []
+    cached = 0
+    for i, point in enumerate(points):
+        hit = _read_cache(_cache_path(cache, point.config)) if cache is not None else None
+        if hit is not None:
+            rows[i] = hit
+            cached += 1
+            if on_result:
+                on_result(i, hit)
+        else:
+            todo.append(i)
+
+    def done(i: int, row: dict[str, Any]) -> None:
+        rows[i] = row
+        if cache is not None:
+            _write_cache(_cache_path(cache, points[i].config), row)
+        if on_result:
+            on_result(i, row)
+
+    if todo:
+        configs = [points[i].config for i in todo]
+        if scheduler is not None:
+            _run_dask(scheduler, todo, configs, done)
+        elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
+            for i, cfg in zip(todo, configs, strict=True):
+                done(i, run_point(cfg))
+        else:
+            with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+                futures = {pool.submit(run_point, cfg): i
+                           for i, cfg in zip(todo, configs, strict=True)}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    keys = list(dict.fromkeys(k for p in points for k, _ in p.overrides))
+    out = [
+        {**{k: v for k, v in p.overrides}, **(row or {})}
+        for p, row in zip(points, rows, strict=True)
+    ]
+    return SweepOutcome(out, computed=len(todo), cached=cached, keys=keys)
+
+
+def _run_dask(
+    scheduler: str | Any, todo: list[int], configs: list[RunConfig],
+    done: Callable[[int, dict[str, Any]], None],
+) -> None:
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    own = isinstance(scheduler, str)
+    client = Client(scheduler) if own else scheduler
+    try:
+        # pure=False: identical configs still each get their own task (and cache write)
+        futures = client.map(run_point, configs, pure=False)
+        index = {f.key: i for f, i in zip(futures, todo, strict=True)}
+        for fut in dask_completed(futures):
+            done(index[fut.key], fut.result())
+    finally:
+        if own:
+            client.close()
+
+
+def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
+    """Rows sorted by ``key`` descending (best return first); ``None`` values last."""
+    rows = list(rows)
+    if not key:
+        return rows
+    if rows and key not in rows[0]:
+        raise ValidationError([f"--sort {key!r}: no such column (known: {', '.join(rows[0])})"])
+    with_value = [r for r in rows if r.get(key) is not None]
+    without = [r for r in rows if r.get(key) is None]
+    return sorted(with_value, key=lambda r: r[key], reverse=True) + without
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows as ``.csv`` or ``.json`` (chosen by the suffix)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() == ".json":
+        p.write_text(json.dumps(list(rows), indent=2, sort_keys=False) + "\n")
+    elif p.suffix.lower() == ".csv":
+        import csv
+
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        with p.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        raise ValidationError([f"--out {str(p)!r}: use a .csv or .json file"])
+    return p
+
+
+@dataclass(frozen=True)
+class MaxLeverage:
+    """Result of :func:`find_max_leverage` for one margin mode.
+
+    ``leverage`` is ``None`` when even the lowest candidate was liquidated;
+    ``distance_pct`` is the safety margin (closest approach to liquidation, %) at that
+    leverage; ``failed_at`` the lowest tested leverage that was liquidated.
+    """
+
+    margin_mode: str
+    leverage: float | None
+    distance_pct: float | None
+    failed_at: float | None
+    runs: int
+    tested: tuple[tuple[float, bool], ...]
+
+
+def leverage_candidates(maximum: float, step: float = 1.0) -> list[float]:
+    """1, 1+step, ... up to ``maximum`` (inclusive)."""
+    n = int((maximum - 1) / step + 1e-9)
+    return [1 + k * step for k in range(n + 1)]
+
+
+def find_max_leverage(
+    config: RunConfig, margin_mode: str, maximum: float = 125, step: float = 1.0,
+    run: Callable[[RunConfig], dict[str, Any]] = run_point,
+) -> MaxLeverage:
+    """Bisection for the highest leverage that survives the data without any liquidation.
+
+    Assumes survival is monotone in leverage (a higher leverage never survives when a lower
+    one did not), which holds for a strategy sizing by margin: more leverage means a larger
+    position and a nearer liquidation price. The candidates are ``1, 1+step, ... maximum``
+    capped at the tier maximum of the config's symbols.
+    """
+    from liqbt.core.profile import load_profile
+
+    profile = load_profile(config.account.exchange)
+    cap = min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
+    candidates = leverage_candidates(min(maximum, cap), step)
+    tested: dict[float, dict[str, Any]] = {}
+
+    def survives(k: int) -> bool:
+        lev = candidates[k]
+        if lev not in tested:
+            cfg = config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
+            tested[lev] = run(cfg)
+        row = tested[lev]
+        return not row["liquidations"] and not row["wiped_out"]
+
+    lo, hi = -1, len(candidates)  # invariant: candidates[lo] survives, candidates[hi] fails
+    if survives(len(candidates) - 1):
+        lo = len(candidates) - 1
+    elif survives(0):
+        lo, hi = 0, len(candidates) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if survives(mid):
+                lo = mid
+            else:
+                hi = mid
+    else:
+        hi = 0
+    best = candidates[lo] if lo >= 0 else None
+    return MaxLeverage(
+        margin_mode,
+        best,
+        tested[best]["min_liquidation_distance_pct"] if best is not None else None,
+        candidates[hi] if hi < len(candidates) else None,
+        len(tested),
+        tuple(sorted((lev, not r["liquidations"] and not r["wiped_out"])
+                     for lev, r in tested.items())),
+    )
+
+
+__all__ = [
+    "MaxLeverage",
+    "SweepOutcome",
+    "SweepPoint",
+    "expand",
+    "find_max_leverage",
+    "leverage_candidates",
+    "run_point",
+    "run_sweep",
+    "sort_rows",
+    "write_rows",
+]

@@ -1,0 +1,86 @@
+"""``liqbt run / compare / sweep / max-leverage`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from test_runner import write_config
+
+from liqbt.cli import main
+
+RUN_KEYS = {
+    "initial_balance", "final_equity", "return_pct", "max_drawdown_pct", "fees_paid",
+    "funding_paid", "funding_by_symbol", "insurance_fund_delta", "wiped_out", "wipeout_time",
+    "liquidations", "top_ups", "trades", "funding_note", "min_liquidation_distance_pct",
+}
+
+
+def test_run_json_is_one_object(tmp_path):
+    cfg = write_config(tmp_path, leverage=10)
+    res = CliRunner().invoke(main, ["run", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert RUN_KEYS <= set(data)
+    liq = data["liquidations"][0]
+    assert set(liq) >= {"time", "symbol", "side", "size", "trigger_price", "settlement_price",
+                        "loss", "partial"}
+    assert liq["time"].endswith("Z")
+    assert set(data["trades"][0]) >= {"symbol", "side", "size", "entry_time", "entry_price",
+                                      "exit_time", "exit_price", "pnl", "fees", "reason"}
+    assert data["trades"][0]["reason"] == "liquidation"
+
+
+def test_run_table_and_report(tmp_path):
+    cfg = write_config(tmp_path, leverage=10)
+    res = CliRunner().invoke(main, ["run", str(cfg), "--quiet", "--report",
+                                    str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "liquidations      1" in res.output and "2024-01-01T00:50:00Z" in res.output
+    assert (tmp_path / "rep" / "index.html").exists()
+
+
+def test_compare_table(tmp_path):
+    cfg = write_config(tmp_path, leverage=10)
+    res = CliRunner().invoke(main, ["compare", str(cfg), "--margin-modes", "cross,isolated",
+                                    "--leverage", "3,10"])
+    assert res.exit_code == 0, res.output
+    header = res.output.splitlines()[0]
+    for label in ("cross 3x", "isolated 3x", "cross 10x", "isolated 10x"):
+        assert label in header
+    assert "liquidations" in res.output
+    res = CliRunner().invoke(main, ["compare", str(cfg), "--json"])
+    assert len(json.loads(res.output)["runs"]) == 2
+
+
+def test_sweep_cli_out_and_cache(tmp_path):
+    cfg = write_config(tmp_path)
+    args = ["sweep", str(cfg), "--set", "leverage=2,10", "--set", "margin_mode=cross,isolated",
+            "--workers", "1", "--cache-dir", str(tmp_path / "c"), "--out",
+            str(tmp_path / "out.csv"), "--json", "--report", str(tmp_path / "rep")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["computed"] == 4 and len(data["rows"]) == 4
+    assert data["rows"][0]["return_pct"] >= data["rows"][-1]["return_pct"]
+    assert (tmp_path / "out.csv").read_text().count("\n") == 5
+    assert (tmp_path / "rep" / "heatmap_0.png").exists()
+    again = json.loads(CliRunner().invoke(main, args).output)
+    assert again["cached"] == 4 and again["rows"] == data["rows"]
+
+
+def test_max_leverage_cli(tmp_path):
+    cfg = write_config(tmp_path)
+    res = CliRunner().invoke(main, ["max-leverage", str(cfg), "--margin-modes", "isolated",
+                                    "--max", "10"])
+    assert res.exit_code == 0, res.output
+    assert "4x" in res.output and "5x" in res.output
+
+
+def test_errors_are_click_errors(tmp_path):
+    cfg = write_config(tmp_path, leverage=500)
+    res = CliRunner().invoke(main, ["run", str(cfg)])
+    assert res.exit_code != 0
+    assert "leverage = 500" in res.output
+    res = CliRunner().invoke(main, ["sweep", str(cfg), "--set", "leverage"])
+    assert res.exit_code != 0

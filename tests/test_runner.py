@@ -1,0 +1,132 @@
+"""Runner on a small synthetic crash: RunResult fields from broker events and trades."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from liqbt.config import load_config
+from liqbt.data import save_candles
+from liqbt.runner import max_drawdown_pct, run_config
+
+# Buys once on the first bar (fills at the second bar's open): size = fraction × equity ×
+# leverage / close, so margin = fraction × equity whatever the leverage.
+STRATEGY = '''
+import backtrader as bt
+
+
+class BuyOnce(bt.Strategy):
+    params = (("fraction", 0.5), ("side", "long"))
+
+    def next(self):
+        if len(self) == 1:
+            symbol = self.broker._symbol_of(self.data)
+            lev = self.broker.account.market(symbol).leverage
+            size = round(self.broker.getvalue() * self.p.fraction * lev / self.data.close[0], 3)
+            order = (self.buy if self.p.side == "long" else self.sell)(size=size)
+            order.addinfo(reason="signal")
+'''
+
+# 10 flat bars at 50,000, a crash bar to a 40,000 low (close 45,000), 5 flat bars at 45,000.
+CRASH_BARS = [(50_000.0,) * 4] * 10 + [(50_000.0, 50_000.0, 40_000.0, 45_000.0)] + [
+    (45_000.0,) * 4
+] * 5
+
+
+def write_crash(directory: Path, bars=CRASH_BARS) -> Path:
+    index = pd.date_range("2024-01-01", periods=len(bars), freq="5min", tz="UTC", name="date")
+    frame = pd.DataFrame(bars, columns=["open", "high", "low", "close"], index=index)
+    frame["volume"] = 1.0
+    path = directory / "crash-5m.feather"
+    save_candles(frame, path)
+    return path
+
+
+def write_config(directory: Path, leverage: float = 10, margin_mode: str = "isolated",
+                 balance: float = 10_000, extra: str = "") -> Path:
+    write_crash(directory)
+    (directory / "strat.py").write_text(STRATEGY)
+    path = directory / "run.toml"
+    path.write_text(textwrap.dedent(f"""
+        [account]
+        exchange = "binance"
+        balance = {balance}
+
+        [[market]]
+        symbol = "BTCUSDT"
+        candles = "crash-5m.feather"
+        leverage = {leverage}
+        margin_mode = "{margin_mode}"
+
+        [strategy]
+        name = "strat.py:BuyOnce"
+        fraction = 0.5
+        {extra}
+    """))
+    return path
+
+
+def test_isolated_long_liquidated_in_the_crash(tmp_path):
+    cfg = load_config(write_config(tmp_path, leverage=10))
+    result = run_config(cfg)
+    # q = 0.5 × 10,000 × 10 / 50,000 = 1 BTC; LP = 50,000 × 0.9 / 0.996 (Binance, mmr 0.4 %)
+    assert result.liquidation_count == 1
+    liq = result.liquidations[0]
+    assert liq["time"] == "2024-01-01T00:50:00Z"
+    assert liq["symbol"] == "BTCUSDT" and liq["side"] == "long" and liq["size"] == 1.0
+    assert liq["trigger_price"] == pytest.approx(50_000 * 0.9 / 0.996, abs=0.01)
+    assert liq["settlement_price"] == pytest.approx(45_000.0)  # bankruptcy price
+    assert liq["loss"] == pytest.approx(5_000.0)
+    assert liq["partial"] is False
+    fee = 50_000 * 0.0005
+    assert result.fees_paid == pytest.approx(fee)
+    assert result.final_equity == pytest.approx(10_000 - 5_000 - fee)
+    assert result.return_pct == pytest.approx(-(5_000 + fee) / 10_000 * 100)
+    assert result.insurance_fund_delta > 0
+    assert result.funding_note == "no funding data"
+    assert result.funding_by_symbol == {"BTCUSDT": 0.0}
+    assert not result.wiped_out and result.wipeout_time is None
+    trade = result.trades[0]
+    assert trade["reason"] == "liquidation"
+    assert trade["entry_time"] == "2024-01-01T00:05:00Z"
+    assert trade["exit_time"] == "2024-01-01T00:50:00Z"
+    assert trade["entry_price"] == 50_000 and trade["exit_price"] == pytest.approx(45_000)
+    assert trade["pnl"] == pytest.approx(-5_000)
+    assert result.max_drawdown_pct == pytest.approx((5_000 + fee) / 10_000 * 100, rel=1e-6)
+    assert result.bars == len(CRASH_BARS)
+    assert len(result.timeline["time"]) == len(CRASH_BARS)
+
+
+def test_surviving_run_has_distance_and_no_liquidation(tmp_path):
+    cfg = load_config(write_config(tmp_path, leverage=2))
+    result = run_config(cfg, timeline=False)
+    assert result.liquidation_count == 0 and result.liquidations == []
+    # LP = 50,000 × 0.5 / 0.996 = 25,100.4; closest mark 40,000
+    assert result.min_liquidation_distance_pct == pytest.approx(
+        (40_000 - 25_000 / 0.996) / 40_000 * 100, abs=1e-3)
+    assert result.trades[0]["exit_time"] is None  # still open at the end
+    data = result.to_dict()
+    assert "timeline" not in data and all(
+        not isinstance(v, float) or math.isfinite(v) for v in data.values())
+
+
+def test_max_drawdown():
+    assert max_drawdown_pct([100, 120, 60, 130, 65]) == pytest.approx(50.0)
+    assert max_drawdown_pct([]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (Path(__file__).parents[1] / "configs").glob("*.toml")),
+    ids=lambda p: p.name,
+)
+def test_every_bundled_config_loads_and_runs(path):
+    # one week of the bundled four, to keep the suite fast; the config itself is unchanged
+    cfg = load_config(path).with_overrides({"backtest.end": "2024-03-08"})
+    result = run_config(cfg, timeline=False)
+    assert result.bars == 7 * 288
+    assert result.initial_balance > 0 and math.isfinite(result.final_equity)
+    assert result.funding_note == ""
