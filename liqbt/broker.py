@@ -779,6 +779,7 @@ class MarginBroker(bt.brokers.BackBroker):
         )
         order.addinfo(liquidation_event=event)
         self._bt_execute(order, size, settlement, event.fee)
+        self.min_liquidation_distance = min(self.min_liquidation_distance, 0.0)  # LP reached
 
     def _check_wipeout(self) -> None:
         if self.wiped_out:
