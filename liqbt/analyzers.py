@@ -88,7 +88,7 @@ class MarginTimeline(bt.Analyzer):
         broker = self.strategy.broker
         for data in self.strategy.datas:
             try:
-                symbol = broker._symbol_of(data)  # no public data→symbol lookup on the broker
+                symbol = broker.symbol_of(data)
             except Exception:  # a resampled view has no market of its own
                 continue
             if symbol not in {s for _, s in self._datas}:
@@ -126,7 +126,7 @@ class MarginTimeline(bt.Analyzer):
             row["mark"].append(mark if not math.isnan(mark) else close)
             lp = broker.liquidation_price(data)
             row["liquidation_price"].append(math.nan if lp is None else float(lp))
-            legs = broker._legs(data)
+            legs = broker.positions_of(data)
             row["size"].append(sum(p.size for p in legs))
             row["margin_ratio"].append(
                 max((account.margin_ratio(p) for p in legs), default=0.0)
@@ -169,7 +169,7 @@ class Trades(bt.Analyzer):
 
     def _symbol(self, data: Any) -> str:
         try:
-            return self.strategy.broker._symbol_of(data)
+            return self.strategy.broker.symbol_of(data)
         except Exception:
             return getattr(data, "_name", "") or ""
 

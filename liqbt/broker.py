@@ -160,7 +160,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._data_symbol[data] = spec.symbol
         self._symbol_data[spec.symbol] = data
 
-    def _symbol_of(self, data: Any) -> str:
+    def symbol_of(self, data: Any) -> str:
+        """The normalised symbol a data feed trades (binding its market settings on first use);
+        a clear error when ``set_market`` was never called for it."""
         symbol = self._data_symbol.get(data)
         if symbol is not None:
             return symbol
@@ -193,7 +195,7 @@ class MarginBroker(bt.brokers.BackBroker):
             return self.account.equity()
         total = 0.0
         for data in datas:
-            for pos in self._legs(data):
+            for pos in self.positions_of(data):
                 total += pos.unrealized_pnl + (pos.margin if pos.margin_mode == "isolated" else 0)
         return total
 
@@ -202,14 +204,16 @@ class MarginBroker(bt.brokers.BackBroker):
     def _get_value(self, datas: Any = None, lever: bool = False) -> float:
         return self.get_value(datas)
 
-    def _legs(self, data: Any) -> list[Position]:
-        symbol = self._symbol_of(data)
+    def positions_of(self, data: Any) -> list[Position]:
+        """Open position legs of a data feed's symbol (one in one-way mode, up to two in hedge
+        mode); read-only views of the account state."""
+        symbol = self.symbol_of(data)
         return [
             p for (s, _), p in self.account.positions.items() if s == symbol and p.size
         ]
 
     def _leg(self, data: Any, leg: str | None) -> Position | None:
-        legs = self._legs(data)
+        legs = self.positions_of(data)
         if leg is not None:
             legs = [p for p in legs if p.leg == leg]
         return legs[0] if legs else None
@@ -271,7 +275,7 @@ class MarginBroker(bt.brokers.BackBroker):
         qty = order.executed.remsize if size is None else size
         if order.info.get("reduce_only"):
             return 0.0
-        symbol = self._symbol_of(order.data)
+        symbol = self.symbol_of(order.data)
         if self.account.position_mode == "hedge":
             if order.info.get("close_leg"):
                 return 0.0
@@ -293,7 +297,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             opening = self._opening_size(order)
             if opening:
-                leverage = self.account.market(self._symbol_of(order.data)).leverage
+                leverage = self.account.market(self.symbol_of(order.data)).leverage
                 total += opening * self._order_price(order) / leverage
         if exclude is None:
             self._order_margin_cache = (key, total)
@@ -301,7 +305,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _rejection(self, order: bt.Order) -> str | None:
         """Why an order cannot be accepted, or ``None``."""
-        symbol = self._symbol_of(order.data)
+        symbol = self.symbol_of(order.data)
         config = self.account.market(symbol)
         opening = self._opening_size(order)
         if not opening:
@@ -341,19 +345,23 @@ class MarginBroker(bt.brokers.BackBroker):
             self._owners[order.data] = order.owner
             reason = "account wiped out" if self.wiped_out else self._rejection(order)
             if reason is None:
+                order.addinfo(reserved_opening=self._opening_size(order))
                 self.submit_accept(order)
-                continue
-            order.addinfo(reject_reason=reason)
-            order.margin()
+            else:
+                self._reject(order, reason, order.created.price)
+
+    def cancel(self, order: bt.Order, bracket: bool = False) -> None:
+        """Cancel a resting order, or one submitted this bar that is not yet accepted
+        (``BackBroker`` silently ignores those, so it could still fill)."""
+        if order in self.submitted:
+            self.submitted.remove(order)
+            order.cancel()
             self.notify(order)
             self._ococheck(order)
-            self._bracketize(order, cancel=True)
-            self.account.events.append(
-                ev.Rejected(
-                    self._now(order.data), self._symbol_of(order.data), order.ref,
-                    order.created.size, order.created.price, reason,
-                )
-            )
+            if not bracket:
+                self._bracketize(order, cancel=True)
+            return
+        super().cancel(order, bracket=bracket)
 
     def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
         self._owners.setdefault(order.data, order.owner)
@@ -415,7 +423,7 @@ class MarginBroker(bt.brokers.BackBroker):
         if mode == "heuristic":
             high_first = c < o
         else:
-            net = sum(p.size for p in self._legs(data))
+            net = sum(p.size for p in self.positions_of(data))
             adverse_high_first = net < 0  # a short suffers from the high
             if mode == "pessimistic":
                 high_first = adverse_high_first if net else c < o
@@ -426,13 +434,13 @@ class MarginBroker(bt.brokers.BackBroker):
         return [o, low, h, c], [mo, ml, mh, mc]
 
     def _step(self, data: Any) -> None:
-        symbol = self._symbol_of(data)
+        symbol = self.symbol_of(data)
         account = self.account
         account.clock = self._now(data)
         rate = self._funding_rate(data)
         marks = self._mark_ohlc(data)
         account.set_mark(symbol, marks[0])
-        legs = self._legs(data)
+        legs = self.positions_of(data)
         if rate is not None and legs:
             account.apply_funding(symbol, rate, marks[0])
         orders = self._reachable_orders(data)
@@ -451,7 +459,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for order in orders:
             if order.exectype == bt.Order.Close and order.alive():
                 self._fill_order(order, data.close[0], maker=False)
-        self._track_distance(self._legs(data), mark)
+        self._track_distance(self.positions_of(data), mark)
 
     def _reachable_orders(self, data: Any) -> list[bt.Order]:
         """Pending orders of ``data`` that the bar's price range can act on."""
@@ -600,7 +608,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """Execute the whole remaining size of ``order`` at ``price`` through backtrader's
         order/position machinery and the account (fees, margin, PnL)."""
         data = order.data
-        symbol = self._symbol_of(data)
+        symbol = self.symbol_of(data)
         qty = order.executed.remsize
         fee_rate = self.profile.maker_fee if maker else self.profile.taker_fee
         leg = order.info.get("leg") or self.account.leg_for(
@@ -627,30 +635,47 @@ class MarginBroker(bt.brokers.BackBroker):
             self._bracketize(order)
 
     def _rejection_at_fill(self, order: bt.Order, price: float) -> bool:
-        """Margin re-check when a resting order fills (the account may have changed since it
-        was accepted); rejects it with status ``Margin`` if it can no longer be afforded."""
-        symbol = self._symbol_of(order.data)
+        """Margin check at fill for the part of an order that had no margin frozen.
+
+        An exchange freezes a resting order's margin when it accepts it and fills it without
+        asking again. Only an opening part larger than the one reserved at acceptance (an order
+        accepted as a close whose position has since gone) needs fresh margin; if that margin
+        is missing the order is rejected with status ``Margin``.
+        """
+        symbol = self.symbol_of(order.data)
         config = self.account.market(symbol)
         opening = self._opening_size(order)
-        required = opening * price / config.leverage + opening * price * self.profile.taker_fee
-        reserved = opening * self._order_price(order) / config.leverage
-        available = self.account.available_balance(self._order_margin() - reserved)
+        unreserved = opening - order.info.get("reserved_opening", 0.0)
+        if unreserved <= 1e-12 * max(opening, 1.0):
+            return False
+        required = unreserved * price * (1 / config.leverage + self.profile.taker_fee)
+        own = opening * self._order_price(order) / config.leverage
+        available = self.account.available_balance(self._order_margin() - own)
         if required <= available + 1e-9:
             return False
-        reason = (
-            f"{symbol}: at fill the order needs {required:,.2f} USDT margin but only "
-            f"{available:,.2f} USDT is available"
+        self._reject(
+            order,
+            f"{symbol}: at fill the order needs {required:,.2f} USDT more margin but only "
+            f"{available:,.2f} USDT is available",
+            price,
         )
+        return True
+
+    def _reject(self, order: bt.Order, reason: str, price: float | None) -> None:
+        """Refuse an order: status ``Margin``, ``order.info.reject_reason``, a Rejected event."""
         order.addinfo(reject_reason=reason)
         order.margin()
         if order in self.pending:
             self.pending.remove(order)
         self.notify(order)
         self._ococheck(order)
+        self._bracketize(order, cancel=True)
         self.account.events.append(
-            ev.Rejected(self.account.clock, symbol, order.ref, order.created.size, price, reason)
+            ev.Rejected(
+                self._now(order.data), self.symbol_of(order.data), order.ref,
+                order.created.size, price, reason,
+            )
         )
-        return True
 
     def _bt_execute(self, order: bt.Order, qty: float, price: float, fee: float) -> None:
         """Update backtrader's position and the order so trades and notifications work."""
@@ -716,13 +741,13 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             if data is not None and order.data is not data:
                 continue
-            mode = self.account.market(self._symbol_of(order.data)).margin_mode
+            mode = self.account.market(self.symbol_of(order.data)).margin_mode
             if data is None and mode != "cross":
                 continue
             self.cancel(order)
             self.account.events.append(
                 ev.OrderCancelled(
-                    self.account.clock, self._symbol_of(order.data), order.ref,
+                    self.account.clock, self.symbol_of(order.data), order.ref,
                     order.created.size, order.created.price,
                 )
             )

@@ -62,8 +62,7 @@ class MarginAwareStrategy(bt.Strategy):
     @property
     def symbol(self) -> str:
         """The exchange symbol of ``self.data`` as the broker knows it."""
-        # MarginBroker has no public data→symbol lookup; _symbol_of also binds the market
-        return self.broker._symbol_of(self.data)
+        return self.broker.symbol_of(self.data)
 
     @property
     def market(self) -> MarketConfig:

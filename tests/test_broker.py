@@ -243,3 +243,30 @@ def test_reduce_only_order_never_opens_or_flips_a_position():
     broker, _ = run({BTC: ([FLAT] * 5, dict(leverage=10, margin_mode="cross"))},
                     actions={1: buy(0.1), 3: sell(0.3, reduce_only=True)})
     assert broker.account.positions[(BTC, "net")].size == 0
+
+
+def test_order_cancelled_in_the_bar_it_was_submitted_never_fills():
+    def place_and_cancel(s):
+        order = s.buy(data=s.datas[0], size=0.1)
+        s.cancel(order)
+
+    broker, strat = run({BTC: ([FLAT] * 4, dict(leverage=10, margin_mode="cross"))},
+                        actions={1: place_and_cancel})
+    assert not events_of(broker, "fill")
+    assert [o.getstatusname() for o in strat.orders] == ["Submitted", "Canceled"]
+
+
+def test_resting_order_fills_on_frozen_margin_despite_later_losses():
+    # cross 10x, 1,000 USDT: a long of 0.1 at 60,000 (IM 600) and a resting buy of 0.05 at
+    # 57,000 (285 frozen at acceptance). At 57,000 the upnl of −300 leaves no free balance,
+    # but the order's margin was frozen when it was accepted, so it fills as on an exchange.
+    def open_and_rest(s):
+        s.buy(data=s.datas[0], size=0.1)
+        s.buy(data=s.datas[0], size=0.05, price=57_000, exectype=bt.Order.Limit)
+
+    bars = [FLAT, FLAT, (60_000, 60_000, 56_900, 57_100), FLAT]
+    broker, _ = run({BTC: (bars, dict(leverage=10, margin_mode="cross"))},
+                    actions={1: open_and_rest})
+    fills = events_of(broker, "fill")
+    assert [f.price for f in fills] == [60_000, 57_000]
+    assert not events_of(broker, "rejected")

@@ -24,7 +24,7 @@ class BuyOnce(bt.Strategy):
 
     def next(self):
         if len(self) == 1:
-            symbol = self.broker._symbol_of(self.data)
+            symbol = self.broker.symbol_of(self.data)
             lev = self.broker.account.market(symbol).leverage
             size = round(self.broker.getvalue() * self.p.fraction * lev / self.data.close[0], 3)
             order = (self.buy if self.p.side == "long" else self.sell)(size=size)
