@@ -415,20 +415,17 @@ class MarginBroker(bt.brokers.BackBroker):
                 return values
         return data.open[0], data.high[0], data.low[0], data.close[0]
 
-    def _path(self, data: Any, symbol: str) -> tuple[list[float], list[float]]:
+    def _path(
+        self, data: Any, marks: tuple[float, ...], legs: list[Position]
+    ) -> tuple[list[float], list[float]]:
         """Trade-price and mark-price paths of the bar (SPEC §8)."""
         o, h, low, c = data.open[0], data.high[0], data.low[0], data.close[0]
-        mo, mh, ml, mc = self._mark_ohlc(data)
-        mode = self.p.intrabar
-        if mode == "heuristic":
-            high_first = c < o
-        else:
-            net = sum(p.size for p in self.positions_of(data))
+        mo, mh, ml, mc = marks
+        high_first = c < o  # the heuristic; also the tie-break of the other modes when flat
+        net = sum(p.size for p in legs)
+        if self.p.intrabar != "heuristic" and net:
             adverse_high_first = net < 0  # a short suffers from the high
-            if mode == "pessimistic":
-                high_first = adverse_high_first if net else c < o
-            else:
-                high_first = (not adverse_high_first) if net else c < o
+            high_first = adverse_high_first == (self.p.intrabar == "pessimistic")
         if high_first:
             return [o, h, low, c], [mo, mh, ml, mc]
         return [o, low, h, c], [mo, ml, mh, mc]
@@ -450,7 +447,7 @@ class MarginBroker(bt.brokers.BackBroker):
             if legs:
                 self._track_distance(legs, list(marks))
             return
-        trade, mark = self._path(data, symbol)
+        trade, mark = self._path(data, marks, legs)
         for k in range(3):
             self._walk_segment(
                 data, symbol, orders, trade[k], trade[k + 1], mark[k], mark[k + 1], k == 0

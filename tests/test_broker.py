@@ -270,3 +270,26 @@ def test_resting_order_fills_on_frozen_margin_despite_later_losses():
     fills = events_of(broker, "fill")
     assert [f.price for f in fills] == [60_000, 57_000]
     assert not events_of(broker, "rejected")
+
+
+@pytest.mark.parametrize(
+    ("intrabar", "liquidated"),
+    [("heuristic", False), ("optimistic", False), ("pessimistic", True)],
+)
+def test_intrabar_path_option_decides_which_extreme_comes_first(intrabar, liquidated):
+    # long 0.2 at 60,000 (LP 57,228.92) with a reduce-only take profit at 61,000; the bar closes
+    # down through both: the heuristic path (close < open) and the optimistic one visit the high
+    # first and take profit; the pessimistic one visits the adverse low first and liquidates.
+    def open_with_tp(s):
+        s.buy(data=s.datas[0], size=0.2)
+        s.sell(data=s.datas[0], size=0.2, price=61_000, exectype=bt.Order.Limit, reduce_only=True)
+
+    bars = [FLAT, FLAT, (60_000, 61_500, 57_000, 59_000), FLAT]
+    broker, _ = run({BTC: (bars, dict(leverage=20, margin_mode="isolated"))},
+                    actions={1: open_with_tp}, intrabar=intrabar)
+    assert bool(events_of(broker, "liquidation")) is liquidated
+    if liquidated:
+        assert events_of(broker, "order_cancelled")[0].price == 61_000
+        assert broker.getvalue() == pytest.approx(394.0)
+    else:
+        assert broker.getvalue() == pytest.approx(1000 - 6 + 200 - 0.2 * 61_000 * 0.0002)
