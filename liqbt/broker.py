@@ -270,17 +270,28 @@ class MarginBroker(bt.brokers.BackBroker):
             price = order.created.pclose
         return float(price)
 
-    def _opening_size(self, order: bt.Order, size: float | None = None) -> float:
-        """The part of an order that opens or increases a position (unsigned)."""
-        qty = order.executed.remsize if size is None else size
-        if order.info.get("reduce_only"):
-            return 0.0
+    def _order_leg(self, order: bt.Order) -> tuple[str, bool]:
+        """``(leg, reduces)``: the position leg an order acts on and whether it may only shrink
+        it. One-way: the ``net`` leg, reducing when ``reduce_only=True``. Hedge: ``leg="long"``
+        or ``"short"`` when given, else a buy acts on LONG and a sell on SHORT (the other way
+        round with ``reduce_only=True``); a sell on LONG or a buy on SHORT reduces."""
+        qty = order.executed.remsize
+        reduce_only = bool(order.info.get("reduce_only"))
+        if self.account.position_mode == "one-way":
+            return "net", reduce_only
         symbol = self.symbol_of(order.data)
-        if self.account.position_mode == "hedge":
-            if order.info.get("close_leg"):
-                return 0.0
+        leg = order.info.get("leg") or self.account.leg_for(symbol, qty, reduce_only)
+        return leg, reduce_only or (leg == "long") != (qty > 0)
+
+    def _opening_size(self, order: bt.Order) -> float:
+        """The part of an order that opens or increases a position (unsigned)."""
+        qty = order.executed.remsize
+        leg, reduces = self._order_leg(order)
+        if reduces:
+            return 0.0
+        if leg != "net":
             return abs(qty)
-        pos = self.account.positions.get((symbol, "net"))
+        pos = self.account.positions.get((self.symbol_of(order.data), "net"))
         current = pos.size if pos is not None else 0.0
         if current and (current > 0) != (qty > 0):
             return max(abs(qty) - abs(current), 0.0)
@@ -318,8 +329,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 f"{symbol}: order value {notional:.2f} USDT is below the exchange minimum "
                 f"{spec.min_notional:g} USDT"
             )
-        leg = self.account.leg_for(symbol, order.executed.remsize, False)
-        pos = self.account.positions.get((symbol, leg))
+        pos = self.account.positions.get((symbol, self._order_leg(order)[0]))
         resulting = notional + (abs(pos.size) * price if pos is not None and pos.size else 0.0)
         cap = config.tiers.max_notional(config.leverage)
         if resulting > cap:
@@ -608,11 +618,9 @@ class MarginBroker(bt.brokers.BackBroker):
         symbol = self.symbol_of(data)
         qty = order.executed.remsize
         fee_rate = self.profile.maker_fee if maker else self.profile.taker_fee
-        leg = order.info.get("leg") or self.account.leg_for(
-            symbol, qty, bool(order.info.get("reduce_only") or order.info.get("close_leg"))
-        )
-        if order.info.get("reduce_only"):
-            # a reduce-only order may only shrink its leg: cap it, or cancel it when flat
+        leg, reduces = self._order_leg(order)
+        if reduces:
+            # a reducing order may only shrink its leg: cap it, or cancel it when flat
             pos = self.account.positions.get((symbol, leg))
             held = pos.size if pos is not None else 0.0
             if not held or (held > 0) == (qty > 0):
@@ -624,7 +632,7 @@ class MarginBroker(bt.brokers.BackBroker):
             return
         result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
         self._bt_execute(order, qty, price, result.fee)
-        if order.alive():  # a capped reduce-only order: the rest has nothing to reduce
+        if order.alive():  # a capped reducing order: the rest has nothing to reduce
             self.cancel(order)
         elif order.status == bt.Order.Completed:
             if order in self.pending:
@@ -763,9 +771,21 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _partial_step(self, data: Any, pos: Position, price: float) -> bool:
         """Reduce a large position to the cap ``partial_liquidation_tiers`` tiers lower
-        (SPEC §9 step 3). Returns whether a step was taken."""
+        (SPEC §9 step 3). Returns whether a step was taken.
+
+        No step is taken once the margin balance cannot pay the fee to close the position
+        (a gap at or past bankruptcy): a partial close there would take the loss out of the
+        wallet, which an isolated liquidation never touches; the full close settles at the
+        bankruptcy price instead.
+        """
         drop = self.profile.partial_liquidation_tiers
         if not drop or pos.margin_mode not in self.profile.partial_liquidation_modes:
+            return False
+        if pos.margin_mode == "isolated":
+            balance = pos.margin + pos.unrealized_pnl
+        else:
+            balance = self.account.cross_margin_balance()
+        if balance <= abs(pos.size) * price * self.profile.taker_fee:
             return False
         tiers = self.account.market(pos.symbol).tiers
         index = tiers.tier_index(tiers.lookup_value(pos.size, price))

@@ -220,3 +220,40 @@ def test_liquidation_price_settlement_charges_the_liquidation_fee():
     kept = 600 + 0.2 * (lp - 60_000) - fee
     assert broker.getvalue() == pytest.approx(1000 - 6 - 600 + kept, rel=1e-12)
     assert liq.insurance_fund_delta == pytest.approx(fee)
+
+
+def test_hedge_mode_orders_name_the_leg_they_close():
+    """Hedge mode: a sell on LONG (``leg="long"``) closes the long leg, never opens a short; a
+    buy with ``reduce_only`` closes the SHORT leg."""
+    def open_legs(s):
+        s.buy(data=s.datas[0], size=0.2)
+        s.sell(data=s.datas[0], size=0.1)
+
+    def close_legs(s):
+        s.sell(data=s.datas[0], size=0.5, leg="long")  # more than held: capped at 0.2
+        s.buy(data=s.datas[0], size=0.1, reduce_only=True)
+
+    bars = [FLAT] * 6
+    broker, _ = run({"BTCUSDT": (bars, dict(leverage=10, margin_mode="cross"))},
+                    actions={1: open_legs, 3: close_legs}, cash=5000, position_mode="hedge")
+    positions = broker.account.positions
+    assert positions[("BTCUSDT", "long")].size == 0
+    assert positions[("BTCUSDT", "short")].size == 0
+    sizes = [f.size for f in events_of(broker, "fill")]
+    assert sizes == pytest.approx([0.2, -0.1, -0.2, 0.1])
+
+
+def test_no_partial_step_on_a_gap_past_bankruptcy():
+    """A large isolated position (tier 2) whose bar opens beyond its bankruptcy price is closed
+    in full at the bankruptcy price: a partial step there would take the loss from the wallet.
+    (Found by the hypothesis property: 1.6962 BTC at 100x, gap to 58,828.125.)"""
+    size = 101_774 / 60_000
+    margin = 101_774 / 100
+    cash = margin * 1.5 + 101_774 * 0.0005
+    bars = [FLAT, FLAT, FLAT, (58_828.125,) * 4]
+    broker, _ = run({"BTCUSDT": (bars, dict(leverage=100, margin_mode="isolated"))},
+                    actions={1: lambda s: s.buy(data=s.datas[0], size=size)}, cash=cash)
+    (liq,) = events_of(broker, "liquidation")
+    assert not liq.partial and liq.size == pytest.approx(size)
+    assert liq.settlement_price == pytest.approx(60_000 - margin / size)
+    assert broker.getvalue() == pytest.approx(margin * 0.5, rel=1e-9)  # the wallet is untouched
