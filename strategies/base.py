@@ -69,6 +69,36 @@ class MarginAwareStrategy(bt.Strategy):
         """The broker's market settings of ``self.data`` (leverage, margin mode, tiers)."""
         return self.broker.account.market(self.symbol)
 
+    def check_params(
+        self, owner: str, choices: dict[str, tuple[str, ...]], problems: list[str]
+    ) -> None:
+        """Raise one ``ValueError("<owner>: ...")`` listing every bad parameter: each
+        ``choices`` entry (parameter name → allowed values) the parameter is not one of, then
+        the caller's other ``problems``. Does nothing when all is well."""
+        found = [
+            f"{name} = {getattr(self.p, name)!r} is not one of {allowed}"
+            for name, allowed in choices.items()
+            if getattr(self.p, name) not in allowed
+        ]
+        found += problems
+        if found:
+            raise ValueError(f"{owner}: " + "; ".join(found))
+
+    def lp_settings(self) -> dict[str, Any]:
+        """The margin keywords of :func:`liqbt.core.ladders.ladder_liquidation_price` (and
+        friends) for ``self.data``: the broker market's leverage, tiers and margin mode, the
+        account's wallet balance and the profile's LP formula and taker fee."""
+        market = self.market
+        profile = self.broker.profile
+        return {
+            "leverage": market.leverage,
+            "tiers": market.tiers,
+            "margin_mode": market.margin_mode,
+            "wallet_balance": self.broker.account.wallet_balance,
+            "formula": profile.lp_formula,
+            "taker_fee": profile.taker_fee,
+        }
+
     def broker_leverage(self, leverage: float | None) -> float:
         """``leverage`` or, when ``None``, the leverage set on the broker's market."""
         return float(self.market.leverage if leverage is None else leverage)
@@ -102,6 +132,26 @@ class MarginAwareStrategy(bt.Strategy):
         """Unrealized PnL of the data's position at the broker's mark (USDT)."""
         pos = self.broker.account.positions.get((self.symbol, "net"))
         return 0.0 if pos is None else pos.unrealized_pnl
+
+    def equity_text(self) -> str:
+        """``unrealized … USDT, equity … USDT``: the tail of a bot's end-of-run log line."""
+        return (
+            f"unrealized {self.unrealized_pnl:,.2f} USDT, equity "
+            f"{self.broker.getvalue():,.2f} USDT"
+        )
+
+    def account_summary(self) -> dict[str, Any]:
+        """The account part of a bot's ``summary()``: realized PnL, fees, unrealized PnL,
+        position, equity and stop reason."""
+        account = self.broker.account
+        return {
+            "realized_pnl": account.realized_pnl,
+            "fees": account.fees_paid,
+            "unrealized_pnl": self.unrealized_pnl,
+            "position": self.position_size,
+            "equity": self.broker.getvalue(),
+            "stopped_reason": self.stopped_reason,
+        }
 
     def stop_bot(self, reason: str, close_position: bool = False) -> None:
         """Stop for good: cancel our resting orders, optionally close the position with a

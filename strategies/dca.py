@@ -90,14 +90,13 @@ class DcaStrategy(MarginAwareStrategy):
         super().__init__()
         p = self.p
         problems = []
-        if p.direction not in ladders.DIRECTIONS:
-            problems.append(f"direction = {p.direction!r} is not one of {ladders.DIRECTIONS}")
-        if p.entry_filter not in ENTRY_FILTERS:
-            problems.append(f"entry_filter = {p.entry_filter!r} is not one of {ENTRY_FILTERS}")
         if p.take_profit is None or p.take_profit <= 0:
             problems.append(f"take_profit = {p.take_profit!r} must be a percentage > 0")
-        if problems:
-            raise ValueError("DcaStrategy: " + "; ".join(problems))
+        self.check_params(
+            "DcaStrategy",
+            {"direction": ladders.DIRECTIONS, "entry_filter": ENTRY_FILTERS},
+            problems,
+        )
         # fail before the run on impossible ladders (validated with a unit entry price)
         ladders.dca_ladder(p.base_order, p.safety_order, p.max_safety_orders,
                            p.price_deviation, p.step_scale, p.volume_scale, 1.0, p.direction)
@@ -210,15 +209,10 @@ class DcaStrategy(MarginAwareStrategy):
 
     def _report_launch(self, entry: float) -> None:
         market = self.market
-        profile = self.broker.profile
-        lp = ladders.ladder_liquidation_price(
-            self.ladder, self.p.direction, market.leverage, market.tiers, market.margin_mode,
-            self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
-        )
         steps = ladders.ladder_liquidation_prices(
-            self.ladder, self.p.direction, market.leverage, market.tiers, market.margin_mode,
-            self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
+            self.ladder, self.p.direction, **self.lp_settings()
         )
+        lp = steps[-1]  # after the whole ladder: the LP "if every order fills"
         unreachable = ladders.first_unreachable_order(self.ladder, steps, self.p.direction)
         last = self.ladder[-1]
         self.launch_report = {
@@ -308,21 +302,14 @@ class DcaStrategy(MarginAwareStrategy):
         """End of the run: log the results."""
         pnl = sum(c["pnl"] for c in self.cycles)
         self.log(
-            f"{len(self.cycles)} cycles, gross cycle PnL {pnl:,.2f} USDT, unrealized "
-            f"{self.unrealized_pnl:,.2f} USDT, equity {self.broker.getvalue():,.2f} USDT"
+            f"{len(self.cycles)} cycles, gross cycle PnL {pnl:,.2f} USDT, {self.equity_text()}"
         )
 
     def summary(self) -> dict[str, Any]:
         """Results: cycles, PnL, fees, position, equity and stop reason."""
-        account = self.broker.account
         return {
             "cycles": len(self.cycles),
             "cycle_pnl": sum(c["pnl"] for c in self.cycles),
-            "realized_pnl": account.realized_pnl,
-            "fees": account.fees_paid,
-            "unrealized_pnl": self.unrealized_pnl,
-            "position": self.position_size,
-            "equity": self.broker.getvalue(),
-            "stopped_reason": self.stopped_reason,
+            **self.account_summary(),
             "finished": self.finished,
         }

@@ -86,14 +86,11 @@ class GridStrategy(MarginAwareStrategy):
         super().__init__()
         p = self.p
         problems = []
-        if p.direction not in ladders.GRID_DIRECTIONS:
-            problems.append(f"direction = {p.direction!r} is not one of {ladders.GRID_DIRECTIONS}")
         if p.lower is None or p.upper is None:
             problems.append("lower and upper are required")
         if p.out_of_range not in ("stay", "stop"):
             problems.append(f"out_of_range = {p.out_of_range!r} is not 'stay' or 'stop'")
-        if problems:
-            raise ValueError("GridStrategy: " + "; ".join(problems))
+        self.check_params("GridStrategy", {"direction": ladders.GRID_DIRECTIONS}, problems)
         # validates lower/upper/grids/spacing early, before any bar
         self.levels: tuple[float, ...] = ladders.grid_levels(
             float(p.lower), float(p.upper), int(p.grids), p.spacing
@@ -135,9 +132,9 @@ class GridStrategy(MarginAwareStrategy):
         p = self.p
         leverage = self.broker_leverage(p.leverage)
         investment = float(p.investment) if p.investment is not None else self.broker.get_cash()
-        profile = self.broker.profile
         quantity = ladders.grid_quantity(
-            investment, leverage, self.levels, price, p.quantity_rule, profile.taker_fee
+            investment, leverage, self.levels, price, p.quantity_rule,
+            self.broker.profile.taker_fee,
         )
         # round down: never commit more margin than the investment
         step = self.market.spec.size_step
@@ -148,10 +145,7 @@ class GridStrategy(MarginAwareStrategy):
         market = self.market
         lp = None
         if self.quantity > 0:
-            lp = ladders.grid_liquidation_price(
-                plan, market.leverage, market.tiers, market.margin_mode,
-                self.broker.account.wallet_balance, profile.lp_formula, profile.taker_fee,
-            )
+            lp = ladders.grid_liquidation_price(plan, **self.lp_settings())
         self.launch_report = {
             "direction": p.direction,
             "levels": self.levels,
@@ -241,20 +235,9 @@ class GridStrategy(MarginAwareStrategy):
     def stop(self) -> None:
         """End of the run: log the grid's results."""
         self.log(
-            f"pairs {self.pairs}, grid profit {self.grid_profit:,.2f} USDT, unrealized "
-            f"{self.unrealized_pnl:,.2f} USDT, equity {self.broker.getvalue():,.2f} USDT"
+            f"pairs {self.pairs}, grid profit {self.grid_profit:,.2f} USDT, {self.equity_text()}"
         )
 
     def summary(self) -> dict[str, Any]:
         """Results: grid profit, pairs, fees, unrealized PnL, equity, stop reason."""
-        account = self.broker.account
-        return {
-            "grid_profit": self.grid_profit,
-            "pairs": self.pairs,
-            "realized_pnl": account.realized_pnl,
-            "fees": account.fees_paid,
-            "unrealized_pnl": self.unrealized_pnl,
-            "position": self.position_size,
-            "equity": self.broker.getvalue(),
-            "stopped_reason": self.stopped_reason,
-        }
+        return {"grid_profit": self.grid_profit, "pairs": self.pairs, **self.account_summary()}

@@ -129,17 +129,15 @@ def test_plan_urls(tmp_path: Path) -> None:
 def test_download_merge_and_cache(archive: Server, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seen: list[tuple[str, bool]] = []
-    written = download_binance(
-        SYMBOL,
-        "1h",
-        "2021-04-30",
-        "2021-05-01",
-        out,
-        mark=True,
-        funding=True,
-        base_url=archive.url,
-        on_file=lambda item, net: seen.append((item.month, net)),
-    )
+
+    def download_all() -> dict[str, Path]:
+        """Candles, mark and funding for 2021-04-30 .. 2021-05-01, each file noted in seen."""
+        return download_binance(
+            SYMBOL, "1h", "2021-04-30", "2021-05-01", out, mark=True, funding=True,
+            base_url=archive.url, on_file=lambda item, net: seen.append((item.month, net)),
+        )
+
+    written = download_all()
     assert len(seen) == 6 and all(net for _, net in seen)
     candles = load_candles(written["candles"])
     assert candles.index[0] == pd.Timestamp("2021-04-30", tz="UTC")
@@ -154,17 +152,7 @@ def test_download_merge_and_cache(archive: Server, tmp_path: Path) -> None:
     # second run: zips and checksums are cached, the server sees no request at all
     before = len(archive.requests)
     seen.clear()
-    download_binance(
-        SYMBOL,
-        "1h",
-        "2021-04-30",
-        "2021-05-01",
-        out,
-        mark=True,
-        funding=True,
-        base_url=archive.url,
-        on_file=lambda item, net: seen.append((item.month, net)),
-    )
+    download_all()
     assert len(archive.requests) == before
     assert not any(net for _, net in seen)
 

@@ -73,27 +73,23 @@ def test_binance_faq_cross_example() -> None:
 def test_binance_faq_cross_example_cli(tmp_path) -> None:
     """Binance FAQ cross example (as above) through `liqbt calc liq-price --account --json`."""
     account = tmp_path / "acct.toml"
+    positions = "".join(
+        f"""[[positions]]
+symbol = "{name}"
+side = "long"
+size = {p['q']}
+entry_price = {p['entry']}
+mark_price = {p['mark']}
+mmr = {p['mmr']}
+maintenance_amount = {p['cum']}
+"""
+        for name, p in (("BTCUSDT", BTC), ("ETHUSDT", ETH))
+    )
     account.write_text(
         f"""exchange = "binance"
 mode = "cross"
 wallet_balance = {BINANCE_WB}
-[[positions]]
-symbol = "BTCUSDT"
-side = "long"
-size = {BTC['q']}
-entry_price = {BTC['entry']}
-mark_price = {BTC['mark']}
-mmr = 0.025
-maintenance_amount = 16300
-[[positions]]
-symbol = "ETHUSDT"
-side = "long"
-size = {ETH['q']}
-entry_price = {ETH['entry']}
-mark_price = {ETH['mark']}
-mmr = 0.10
-maintenance_amount = 135365
-"""
+{positions}"""
     )
     out = cli_json("--account", str(account))
     btc, eth = out["positions"]

@@ -291,9 +291,8 @@ class Account:
 
     def available_balance(self, order_margin: float = 0.0) -> float:
         """Cross wallet + Σ cross upnl − Σ cross IM − order margin (SPEC §6), floored at 0."""
-        cross = self.cross_positions()
-        value = self.wallet_balance + sum(p.unrealized_pnl for p in cross)
-        value -= sum(self.initial_margin(p) for p in cross) + order_margin
+        value = self.cross_margin_balance()
+        value -= sum(self.initial_margin(p) for p in self.cross_positions()) + order_margin
         return max(value, 0.0)
 
     def margin_ratio(self, pos: Position | None = None) -> float:
@@ -371,11 +370,12 @@ class Account:
     ) -> FillResult:
         """Apply a fill of signed ``qty`` at ``price`` to a leg and record a :class:`Fill`.
 
-        The closing part realizes ``−closed × (price − entry)``... expressed with the position's
-        sign: ``pnl = closed_size × (price − entry)`` where ``closed_size`` is the part of the
-        old position closed (same sign as the position). Isolated margin is released in
-        proportion to the closed size and funded from the wallet for the opened part
-        (IM = opened notional / leverage). The fee is ``|qty| × price × fee_rate``.
+        The fill first closes (up to) the opposite position, then opens the rest. ``closed``
+        is the closing part signed like the fill, so the realized PnL is
+        ``−closed × (price − entry)`` (the closed size, signed like the position, times the
+        price move). Isolated margin is released in proportion to the closed size and funded
+        from the wallet for the opened part (IM = opened notional / leverage). The fee is
+        ``|qty| × price × fee_rate``.
         """
         config = self.market(symbol)
         pos = self.position(config.symbol, leg)
@@ -387,11 +387,9 @@ class Account:
         fee = abs(qty) * price * fee_rate
         pnl = 0.0
         if closed:
-            closed_part = -closed  # same sign as the position
-            pnl = closed_part * (price - pos.entry_price)
-            fraction = abs(closed) / abs(old)
+            pnl = -closed * (price - pos.entry_price)
             if pos.margin_mode == "isolated":
-                released = pos.margin * fraction
+                released = pos.margin * (abs(closed) / abs(old))
                 pos.margin -= released
                 self.wallet_balance += released
             pos.size = old + closed
@@ -565,10 +563,15 @@ class Account:
             pos.symbol, qty, execution_price, fee_rate, pos.leg, order_ref=order_ref,
             liquidation=True,
         )
-        closed_part = -result.closed
+        closed_part = -result.closed  # signed like the position
+        # the liquidation_price settlement charges the liquidation fee on a full liquidation
+        charged = self.settlement == "liquidation_price" and not partial
+        liquidation_fee = (
+            abs(qty) * execution_price * self.profile.liquidation_fee if charged else 0.0
+        )
         clearance = closed_part * (execution_price - settlement_price)
-        if self.settlement == "liquidation_price" and not partial:
-            clearance += abs(qty) * execution_price * self.profile.liquidation_fee
+        if charged:
+            clearance += liquidation_fee
         self.wallet_balance -= clearance
         self.insurance_fund += clearance
         self.version += 1
@@ -580,11 +583,7 @@ class Account:
             ):
                 self.insurance_fund += self.wallet_balance
                 self.wallet_balance = 0.0
-        loss = -(closed_part * (settlement_price - entry)) + (
-            abs(qty) * execution_price * self.profile.liquidation_fee
-            if self.settlement == "liquidation_price" and not partial
-            else 0.0
-        )
+        loss = -(closed_part * (settlement_price - entry)) + liquidation_fee
         event = ev.Liquidation(
             self.clock, pos.symbol, pos.leg, side_name, abs(closed_part), trigger_price,
             settlement_price, loss + result.fee, clearance, mode, partial, result.fee,

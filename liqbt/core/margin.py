@@ -25,14 +25,14 @@ Liquidation-price families (``lp_formula``, one per exchange rule book, SPEC §3
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from liqbt.core.tiers import Tier, TierTable
 
 LpFormula = Literal["binance", "taker_at_mark", "bybit", "bybit_unified"]
-LP_FORMULAS: tuple[str, ...] = ("binance", "taker_at_mark", "bybit", "bybit_unified")
+LP_FORMULAS: tuple[str, ...] = get_args(LpFormula)
 
 # A tier fixed point converges in a few steps; the bound only guards against a table whose
 # tiers make the iteration cycle (possible with flat tables), where we keep the safest LP.
@@ -196,7 +196,7 @@ def isolated_liquidation_price(
 
 
 def _fixed_point(
-    solve: object,
+    solve: Callable[[list[Tier]], float],
     legs: Sequence[tuple[float, TierTable]],
     start_price: float,
     falling: bool,
@@ -207,20 +207,25 @@ def _fixed_point(
     cycle the highest candidate is kept, for a rising price the lowest, i.e. the candidate the
     market reaches first.
     """
+
+    def tier_indices(at: float) -> tuple[int, ...]:
+        return tuple(t.tier_index(t.lookup_value(q, max(at, 0.0))) for q, t in legs)
+
     price = start_price
+    key = tier_indices(price)
     seen: dict[tuple[int, ...], float] = {}
     for _ in range(_MAX_TIER_ITERATIONS):
-        key = tuple(t.tier_index(t.lookup_value(q, max(price, 0.0))) for q, t in legs)
         if key in seen:
             candidates = list(seen.values())
             return max(candidates) if falling else min(candidates)
-        price = solve([t.tiers[i] for (_, t), i in zip(legs, key, strict=True)])  # type: ignore[operator]
+        price = solve([t.tiers[i] for (_, t), i in zip(legs, key, strict=True)])
         seen[key] = price
         if not math.isfinite(price):
             return None
-        next_key = tuple(t.tier_index(t.lookup_value(q, max(price, 0.0))) for q, t in legs)
+        next_key = tier_indices(price)
         if next_key == key:
             return price
+        key = next_key
     return price
 
 
@@ -266,20 +271,19 @@ def cross_liquidation_price(
     net = sum(leg.side * abs(leg.size) for leg in legs)
     base = wallet_balance + other_unrealized_pnl - other_maintenance_margin
     base -= sum(leg.side * abs(leg.size) * leg.entry_price for leg in legs)
-    den_holder: list[float] = [0.0]
+    den = 0.0  # the denominator of the last solve: its sign gives the direction
 
     def solve(tier_list: list[Tier]) -> float:
+        nonlocal den
         num = base + sum(t.maintenance_amount for t in tier_list)
         den = sum(abs(leg.size) * (t.mmr + fee) for leg, t in zip(legs, tier_list, strict=True))
         den -= net
-        den_holder[0] = den
         if den == 0:
             return math.inf if num > 0 else 0.0
         return num / den
 
     start = start_price if start_price is not None else legs[0].entry_price
     lp = _fixed_point(solve, [(abs(leg.size), leg.tiers) for leg in legs], start, falling=net > 0)
-    den = den_holder[0]
     direction = -1 if den < 0 else 1
     if lp is None or not math.isfinite(lp):
         return None, direction

@@ -248,16 +248,14 @@ def download_binance(
             continue
         if series == "funding":
             frames = [load_funding(p, fmt="binance") for p in parts]
+            save = save_funding
         else:
             frames = [
                 load_candles(p, kind=series, fmt="binance", timeframe=timeframe)  # type: ignore[arg-type]
                 for p in parts
             ]
+            save = save_candles
         merged = select_range(pd.concat(frames).sort_index(), lo, hi)
-        merged = merged[~merged.index.duplicated(keep="last")]
-        if series == "funding":
-            save_funding(merged, merged_paths[series])
-        else:
-            save_candles(merged, merged_paths[series])
+        save(merged[~merged.index.duplicated(keep="last")], merged_paths[series])
         written[series] = merged_paths[series]
     return written
