@@ -133,11 +133,10 @@ class MarginTimeline(bt.Analyzer):
             )
 
 
-def _reason(order: bt.Order) -> str:
-    info = order.info
+def _reason(info: Any) -> str:
     if info.get("liquidation"):
         return "liquidation"
-    for key in ("reason", "tag", "role"):
+    for key in ("reason", "tag", "role", "dca"):
         value = info.get(key)
         if value:
             return str(value)
@@ -147,74 +146,120 @@ def _reason(order: bt.Order) -> str:
 
 
 class Trades(bt.Analyzer):
-    """Closed round trips from backtrader's trades, with the closing order's reason.
+    """Round trips rebuilt from the broker's fills by FIFO matching, per symbol and leg.
 
-    Each entry: ``symbol, side, size`` (largest absolute size during the trade),
-    ``entry_time, entry_price`` (average entry), ``exit_time, exit_price`` (price of the
-    closing fill), ``pnl`` (gross, at settlement for liquidations), ``fees`` and ``reason``:
-    ``liquidation`` for forced closes (``order.info.liquidation``), else the closing order's
-    ``info.reason``/``tag``/``role``, ``grid`` for grid-level orders, or ``close``.
-    Trades still open at the end are listed with ``exit_time = None``.
+    Rule: fills open *lots*; every fill that reduces a position (a **closing fill**) is matched
+    first-in-first-out against the open lots of its symbol and leg and reported as **one**
+    round trip of the closing fill's size. So
+
+    * a bot that builds a position and goes flat with one order (hold, DCA take-profit, stop,
+      liquidation) gets one entry per cycle: size = the whole position, entry = its average
+      entry and first entry time (what backtrader's trade gave before);
+    * a grid that never goes flat gets one entry per closing grid fill (each completed
+      buy→sell pair of a long grid, sell→buy of a short grid), matched to the oldest open lot
+      (the launch market order's lots first, then the grid buys in fill order);
+    * a fill that reverses a one-way position closes the matched lots and opens a new lot with
+      the rest.
+
+    Each entry: ``symbol, side`` (of the closed lots), ``size``, ``entry_time, entry_price``
+    (oldest matched lot's time; size-weighted entry price), ``exit_time, exit_price`` (the
+    closing fill; for liquidations the settlement price), ``pnl`` (gross, ``size × (exit −
+    entry)`` signed by side, at settlement for liquidations), ``fees`` (the matched lots'
+    share of their opening fees plus the closing fill's share) and ``reason``:
+    ``liquidation`` for forced closes, else the closing order's ``info.reason``/``tag``/
+    ``role``/``dca``, ``grid`` for grid-level orders, or ``close``. Lots still open at the end
+    are one entry per symbol and leg with ``exit_time = exit_price = None``, ``reason =
+    "open"`` and ``pnl`` unrealized at the last mark.
     """
 
     def start(self) -> None:
-        self._last_order: dict[Any, bt.Order] = {}
-        self._max_size: dict[int, float] = {}
-        self._open: dict[int, bt.Trade] = {}
+        self._info: dict[int, dict[str, Any]] = {}
         self.rets["trades"] = []
 
     def notify_order(self, order: bt.Order) -> None:
         if order.executed.size:
-            self._last_order[order.data] = order
-
-    def _symbol(self, data: Any) -> str:
-        try:
-            return self.strategy.broker.symbol_of(data)
-        except Exception:
-            return getattr(data, "_name", "") or ""
-
-    def notify_trade(self, trade: bt.Trade) -> None:
-        ref = trade.ref
-        if trade.isopen:
-            self._max_size[ref] = max(self._max_size.get(ref, 0.0), abs(trade.size))
-            self._open[ref] = trade
-            return
-        if not trade.isclosed:
-            return
-        self._open.pop(ref, None)
-        order = self._last_order.get(trade.data)
-        exit_price = float(order.executed.price) if order is not None else math.nan
-        self.rets["trades"].append(
-            {
-                "symbol": self._symbol(trade.data),
-                "side": "long" if trade.long else "short",
-                "size": self._max_size.pop(ref, 0.0),
-                "entry_time": iso(bt.num2date(trade.dtopen)),
-                "entry_price": float(trade.price),
-                "exit_time": iso(bt.num2date(trade.dtclose)),
-                "exit_price": exit_price,
-                "pnl": float(trade.pnl),
-                "fees": float(trade.commission),
-                "reason": _reason(order) if order is not None else "close",
-            }
-        )
+            self._info[order.ref] = dict(order.info)
 
     def stop(self) -> None:
-        for ref, trade in self._open.items():
-            self.rets["trades"].append(
-                {
-                    "symbol": self._symbol(trade.data),
-                    "side": "long" if trade.long else "short",
-                    "size": self._max_size.get(ref, abs(trade.size)),
-                    "entry_time": iso(bt.num2date(trade.dtopen)),
-                    "entry_price": float(trade.price),
-                    "exit_time": None,
-                    "exit_price": None,
-                    "pnl": float(trade.pnl),
-                    "fees": float(trade.commission),
-                    "reason": "open",
+        broker = self.strategy.broker
+        trades: list[dict[str, Any]] = []
+        # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit]
+        lots: dict[tuple[str, str], list[list[Any]]] = {}
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in getattr(broker, "events", []):
+            if isinstance(e, ev.Liquidation):
+                trip = last.get((e.symbol, e.leg))
+                if trip is not None and trip["reason"] == "liquidation":
+                    sign = 1.0 if trip["side"] == "long" else -1.0
+                    trip["exit_price"] = float(e.settlement_price)
+                    trip["pnl"] = sign * trip["size"] * (e.settlement_price - trip["entry_price"])
+                continue
+            if not isinstance(e, ev.Fill) or not e.size:
+                continue
+            key = (e.symbol, e.leg)
+            book = lots.setdefault(key, [])
+            qty = float(e.size)
+            fee_unit = float(e.fee) / abs(qty)
+            closing = bool(book) and (book[0][1] > 0) != (qty > 0)
+            if closing:
+                want = abs(qty)
+                matched = notional = fees = 0.0
+                first_time = book[0][0]
+                side = "long" if book[0][1] > 0 else "short"
+                while book and want > 1e-12:
+                    lot = book[0]
+                    take = min(want, abs(lot[1]))
+                    matched += take
+                    notional += take * lot[2]
+                    fees += take * lot[3]
+                    want -= take
+                    lot[1] -= take if lot[1] > 0 else -take
+                    if abs(lot[1]) <= 1e-12:
+                        book.pop(0)
+                entry = notional / matched
+                sign = 1.0 if side == "long" else -1.0
+                info = {} if e.order_ref is None else self._info.get(e.order_ref, {})
+                trip = {
+                    "symbol": e.symbol,
+                    "side": side,
+                    "size": round(matched, 12),
+                    "entry_time": iso(first_time),
+                    "entry_price": entry,
+                    "exit_time": iso(e.time),
+                    "exit_price": float(e.price),
+                    "pnl": sign * matched * (float(e.price) - entry),
+                    "fees": fees + matched * fee_unit,
+                    "reason": "liquidation" if e.liquidation else _reason(info),
                 }
-            )
+                trades.append(trip)
+                last[key] = trip
+                rest = want if qty > 0 else -want
+            else:
+                rest = qty
+            if abs(rest) > 1e-12:
+                book.append([e.time, rest, float(e.price), fee_unit])
+        account = getattr(broker, "account", None)
+        for (symbol, leg), book in lots.items():
+            if not book:
+                continue
+            size = sum(abs(lot[1]) for lot in book)
+            pos = account.positions.get((symbol, leg)) if account is not None else None
+            mark = float(pos.mark_price) if pos is not None and pos.mark_price else math.nan
+            sign = 1.0 if book[0][1] > 0 else -1.0
+            entry = sum(abs(lot[1]) * lot[2] for lot in book) / size
+            trades.append({
+                "symbol": symbol,
+                "side": "long" if sign > 0 else "short",
+                "size": round(size, 12),
+                "entry_time": iso(book[0][0]),
+                "entry_price": entry,
+                "exit_time": None,
+                "exit_price": None,
+                "pnl": sign * size * (mark - entry) if math.isfinite(mark) else 0.0,
+                "fees": sum(abs(lot[1]) * lot[3] for lot in book),
+                "reason": "open",
+            })
+        self.rets["trades"] = trades
 
 
 class Progress(bt.Analyzer):

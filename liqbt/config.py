@@ -56,7 +56,7 @@ _MARKET_KEYS = ("symbol", "candles", "mark", "funding", "leverage", "margin_mode
 _BACKTEST_KEYS = ("start", "end", "intrabar")
 _SECTIONS = ("account", "market", "strategy", "backtest")
 # bump when the meaning of a cached result changes (RunResult fields, accounting)
-_HASH_VERSION = "liqbt-run-1"
+_HASH_VERSION = "liqbt-run-2"
 
 
 @dataclass(frozen=True)

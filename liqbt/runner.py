@@ -101,6 +101,7 @@ class RunResult:
             "trades": len(self.trades),
             "wiped_out": self.wiped_out,
             "min_liquidation_distance_pct": self.min_liquidation_distance_pct,
+            "stopped_reason": self.stopped_reason,
         }
 
 

@@ -158,15 +158,16 @@ def test_cli_inspect_reports_gaps(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ bundled dataset
 
 
-def readme_command() -> list[str]:
+def readme_commands() -> list[list[str]]:
     text = (DATASETS / "README.md").read_text()
     lines = [ln for ln in text.splitlines() if ln.startswith("liqbt data synth ")]
-    assert len(lines) == 1, "datasets/README.md must hold exactly one regeneration command"
-    return shlex.split(lines[0])
+    assert len(lines) == 3, "datasets/README.md must hold one regeneration command per symbol"
+    return [shlex.split(line) for line in lines]
 
 
-def test_bundled_dataset_matches_regeneration_command(tmp_path: Path) -> None:
-    argv = readme_command()
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["btcusdt", "ethusdt", "solusdt"])
+def test_bundled_dataset_matches_regeneration_command(tmp_path: Path, index: int) -> None:
+    argv = readme_commands()[index]
     out_at = argv.index("--out") + 1
     bundled = Path(argv[out_at])
     assert bundled.parts[0] == "datasets"
@@ -183,6 +184,19 @@ def test_bundled_dataset_matches_regeneration_command(tmp_path: Path) -> None:
         else:
             pd.testing.assert_frame_equal(load_candles(mine), load_candles(theirs))
         assert mine.read_bytes() == theirs.read_bytes(), f"{name} differs byte-wise"
+
+
+def test_bundled_multi_pair_datasets_align() -> None:
+    # the three-pair config needs the same bars on every symbol and each its own price level
+    frames = {s: load_candles(DATASETS / f"{s}-5m.feather", gaps="refuse")
+              for s in ("btcusdt", "ethusdt", "solusdt")}
+    index = frames["btcusdt"].index
+    for frame in frames.values():
+        assert (frame.index == index).all()
+    assert frames["ethusdt"]["open"].iloc[0] == pytest.approx(3_000, rel=0.01)
+    assert frames["solusdt"]["open"].iloc[0] == pytest.approx(150, rel=0.01)
+    # SOL's crash is deeper than BTC's: a 10x isolated SOL long cannot survive it
+    assert max_drawdown(frames["solusdt"]) > max_drawdown(frames["btcusdt"]) > 0.1
 
 
 def test_bundled_dataset_properties() -> None:

@@ -25,6 +25,10 @@ def test_run_report(tmp_path):
 def test_sweep_report(tmp_path):
     rows = [{"leverage": lev, "margin_mode": mode, "return_pct": float(lev),
              "liquidations": int(lev > 5)} for lev in (1, 5, 10) for mode in ("cross", "isolated")]
+    rows[-1]["wiped_out"] = True
     index = write_sweep_report(rows, tmp_path, keys=["leverage", "margin_mode"])
-    assert "heatmap_0.png" in index.read_text()
+    text = index.read_text()
+    assert "heatmap_0.png" in text
+    # the leverage at which each mode dies is spelled out next to the picture
+    assert "cross: first liquidation at 10x; isolated: first liquidation at 10x" in text
     assert (tmp_path / "heatmap_0.png").exists()

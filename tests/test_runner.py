@@ -130,3 +130,17 @@ def test_every_bundled_config_loads_and_runs(path):
     assert result.bars == 7 * 288
     assert result.initial_balance > 0 and math.isfinite(result.final_equity)
     assert result.funding_note == ""
+
+
+def test_three_pair_config_isolated_sol_dies_cross_account_survives():
+    path = Path(__file__).parents[1] / "configs" / "three-pair-cross-vs-isolated.toml"
+    result = run_config(load_config(path), timeline=False)
+    assert [m["symbol"] for m in result.markets] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    assert [(q["symbol"], q["margin_mode"]) for q in result.liquidations] == [
+        ("SOLUSDT", "isolated")]
+    # the isolated position lost at most its own margin (200 USDT incl. the entry fee)
+    assert result.liquidations[0]["loss"] <= 200
+    assert not result.wiped_out
+    still_open = {t["symbol"] for t in result.trades if t["exit_time"] is None}
+    assert still_open == {"BTCUSDT", "ETHUSDT"}
+    assert set(result.funding_by_symbol) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}

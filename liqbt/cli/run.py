@@ -67,6 +67,25 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _trades_text(trades: Sequence[dict[str, Any]]) -> str:
+    """``205 round trips (130 won), pnl +121.25 USDT gross, fees 14.6; 1 position open``."""
+    closed = [t for t in trades if t["exit_time"] is not None]
+    still = [t for t in trades if t["exit_time"] is None]
+    if not trades:
+        return "0"
+    text = f"{len(closed)} round trip{'s' if len(closed) != 1 else ''}"
+    if closed:
+        won = sum(1 for t in closed if t["pnl"] > 0)
+        pnl = sum(t["pnl"] for t in closed)
+        fees = sum(t["fees"] for t in closed)
+        text += f" ({won} won), pnl {pnl:+,.2f} USDT gross, fees {fees:,.2f}"
+    if still:
+        upnl = sum(t["pnl"] for t in still)
+        text += (f"; {len(still)} position{'s' if len(still) != 1 else ''} still open "
+                 f"(unrealized {upnl:+,.2f} USDT)")
+    return text
+
+
 def _result_text(result: Any) -> str:
     out = [
         f"{result.label} — {result.strategy}",
@@ -83,8 +102,9 @@ def _result_text(result: Any) -> str:
         out += [f"  {s:<15} {v:,.2f} USDT" for s, v in result.funding_by_symbol.items()]
     out += [
         f"insurance fund    {result.insurance_fund_delta:+,.2f} USDT",
-        f"closest to liq.   {_fmt(result.min_liquidation_distance_pct)} %",
-        f"trades            {len(result.trades)}",
+        f"closest to liq.   {_fmt(result.min_liquidation_distance_pct)} %"
+        + (" (reached: liquidated)" if result.liquidations else " (mark to liq. price)"),
+        f"trades            {_trades_text(result.trades)}",
         f"wiped out         {'yes at ' + str(result.wipeout_time) if result.wiped_out else 'no'}",
     ]
     if result.stopped_reason:
@@ -243,9 +263,14 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
                                "rows": rows}))
         return
     columns = [*outcome.keys, "return_pct", "max_drawdown_pct", "final_equity", "fees_paid",
-               "funding_paid", "liquidations", "first_liquidation", "top_ups",
+               "funding_paid", "trades", "liquidations", "first_liquidation", "top_ups",
                "min_liquidation_distance_pct", "wiped_out"]
     click.echo(_table(columns, [[r.get(c) for c in columns] for r in rows]))
+    # runs where the bot never traded: say why (e.g. grid orders below the minimum notional)
+    for r in rows:
+        if not r.get("trades") and r.get("stopped_reason"):
+            where = " ".join(f"{k}={r.get(k)}" for k in outcome.keys)
+            click.echo(f"no trades at {where}: {r['stopped_reason']}")
     click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache",
                err=True)
 
