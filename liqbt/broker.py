@@ -650,6 +650,19 @@ class MarginBroker(bt.brokers.BackBroker):
         symbol = self.symbol_of(order.data)
         config = self.account.market(symbol)
         opening = self._opening_size(order)
+        wallet = self.account.wallet_balance
+        if config.margin_mode == "isolated":
+            # the isolated margin and the fee leave the wallet now: it must hold them, even if
+            # realized cross losses have eaten into the margin frozen for this order
+            needed = opening * price * (1 / config.leverage + self.profile.taker_fee)
+            if needed > wallet + 1e-9:
+                self._reject(
+                    order,
+                    f"{symbol}: at fill the isolated margin and fee {needed:,.2f} USDT exceed "
+                    f"the wallet balance {wallet:,.2f} USDT",
+                    price,
+                )
+                return True
         unreserved = opening - order.info.get("reserved_opening", 0.0)
         if unreserved <= 1e-12 * max(opening, 1.0):
             return False
@@ -741,13 +754,13 @@ class MarginBroker(bt.brokers.BackBroker):
         return price <= lp + 1e-9 * lp if direction < 0 else price >= lp - 1e-9 * lp
 
     def _cancel_for_liquidation(self, data: Any | None) -> None:
+        """SPEC §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
+        for a cross liquidation (``None``), every order of the account: their frozen margin
+        sits in the cross wallet that the liquidation takes."""
         for order in list(self.pending):
             if order is None or not order.alive():
                 continue
             if data is not None and order.data is not data:
-                continue
-            mode = self.account.market(self.symbol_of(order.data)).margin_mode
-            if data is None and mode != "cross":
                 continue
             self.cancel(order)
             self.account.events.append(

@@ -84,3 +84,71 @@ def test_liquidated_on_first_bar_crossing_the_core_lp_and_money_is_conserved(
     assert account.equity() == pytest.approx(identity, rel=1e-9, abs=1e-6)
     assert account.equity() >= -1e-9
     assert account.wallet_balance >= -1e-9
+
+
+@st.composite
+def ladders(draw):
+    """Per symbol: a market order and up to three resting limits in either direction."""
+    orders = []
+    for symbol_index in range(2):
+        side = draw(st.sampled_from([1, -1]))
+        orders.append((symbol_index, side, draw(st.floats(0.2, 1.0)), None))
+        for _ in range(draw(st.integers(0, 3))):
+            offset = draw(st.floats(0.005, 0.08))
+            orders.append((symbol_index, side, draw(st.floats(0.1, 1.0)), 1 - side * offset))
+    return orders
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    btc=paths(),
+    eth_moves=st.lists(st.floats(-0.08, 0.08), min_size=30, max_size=30),
+    orders=ladders(),
+    modes=st.tuples(st.sampled_from(["isolated", "cross"]), st.sampled_from(["isolated", "cross"])),
+    leverage=st.sampled_from([3, 10, 25, 50]),
+    funding=st.floats(-0.003, 0.003),
+)
+def test_two_symbol_ladders_conserve_money_and_never_go_negative(
+    btc, eth_moves, orders, modes, leverage, funding
+):
+    import math
+
+    import backtrader as bt
+
+    eth, price = [], 3000.0
+    for move in eth_moves[: len(btc)]:
+        close = price * (1 + move)
+        eth.append((price, max(price, close) * 1.01, min(price, close) * 0.99, close))
+        price = close
+    rates = [funding if i % 3 == 2 else math.nan for i in range(len(btc))]
+    base_size = {0: 0.02, 1: 0.4}  # about 1,200 USDT notional each
+
+    def place(s):
+        for index, side, scale, level in orders:
+            data = s.datas[index]
+            size = base_size[index] * scale
+            kwargs = {}
+            if level is not None:
+                kwargs = dict(price=data.close[0] * level, exectype=bt.Order.Limit)
+            (s.buy if side > 0 else s.sell)(data=data, size=size, **kwargs)
+
+    broker, _ = run(
+        {"BTCUSDT": (btc, dict(leverage=leverage, margin_mode=modes[0],
+                               frame_extra={"funding_rate": rates})),
+         "ETHUSDT": (eth, dict(leverage=leverage, margin_mode=modes[1],
+                               frame_extra={"funding_rate": rates}))},
+        actions={1: place}, cash=400.0,
+    )
+    account = broker.account
+    unrealized = sum(p.unrealized_pnl for p in account.open_positions())
+    identity = (account.initial_balance + account.realized_pnl + unrealized - account.fees_paid
+                - account.funding_paid - account.insurance_fund)
+    assert account.equity() == pytest.approx(identity, rel=1e-9, abs=1e-6)
+    assert account.wallet_balance >= -1e-9
+    for pos in account.open_positions():
+        if pos.margin_mode == "isolated":
+            assert pos.margin > 0
+    assert sum(e.payment for e in events_of(broker, "funding")) == pytest.approx(
+        account.funding_paid, abs=1e-9)
+    assert sum(e.fee for e in events_of(broker, "fill")) == pytest.approx(account.fees_paid,
+                                                                           abs=1e-9)

@@ -257,3 +257,28 @@ def test_no_partial_step_on_a_gap_past_bankruptcy():
     assert not liq.partial and liq.size == pytest.approx(size)
     assert liq.settlement_price == pytest.approx(60_000 - margin / size)
     assert broker.getvalue() == pytest.approx(margin * 0.5, rel=1e-9)  # the wallet is untouched
+
+
+def test_cross_liquidation_cancels_every_order_of_the_account():
+    """SPEC §9 step 1: a cross liquidation cancels the account's orders, also the resting
+    orders of an isolated market, whose margin was frozen in the cross wallet now cleared.
+    (Found by the two-symbol property: the isolated ladder filled later on a 0 wallet.)"""
+    eth = (3000.0, 3001.0, 2999.0, 3000.0)
+    btc_bars = [FLAT, FLAT, (60_000, 60_000, 50_000, 51_000), FLAT, FLAT]
+    eth_bars = [eth, eth, eth, (3000, 3000, 2500, 2600), eth]
+
+    def place(s):
+        s.buy(data=s.datas[0], size=0.05)  # cross 25x: 3,000 notional on a 400 wallet
+        s.buy(data=s.datas[1], size=0.5, price=2600, exectype=bt.Order.Limit)  # isolated
+
+    broker, _ = run(
+        {"BTCUSDT": (btc_bars, dict(leverage=25, margin_mode="cross")),
+         "ETHUSDT": (eth_bars, dict(leverage=25, margin_mode="isolated"))},
+        actions={1: place}, cash=400,
+    )
+    (liq,) = events_of(broker, "liquidation")
+    assert liq.symbol == "BTCUSDT"
+    (cancelled,) = events_of(broker, "order_cancelled")
+    assert cancelled.symbol == "ETHUSDT" and cancelled.price == 2600
+    assert broker.account.wallet_balance == 0.0
+    assert not [f for f in events_of(broker, "fill") if f.symbol == "ETHUSDT"]
