@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def _save(fig: Any, directory: Path, name: str) -> str:
     fig.savefig(directory / name, dpi=_DPI)
     plt.close(fig)
     return name
+
+
+def _when(event: dict[str, Any]) -> datetime:
+    """The naive-UTC bar time of a result record (``time`` is ISO-8601 with ``Z``)."""
+    return datetime.fromisoformat(event["time"].rstrip("Z"))
 
 
 def _money(x: float | None) -> str:
@@ -97,9 +103,7 @@ def _price_chart(result: RunResult, symbol: str, directory: Path, index: int) ->
                    color=_SELL, zorder=3, label=f"sell fills ({len(sells)})")
     liqs = [q for q in result.liquidations if q["symbol"] == symbol]
     if liqs:
-        from datetime import datetime
-
-        when = [datetime.fromisoformat(q["time"].rstrip("Z")) for q in liqs]
+        when = [_when(q) for q in liqs]
         ax.scatter(when, [q["trigger_price"] for q in liqs], marker="X", s=140, color=_LIQ,
                    edgecolor="white", zorder=4, label=f"liquidations ({len(liqs)})")
         for t, q in zip(when, liqs, strict=True):
@@ -131,9 +135,7 @@ def _equity_chart(result: RunResult, directory: Path) -> str:
     ax.axhline(result.initial_balance, color="grey", lw=0.7, ls="--",
                label=f"initial balance ({result.initial_balance:,.0f})")
     for q in result.liquidations:
-        from datetime import datetime
-
-        ax.axvline(datetime.fromisoformat(q["time"].rstrip("Z")), color=_LIQ, lw=0.8, ls=":")
+        ax.axvline(_when(q), color=_LIQ, lw=0.8, ls=":")
     ax.set_title(
         f"Equity — return {result.return_pct:+.2f} %, max drawdown "
         f"{result.max_drawdown_pct:.2f} %" + ("  (dotted: liquidations)" if result.liquidations
@@ -175,6 +177,12 @@ def _ratio_chart(result: RunResult, directory: Path, threshold: float) -> str:
         ax.plot(times, ratio, color=colour, lw=0.9,
                 label=f"{label} — peak {ratio[peak]:.1f} % on {times[peak]:%m-%d %H:%M}")
         ax.plot([times[peak]], [ratio[peak]], "o", color=colour, ms=4)
+    if result.liquidations:
+        # the ratio is sampled at bar closes, so an intrabar liquidation never shows as 100 %
+        # on the lines: mark where the ratio did reach it
+        ax.scatter([_when(q) for q in result.liquidations],
+                   [100.0] * len(result.liquidations), marker="X", s=70, color=_LIQ, zorder=4,
+                   label=f"liquidations inside a bar ({len(result.liquidations)})")
     ax.axhline(threshold * 100, color="#e6ab02", lw=1.0, ls="--",
                label=f"warning ({threshold * 100:.0f} %)")
     ax.axhline(100, color=_LIQ, lw=1.0, label="liquidation (100 %)")
@@ -196,9 +204,7 @@ def _lp_chart(result: RunResult, symbol: str, directory: Path, index: int) -> st
             label="liquidation price (blank: flat, or no price liquidates the position)")
     liqs = [q for q in result.liquidations if q["symbol"] == symbol]
     if liqs:
-        from datetime import datetime
-
-        ax.scatter([datetime.fromisoformat(q["time"].rstrip("Z")) for q in liqs],
+        ax.scatter([_when(q) for q in liqs],
                    [q["trigger_price"] for q in liqs], marker="X", s=120, color=_LIQ,
                    edgecolor="white", zorder=4, label="liquidation (mark reached LP)")
     ax.set_title(f"{symbol} ({_market_label(result, symbol)}) liquidation price against mark "
