@@ -294,7 +294,9 @@ class MarginBroker(bt.brokers.BackBroker):
         pos = self.account.positions.get((self.symbol_of(order.data), "net"))
         current = pos.size if pos is not None else 0.0
         if current and (current > 0) != (qty > 0):
-            return max(abs(qty) - abs(current), 0.0)
+            extra = abs(qty) - abs(current)
+            # float residue of a position built from many fills is not an opening part
+            return extra if extra > 1e-9 * abs(qty) else 0.0
         return abs(qty)
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
@@ -324,9 +326,10 @@ class MarginBroker(bt.brokers.BackBroker):
         price = self._order_price(order)
         notional = opening * price
         spec = config.spec
-        if notional < spec.min_notional:
+        order_value = abs(order.executed.remsize) * price  # exchanges check the whole order
+        if order_value < spec.min_notional:
             return (
-                f"{symbol}: order value {notional:.2f} USDT is below the exchange minimum "
+                f"{symbol}: order value {order_value:.2f} USDT is below the exchange minimum "
                 f"{spec.min_notional:g} USDT"
             )
         pos = self.account.positions.get((symbol, self._order_leg(order)[0]))
@@ -700,7 +703,11 @@ class MarginBroker(bt.brokers.BackBroker):
         data = order.data
         position = self.positions[data]
         entry_before = position.price
-        psize, pprice, opened, closed = position.update(qty, price, data.datetime.datetime())
+        before = position.size
+        move = qty
+        if before and (before > 0) != (qty > 0) and abs(abs(qty) - abs(before)) <= 1e-9 * abs(qty):
+            move = -before  # a close that differs from the position by float residue only
+        psize, pprice, opened, closed = position.update(move, price, data.datetime.datetime())
         comminfo = self.getcommissioninfo(data)
         pnl = comminfo.profitandloss(-closed, entry_before, price) if closed else 0.0
         share_closed = abs(closed) / abs(qty) if qty else 0.0

@@ -293,3 +293,16 @@ def test_intrabar_path_option_decides_which_extreme_comes_first(intrabar, liquid
         assert broker.getvalue() == pytest.approx(394.0)
     else:
         assert broker.getvalue() == pytest.approx(1000 - 6 + 200 - 0.2 * 61_000 * 0.0002)
+
+
+def test_closing_order_with_float_residue_is_not_refused_for_minimum_value():
+    # 0.3 − 0.1 is 0.19999999999999998: the closing sell of 0.2 must not count the 3e-17
+    # it exceeds the position by as an opening part (refused as an order below 100 USDT)
+    actions = {1: buy(0.3), 2: sell(0.1), 3: sell(0.2)}
+    broker, strat = run({BTC: ([FLAT] * 6, dict(leverage=10, margin_mode="isolated"))},
+                        actions=actions, cash=5000)
+    assert 0.3 - 0.1 != 0.2  # the residue this test is about
+    assert not events_of(broker, "rejected")
+    assert broker.account.positions[(BTC, "net")].size == 0.0
+    assert broker.getposition(strat.datas[0]).size == 0.0  # backtrader's view too
+    assert [t.status for t in strat.closed_trades] == [bt.Trade.Closed]

@@ -384,6 +384,8 @@ class Account:
         if old and (old > 0) != (qty > 0):
             closed = -old if abs(qty) >= abs(old) else qty  # signed as the fill
         opened = qty - closed
+        if abs(opened) <= abs(qty) * 1e-9:
+            opened = 0.0  # float residue of a close, not a new position
         fee = abs(qty) * price * fee_rate
         pnl = 0.0
         if closed:
