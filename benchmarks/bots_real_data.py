@@ -3,7 +3,7 @@
 Data: ``../shared/data/harthor_marketlab/BTC_USDT_USDT-5m-futures.feather`` (5-minute futures
 bars; the 21:15 UTC bar of 2025-10-10 fell 8.87 % to 102,193.6). Skipped when the file is absent.
 
-Run: ``/work/venv/bin/python benchmarks/bots_real_data.py``
+Run: ``python benchmarks/bots_real_data.py`` (from the repository, in its virtual environment)
 """
 
 from __future__ import annotations

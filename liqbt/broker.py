@@ -1,10 +1,11 @@
 """``MarginBroker``: a backtrader broker that enforces maintenance margin and liquidation.
 
-It replaces ``BackBroker``'s cash/value bookkeeping (wrong for leveraged futures, see
-``BACKTRADER_NOTES.md``) with :class:`liqbt.core.account.Account`, and walks every bar as a price
-path (SPEC §8) so that order fills, automatic top-ups and liquidations happen in the order the
-market would have produced them. Forced closes are real backtrader orders tagged
-``order.info.liquidation = True``: ``notify_order``, ``notify_trade`` and analyzers see them.
+It replaces ``BackBroker``'s cash and value bookkeeping (backtrader 1.9.78 values leveraged
+futures wrongly and reserves no margin for resting orders) with
+:class:`liqbt.core.account.Account`, and walks every bar as a price path (margin-model §8) so that
+order fills, automatic top-ups and liquidations happen in the order the market would have produced
+them. Forced closes are real backtrader orders tagged ``order.info.liquidation = True``:
+``notify_order``, ``notify_trade`` and analyzers see them.
 
 Usage::
 
@@ -56,7 +57,7 @@ class MarginBroker(bt.brokers.BackBroker):
         Dict of profile fields to replace (``maker_fee``, ``taker_fee``, switches).
     intrabar
         Path through each bar: ``heuristic`` (open→high→low→close when the bar closes up...
-        SPEC §8), ``pessimistic`` (the extreme adverse to the net position first) or
+        margin-model §8), ``pessimistic`` (the extreme adverse to the net position first) or
         ``optimistic``.
     settlement
         ``bankruptcy`` (default) or ``liquidation_price`` (with the profile's liquidation fee).
@@ -183,7 +184,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- queries for strategies ----------------------------------------------------------
     def get_cash(self) -> float:
-        """Available balance (USDT): what new orders can still use (SPEC §6)."""
+        """Available balance (USDT): what new orders can still use (margin-model §6)."""
         return self.account.available_balance(self._order_margin())
 
     getcash = get_cash
@@ -300,7 +301,7 @@ class MarginBroker(bt.brokers.BackBroker):
         return abs(qty)
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
-        """Margin reserved by resting orders: opening size × price / leverage (SPEC §6)."""
+        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6)."""
         key = (self.account.version, len(self.pending), self.pending[-1].ref if self.pending else 0)
         if exclude is None and self._order_margin_cache[0] == key:
             return self._order_margin_cache[1]
@@ -431,7 +432,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def _path(
         self, data: Any, marks: tuple[float, ...], legs: list[Position]
     ) -> tuple[list[float], list[float]]:
-        """Trade-price and mark-price paths of the bar (SPEC §8)."""
+        """Trade-price and mark-price paths of the bar (margin-model §8)."""
         o, h, low, c = data.open[0], data.high[0], data.low[0], data.close[0]
         mo, mh, ml, mc = marks
         high_first = c < o  # the heuristic; also the tie-break of the other modes when flat
@@ -723,7 +724,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- liquidation --------------------------------------------------------------------
     def _on_trigger(self, data: Any, symbol: str, pos: Position, price: float) -> None:
-        """SPEC §9 at a trigger: top up, cancel orders, re-check, reduce, close."""
+        """margin-model §9 at a trigger: top up, cancel orders, re-check, reduce, close."""
         account = self.account
         if account.auto_top_up(pos, self._order_margin()):
             return  # the walk continues with the new, lower LP
@@ -761,7 +762,7 @@ class MarginBroker(bt.brokers.BackBroker):
         return price <= lp + 1e-9 * lp if direction < 0 else price >= lp - 1e-9 * lp
 
     def _cancel_for_liquidation(self, data: Any | None) -> None:
-        """SPEC §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
+        """margin-model §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
         for a cross liquidation (``None``), every order of the account: their frozen margin
         sits in the cross wallet that the liquidation takes."""
         for order in list(self.pending):
@@ -778,7 +779,7 @@ class MarginBroker(bt.brokers.BackBroker):
             )
 
     def _net_hedge(self, symbol: str, price: float) -> bool:
-        """Hedge mode, cross: close the overlapping LONG and SHORT quantity (SPEC §9 step 2)."""
+        """Hedge mode, cross: close the overlapping LONG and SHORT quantity (margin-model §9.2)."""
         long_pos = self.account.positions.get((symbol, "long"))
         short_pos = self.account.positions.get((symbol, "short"))
         if not long_pos or not short_pos or not long_pos.size or not short_pos.size:
@@ -791,7 +792,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _partial_step(self, data: Any, pos: Position, price: float) -> bool:
         """Reduce a large position to the cap ``partial_liquidation_tiers`` tiers lower
-        (SPEC §9 step 3). Returns whether a step was taken.
+        (margin-model §9 step 3). Returns whether a step was taken.
 
         No step is taken once the margin balance cannot pay the fee to close the position
         (a gap at or past bankruptcy): a partial close there would take the loss out of the

@@ -1,4 +1,5 @@
-"""MarginBroker through Cerebro on scripted bars: each rule of SPEC §4–9 with hand numbers."""
+"""MarginBroker through Cerebro on scripted bars: each rule of margin-model §4–9 with hand
+numbers."""
 
 from __future__ import annotations
 

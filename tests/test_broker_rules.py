@@ -18,8 +18,8 @@ NAN = math.nan
 
 
 def test_bitget_automatic_margin_call_sequence():
-    """SPEC §10 (Bitget "automatic margin call"): balance 600, long 0.1 BTC at 27,249.5, 10x:
-    LP 24,637.9 → +272.495 → 21,900.4 → +55.01 → 21,347.7, then liquidation."""
+    """margin-model §10 (Bitget "automatic margin call"): balance 600, long 0.1 BTC at 27,249.5,
+    10x: LP 24,637.9 → +272.495 → 21,900.4 → +55.01 → 21,347.7, then liquidation."""
     flat = (27_249.5, 27_260.0, 27_240.0, 27_249.5)
     bars = [flat, flat, (27_249.5, 27_249.5, 21_000.0, 21_100.0), flat]
     broker, _ = run(
@@ -39,8 +39,8 @@ def test_bitget_automatic_margin_call_sequence():
 
 
 def test_bybit_auto_margin_replenishment_sequence():
-    """SPEC §12 (Bybit AMR): available 10,000, long 5 BTC at 8,000, 10x → LP 7,240; top-ups of
-    4,000 then 2,000 → LP 6,440 then 6,040."""
+    """margin-model §12 (Bybit AMR): available 10,000, long 5 BTC at 8,000, 10x → LP 7,240; top-ups
+    of 4,000 then 2,000 → LP 6,440 then 6,040."""
     flat = (8000.0, 8001.0, 7999.0, 8000.0)
     bars = [flat, flat, (8000.0, 8000.0, 6_100.0, 6_200.0), flat]
     seen = {}
@@ -60,8 +60,8 @@ def test_bybit_auto_margin_replenishment_sequence():
 
 
 def test_bybit_funding_moves_the_isolated_lp():
-    """SPEC §7 (Bybit): 200 USDT funding on a 1 BTC 50x long at 20,000 (mmr 0.5 %) moves the LP
-    from 19,700 to 19,900."""
+    """margin-model §7 (Bybit): 200 USDT funding on a 1 BTC 50x long at 20,000 (mmr 0.5 %) moves
+    the LP from 19,700 to 19,900."""
     flat = (20_000.0, 20_001.0, 19_999.0, 20_000.0)
     seen = []
     look = lambda s: seen.append(s.broker.liquidation_price(s.datas[0]))  # noqa: E731
@@ -77,7 +77,7 @@ def test_bybit_funding_moves_the_isolated_lp():
 
 
 def test_funding_long_pays_short_receives_cross_wallet():
-    """Funding: 1 BTC long, mark 60,000, rate 0.01 % → the long pays 6 USDT (SPEC §12)."""
+    """Funding: 1 BTC long, mark 60,000, rate 0.01 % → the long pays 6 USDT (margin-model §12)."""
     market = dict(leverage=10, margin_mode="cross",
                   frame_extra={"funding_rate": [NAN, NAN, 0.0001, -0.0001, NAN]})
     broker, _ = run({"BTCUSDT": ([FLAT] * 5, market)},
@@ -124,8 +124,8 @@ def test_three_pairs_only_the_isolated_pair_is_liquidated():
 
 
 def test_simple_profile_cross_example():
-    """`simple` (SPEC §3): cross, balance 400, used margin 100 → MM 50: liquidated when equity
-    minus the closing fee reaches 50, a loss of about 350."""
+    """`simple` (margin-model §3): cross, balance 400, used margin 100 → MM 50: liquidated when
+    equity minus the closing fee reaches 50, a loss of about 350."""
     q = 1000 / 60_000  # 1,000 USDT at 10x uses 100 margin
     bars = [FLAT, FLAT, (60_000, 60_000, 30_000, 31_000), FLAT]
     broker, _ = run({"BTCUSDT": (bars, dict(leverage=10, margin_mode="cross"))},
@@ -154,8 +154,8 @@ def test_simple_profile_isolated_example():
 
 
 def test_hedge_mode_cross_netting_avoids_full_liquidation():
-    """SPEC §9 step 2: LONG 0.2 and SHORT 0.1 BTC (cross, 50x, wallet 591 after fees). At the
-    hedged LP 54,746.96 the overlapping 0.1 is closed; the remaining 0.1 long has LP 54,362.2,
+    """margin-model §9 step 2: LONG 0.2 and SHORT 0.1 BTC (cross, 50x, wallet 591 after fees). At
+    the hedged LP 54,746.96 the overlapping 0.1 is closed; the remaining 0.1 long has LP 54,362.2,
     below the bar's low, so no full liquidation happens."""
     def open_legs(s):
         s.buy(data=s.datas[0], size=0.2)
@@ -179,7 +179,7 @@ def test_hedge_mode_cross_netting_avoids_full_liquidation():
 
 
 def test_partial_liquidation_reduces_one_tier_then_recovers():
-    """SPEC §9 step 3 (Binance, one tier per step): 2 BTC at 60,000, 50x isolated (notional
+    """margin-model §9 step 3 (Binance, one tier per step): 2 BTC at 60,000, 50x isolated (notional
     120,000: tier 2, mmr 0.5 %, cum 50) → LP 59,070.35. At the trigger the position is cut to
     the tier-1 cap (50,000 USDT), whose LP is lower, and the price recovers."""
     lp = (120_000 - 2400 - 50) / (2 * 0.995)
@@ -260,7 +260,7 @@ def test_no_partial_step_on_a_gap_past_bankruptcy():
 
 
 def test_cross_liquidation_cancels_every_order_of_the_account():
-    """SPEC §9 step 1: a cross liquidation cancels the account's orders, also the resting
+    """margin-model §9 step 1: a cross liquidation cancels the account's orders, also the resting
     orders of an isolated market, whose margin was frozen in the cross wallet now cleared.
     (Found by the two-symbol property: the isolated ladder filled later on a 0 wallet.)"""
     eth = (3000.0, 3001.0, 2999.0, 3000.0)

@@ -48,8 +48,8 @@ def _binance_cross_positions() -> list[PositionInput]:
 
 def test_binance_faq_cross_example() -> None:
     """Binance FAQ "How to Calculate Liquidation Price of USDⓈ-M Futures Contracts", cross
-    one-way example (SPEC §12): MM 71,200.81144 / 356,512.508, upnl −56,354.57 / −448,192.89,
-    LP BTC 26,316.89, ETH 1,153.26 (flat tiers 2.5 %/16,300 and 10 %/135,365)."""
+    one-way example (margin-model §12): MM 71,200.81144 / 356,512.508, upnl −56,354.57 /
+    −448,192.89, LP BTC 26,316.89, ETH 1,153.26 (flat tiers 2.5 %/16,300 and 10 %/135,365)."""
     snap = evaluate(load_profile("binance"), BINANCE_WB, _binance_cross_positions())
     btc, eth = snap.positions
     assert close(btc.maintenance_margin, 71_200.81144)
@@ -102,7 +102,7 @@ wallet_balance = {BINANCE_WB}
 
 
 def test_binance_bracket_lookups_2021() -> None:
-    """Binance "Leverage and Margin of USDⓈ-M Futures" (2021-03-18 BTCUSDT table, SPEC §2):
+    """Binance "Leverage and Margin of USDⓈ-M Futures" (2021-03-18 BTCUSDT table, margin-model §2):
     notional 264,000 → mmr 1 %; notional 500,000 → maintenance amount 1,300."""
     rows = [
         (0, 50e3, 0.004, 125), (50e3, 250e3, 0.005, 100), (250e3, 1e6, 0.01, 50),
@@ -121,7 +121,7 @@ def test_binance_bracket_lookups_2021() -> None:
 # --- Bybit ----------------------------------------------------------------------------------
 def test_bybit_isolated_long_and_short() -> None:
     """Bybit help "Liquidation Price (USDT Contract)": 1 BTC long @ 20,000, 50×, mmr 0.5 % →
-    IM 400, MM 100, LP 19,700; short with 3,000 added margin → LP 23,300 (SPEC §12)."""
+    IM 400, MM 100, LP 19,700; short with 3,000 added margin → LP 23,300 (margin-model §12)."""
     bybit = load_profile("bybit")
     tiers = bybit.symbol("BTCUSDT").tiers
     assert close(mg.isolated_liquidation_price(1, 1, 20_000, 400, tiers, "bybit"), 19_700)
@@ -140,7 +140,7 @@ def test_bybit_isolated_long_and_short() -> None:
 @pytest.mark.parametrize(("margin", "lp"), [(4_000, 7_240), (8_000, 6_440), (10_000, 6_040)])
 def test_bybit_auto_margin_replenishment(margin: float, lp: float) -> None:
     """Bybit help "Auto-Margin Replenishment": long 5 BTC @ 8,000, 10× (IM 4,000), mmr 0.5 %,
-    LP 7,240; after top-ups of 4,000 and 2,000 → 6,440 and 6,040 (SPEC §12)."""
+    LP 7,240; after top-ups of 4,000 and 2,000 → 6,440 and 6,040 (margin-model §12)."""
     tiers = load_profile("bybit").symbol("BTCUSDT").tiers
     assert close(mg.isolated_liquidation_price(1, 5, 8_000, margin, tiers, "bybit"), lp)
     out = cli_json("--exchange", "bybit", "--symbol", "BTCUSDT", "--side", "long",
@@ -150,7 +150,7 @@ def test_bybit_auto_margin_replenishment(margin: float, lp: float) -> None:
 
 def test_bybit_tiered_mm() -> None:
     """Bybit help "Risk Limit" (tiered MM): 3,500 notional on tiers 2 %/2.5 %/3 %/3.5 % per
-    1,000 → MM 92.5 = 3,500 × 3.5 % − 30 (SPEC §12)."""
+    1,000 → MM 92.5 = 3,500 × 3.5 % − 30 (margin-model §12)."""
     table = TierTable.from_rows([
         dict(floor=0, cap=1_000, mmr=0.02, max_leverage=50),
         dict(floor=1_000, cap=2_000, mmr=0.025, max_leverage=40),
@@ -162,8 +162,8 @@ def test_bybit_tiered_mm() -> None:
 
 
 def test_bybit_funding_moves_isolated_lp() -> None:
-    """Bybit help "Funding fee" example (SPEC §7): 200 USDT funding paid by a 1 BTC 50× long at
-    20,000, mmr 0.5 %, moves LP 19,700 → 19,900 (margin 400 → 200)."""
+    """Bybit help "Funding fee" example (margin-model §7): 200 USDT funding paid by a 1 BTC 50×
+    long at 20,000, mmr 0.5 %, moves LP 19,700 → 19,900 (margin 400 → 200)."""
     tiers = load_profile("bybit").symbol("BTCUSDT").tiers
     assert close(mg.isolated_liquidation_price(1, 1, 20_000, 400, tiers, "bybit"), 19_700)
     assert close(mg.isolated_liquidation_price(1, 1, 20_000, 200, tiers, "bybit"), 19_900)
@@ -184,7 +184,7 @@ def test_funding_payment() -> None:
     ("margin", "shown"), [(272.495, 24_637.9), (272.495 * 2, 21_900.4), (600.0, 21_347.7)]
 )
 def test_bitget_auto_margin_call(margin: float, shown: float) -> None:
-    """Bitget help "Automatic margin call" (SPEC §10): balance 600, long 0.1 BTC @ 27,249.5,
+    """Bitget help "Automatic margin call" (margin-model §10): balance 600, long 0.1 BTC @ 27,249.5,
     10× (IM 272.495), mmr 0.4 %, taker 0.06 % → LP 24,637.9, then 21,900.4 (+272.495), then
     21,347.7 (+55.01). Bitget rounds a long's LP up to the 0.1 tick."""
     bitget = load_profile("bitget")
@@ -200,7 +200,7 @@ def test_bitget_auto_margin_call(margin: float, shown: float) -> None:
 
 
 def test_bitget_top_up_amounts() -> None:
-    """Bitget example (SPEC §10): top-ups are min(IM, available): 272.495 then 55.01."""
+    """Bitget example (margin-model §10): top-ups are min(IM, available): 272.495 then 55.01."""
     first = mg.auto_top_up_amount(272.495, 600 - 272.495, 10)
     assert close(first, 272.495)
     second = mg.auto_top_up_amount(272.495, 600 - 2 * 272.495, 2724.95 / 544.99)
@@ -302,9 +302,9 @@ def test_hedge_mode_cross_cli(tmp_path) -> None:
 
 # --- simple (used margin) model --------------------------------------------------------------
 def test_simple_used_margin_model() -> None:
-    """SPEC §3 `simple` profile: cross balance 400, used margin 100 → MM 50, liquidation when
-    equity (minus the closing fee at mark) reaches 50; isolated margin 100 → liquidation after a
-    loss of about 50. Hand-computed with taker 0.05 %: cross 0.1 BTC long @ 10,000, 10×:
+    """margin-model §3 `simple` profile: cross balance 400, used margin 100 → MM 50, liquidation
+    when equity (minus the closing fee at mark) reaches 50; isolated margin 100 → liquidation after
+    a loss of about 50. Hand-computed with taker 0.05 %: cross 0.1 BTC long @ 10,000, 10×:
     400 + 0.1 (P − 10,000) − 0.00005 P = 50 → P = 650 / 0.09995; isolated: 950 / 0.09995."""
     simple = load_profile("simple")
     cross = evaluate(simple, 400, [PositionInput("BTCUSDT", "long", 0.1, 10_000, 10_000,

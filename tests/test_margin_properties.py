@@ -86,7 +86,7 @@ def test_higher_leverage_moves_lp_toward_entry(case, side, q, entry, leverage, f
 @given(cases, sides, sizes, prices, leverages)
 def test_tier_used_is_tier_at_lp(case, side, q, entry, leverage) -> None:
     """The LP returned satisfies its own tier's equation: solving in the tier at the LP gives
-    the same price (the fixed point of SPEC §2)."""
+    the same price (the fixed point of margin-model §2)."""
     formula, tiers, fee = case
     margin = _position(tiers, q, entry, leverage)
     lp = mg.isolated_liquidation_price(side, q, entry, margin, tiers, formula, fee)
@@ -99,7 +99,7 @@ def test_tier_used_is_tier_at_lp(case, side, q, entry, leverage) -> None:
 
 @pytest.mark.parametrize("name", sorted(BRACKET_TABLES))
 def test_mm_continuous_at_every_boundary(name: str) -> None:
-    """Bracket-style MM is continuous at each cap: MM(cap) ≈ MM(cap + ε) (SPEC §2)."""
+    """Bracket-style MM is continuous at each cap: MM(cap) ≈ MM(cap + ε) (margin-model §2)."""
     tiers = BRACKET_TABLES[name]
     for tier in tiers.tiers[:-1]:
         eps = tier.cap * 1e-12

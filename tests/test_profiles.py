@@ -24,7 +24,7 @@ def test_every_profile_loads(name: str) -> None:
         assert spec.price_tick > 0 and spec.size_step > 0
 
 
-# switch table of SPEC §3
+# switch table of margin-model §3
 @pytest.mark.parametrize(
     ("name", "formula", "style", "partial", "modes", "top_up", "rounding"),
     [

@@ -9,7 +9,8 @@ import pytest
 from liqbt.core.errors import ValidationError
 from liqbt.core.tiers import TierTable
 
-# Binance BTCUSDT, API snapshot Oct 2024 (EXCHANGE_TIERS.md): floor, cap, mmr, lev, published cum
+# Binance BTCUSDT, API snapshot Oct 2024 (Binance API GET /fapi/v1/leverageBracket): floor, cap,
+# mmr, lev, published cum
 BINANCE_BTC = [
     (0, 50e3, 0.004, 125, 0), (50e3, 600e3, 0.005, 100, 50), (600e3, 3e6, 0.0065, 75, 950),
     (3e6, 12e6, 0.01, 50, 11_450), (12e6, 70e6, 0.02, 25, 131_450),

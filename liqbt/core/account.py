@@ -1,7 +1,7 @@
 """A futures account's margin state: wallet, positions, fills, funding and liquidations.
 
 Pure Python (no backtrader): the broker adapter drives it bar by bar and turns its results into
-backtrader orders and notifications. Money accounting (SPEC §4–7):
+backtrader orders and notifications. Money accounting (margin-model §4–7):
 
 * ``wallet_balance`` is the cross wallet. Isolated margin leaves it when an isolated position
   opens or grows and comes back, with the realized PnL, when it closes.
@@ -48,7 +48,7 @@ class MarketConfig:
     margin_mode
         ``cross`` or ``isolated``.
     auto_top_up
-        Isolated only: move margin in at the LP (Bitget/Bybit), SPEC §10.
+        Isolated only: move margin in at the LP (Bitget/Bybit), margin-model §10.
     spec
         The exchange's symbol data (tiers, tick, step, min notional).
     """
@@ -254,7 +254,7 @@ class Account:
 
     def maintenance_margin(self, pos: Position) -> float:
         """MM of a leg in USDT at its mark (Bybit standard: at the entry value), plus the
-        closing-fee term of ``taker_at_mark`` profiles (SPEC §3)."""
+        closing-fee term of ``taker_at_mark`` profiles (margin-model §3)."""
         if not pos.size:
             return 0.0
         tier = self._mm_tier(pos)
@@ -273,7 +273,7 @@ class Account:
         return [p for p in self.open_positions() if p.margin_mode == "cross"]
 
     def cross_margin_balance(self) -> float:
-        """Cross wallet + Σ upnl of cross legs (SPEC §5)."""
+        """Cross wallet + Σ upnl of cross legs (margin-model §5)."""
         return self.wallet_balance + sum(p.unrealized_pnl for p in self.cross_positions())
 
     def cross_maintenance_margin(self) -> float:
@@ -290,7 +290,8 @@ class Account:
         return total
 
     def available_balance(self, order_margin: float = 0.0) -> float:
-        """Cross wallet + Σ cross upnl − Σ cross IM − order margin (SPEC §6), floored at 0."""
+        """Cross wallet + Σ cross upnl − Σ cross IM − order margin (margin-model §6), floored at
+        0."""
         value = self.cross_margin_balance()
         value -= sum(self.initial_margin(p) for p in self.cross_positions()) + order_margin
         return max(value, 0.0)
@@ -347,7 +348,7 @@ class Account:
         return legs, other_upnl, other_mm
 
     def bankruptcy_price(self, pos: Position) -> float | None:
-        """Price of the leg's symbol where its margin balance is 0 (SPEC §4–5)."""
+        """Price of the leg's symbol where its margin balance is 0 (margin-model §4–5)."""
         if not pos.size:
             return None
         if pos.margin_mode == "isolated":
@@ -430,7 +431,7 @@ class Account:
 
     def apply_funding(self, symbol: str, rate: float, mark_price: float) -> float:
         """Settle funding for every open leg of ``symbol``: each pays
-        ``size × mark × rate`` (SPEC §7) from the wallet (cross) or its margin (isolated).
+        ``size × mark × rate`` (margin-model §7) from the wallet (cross) or its margin (isolated).
         Returns the total paid (negative = received)."""
         total = 0.0
         for leg in LEGS:
@@ -477,9 +478,10 @@ class Account:
         self.version += 1
 
     def auto_top_up(self, pos: Position, order_margin: float = 0.0) -> float:
-        """At the LP: move ``min(IM, available)`` into an isolated leg with top-up on (SPEC §10).
+        """At the LP: move ``min(IM, available)`` into an isolated leg with top-up on.
 
-        Returns the amount moved (0 when none applies) and records a :class:`TopUp` event.
+        Returns the amount moved (0 when none applies) and records a :class:`TopUp` event
+        (margin-model §10).
         """
         if pos.margin_mode != "isolated" or not self.market(pos.symbol).auto_top_up:
             return 0.0
@@ -508,7 +510,7 @@ class Account:
         self, legs: list[Position], execution_prices: dict[tuple[str, str], float]
     ) -> dict[tuple[str, str], float]:
         """Prices at which the trader is settled when ``legs`` are force-closed at
-        ``execution_prices`` (SPEC §9 step 4).
+        ``execution_prices`` (margin-model §9 step 4).
 
         ``bankruptcy``: what remains of the margin balance at execution (``B``) goes to the
         insurance fund, shared among the legs in proportion to their MM: each leg settles at

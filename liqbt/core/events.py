@@ -89,7 +89,7 @@ class Liquidation(Event):
     ``settlement_price`` what the trader got; ``loss`` is the trader's realized loss on the
     closed part at settlement (>= 0 for a loss); ``insurance_fund_delta`` is what the insurance
     fund gained (negative when it covered a gap past bankruptcy). ``partial`` marks a
-    tier-reduction step (SPEC §9 step 3)."""
+    tier-reduction step (margin-model §9 step 3)."""
 
     symbol: str = ""
     leg: str = "net"

@@ -1,10 +1,10 @@
 """Margin formulas for linear USDT-margined perpetuals: pure functions, no state.
 
-Conventions (SPEC §1): sizes in base units (BTC), prices and money in USDT, ``side = +1`` long and
-``-1`` short, ``q = |size|``. Every function states its formula and the source it reproduces;
-the tests pin each one with that source's worked example.
+Conventions (margin-model §1): sizes in base units (BTC), prices and money in USDT, ``side = +1``
+long and ``-1`` short, ``q = |size|``. Every function states its formula and the source it
+reproduces; the tests pin each one with that source's worked example.
 
-Liquidation-price families (``lp_formula``, one per exchange rule book, SPEC §3–5):
+Liquidation-price families (``lp_formula``, one per exchange rule book, margin-model §3–5):
 
 ``binance``
     MM at mark from the tier table, no closing-fee term (Binance FAQ "How to Calculate
@@ -46,13 +46,13 @@ def notional(size: float, price: float) -> float:
 
 
 def initial_margin(size: float, entry_price: float, leverage: float) -> float:
-    """Initial margin in USDT: ``|size| × entry_price / leverage`` (SPEC §6)."""
+    """Initial margin in USDT: ``|size| × entry_price / leverage`` (margin-model §6)."""
     return abs(size) * entry_price / leverage
 
 
 def unrealized_pnl(size: float, entry_price: float, mark_price: float) -> float:
     """Unrealized PnL in USDT at ``mark_price``: ``size × (mark − entry)`` with signed size
-    (long > 0). Positive is a gain (SPEC §1)."""
+    (long > 0). Positive is a gain (margin-model §1)."""
     return size * (mark_price - entry_price)
 
 
@@ -70,8 +70,8 @@ def funding_payment(size: float, mark_price: float, rate: float) -> float:
     """Funding paid by a position in USDT: ``size × mark × rate`` with signed size.
 
     Positive = the position pays (a long when the rate is positive), negative = it receives
-    (SPEC §7; Binance "Introduction to Binance Futures Funding Rates": 1 BTC long, mark 60,000,
-    rate 0.01 % pays 6 USDT).
+    (margin-model §7; Binance "Introduction to Binance Futures Funding Rates": 1 BTC long, mark
+    60,000, rate 0.01 % pays 6 USDT).
     """
     return size * mark_price * rate
 
@@ -79,7 +79,7 @@ def funding_payment(size: float, mark_price: float, rate: float) -> float:
 def auto_top_up_amount(
     initial_margin_amount: float, available_balance: float, effective_leverage: float
 ) -> float:
-    """Margin moved into an isolated position when it reaches its LP (SPEC §10).
+    """Margin moved into an isolated position when it reaches its LP (margin-model §10).
 
     ``min(IM, available balance)``; nothing once the position is at (or below) 1× effective
     leverage (``notional / position margin``) or when nothing is available (Bitget "automatic
@@ -92,7 +92,7 @@ def auto_top_up_amount(
 
 # --- isolated margin -----------------------------------------------------------------------
 def isolated_bankruptcy_price(side: int, size: float, entry_price: float, margin: float) -> float:
-    """Price where ``margin + upnl = 0``: long ``E − M/q``, short ``E + M/q`` (SPEC §4).
+    """Price where ``margin + upnl = 0``: long ``E − M/q``, short ``E + M/q`` (margin-model §4).
 
     May be <= 0 for a long with margin >= notional (a 1× long cannot go bankrupt).
     """
@@ -141,7 +141,7 @@ def isolated_liquidation_price(
     """Liquidation price (USDT) of an isolated position, or ``None`` when no positive price
     liquidates it (e.g. a fully collateralised 1× long).
 
-    Binance (SPEC §4): long ``LP = (M + cum − q·E)/(q·mmr − q)``, short
+    Binance (margin-model §4): long ``LP = (M + cum − q·E)/(q·mmr − q)``, short
     ``LP = (M + cum + q·E)/(q·mmr + q)``; ``taker_at_mark`` (OKX/Bitget/Gate) adds the taker fee
     to mmr; ``bybit`` and ``bybit_unified`` as in the module docstring. ``M`` is the position
     margin (IM + added margin − funding paid), ``cum`` the tier's maintenance amount.
@@ -201,7 +201,7 @@ def _fixed_point(
     start_price: float,
     falling: bool,
 ) -> float | None:
-    """Iterate ``price -> tiers at price -> solve(tiers)`` to a fixed point (SPEC §2).
+    """Iterate ``price -> tiers at price -> solve(tiers)`` to a fixed point (margin-model §2).
 
     ``falling`` is true when the liquidation is reached by a falling price (net long): on a
     cycle the highest candidate is kept, for a rising price the lowest, i.e. the candidate the
@@ -251,8 +251,8 @@ def cross_liquidation_price(
 ) -> tuple[float | None, int]:
     """Cross liquidation price of one symbol, the other cross positions held at their marks.
 
-    Binance (SPEC §5): ``LP = (WB − TMM1 + UPNL1 + cum − side·q·E) / (q·mmr − side·q)``; with
-    several legs of the symbol (hedge mode) the sums run over the legs,
+    Binance (margin-model §5): ``LP = (WB − TMM1 + UPNL1 + cum − side·q·E) / (q·mmr − side·q)``;
+    with several legs of the symbol (hedge mode) the sums run over the legs,
     ``LP = (WB − TMM1 + UPNL1 + Σcum_i − Σ side_i·q_i·E_i) / (Σ q_i·(mmr_i + fee) − Σ side_i·q_i)``,
     which is Binance's hedge-mode formula with ``cumL, cumS, MMR_L, MMR_S``. ``fee`` is the taker
     rate for ``taker_at_mark`` profiles and 0 otherwise. Tiers are re-selected at the LP.
@@ -313,7 +313,7 @@ def cross_bankruptcy_price(
 
 # --- display rounding ----------------------------------------------------------------------
 def round_price(price: float, rounding: str, tick: float, side: int, decimals: int = 2) -> float:
-    """Round a liquidation price the way an exchange displays it (SPEC §3).
+    """Round a liquidation price the way an exchange displays it (margin-model §3).
 
     ``decimals``: to ``decimals`` places (Binance, Bybit: 2). ``tick``: to the nearest price
     tick (OKX, Gate). ``tick_directional``: Bitget rounds a long's LP up and a short's down to

@@ -1,4 +1,4 @@
-"""Exchange profiles: an exchange's margin rules as data (SPEC §3).
+"""Exchange profiles: an exchange's margin rules as data (margin-model §3).
 
 A profile is a TOML file (``configs/exchanges/<name>.toml``, installed as
 ``liqbt.configs.exchanges``) with fees, switches and per-symbol tier tables. Loading validates

@@ -8,7 +8,7 @@ its own beyond sums: every liquidation/bankruptcy price comes from :mod:`liqbt.c
 :meth:`liqbt.core.tiers.TierTable.maintenance_margin_at`. The calculator CLI and the broker's
 reports share it, so a number shown by ``liqbt calc`` is the number the backtest uses.
 
-Conventions (SPEC §1, §4, §5)
+Conventions (margin-model §1, §4, §5)
 -----------------------------
 * ``size`` is ``|size|`` in base units (> 0); ``side`` is +1 long / -1 short.
 * ``upnl = side × size × (mark − entry)`` (USDT).

@@ -1,6 +1,6 @@
 """Tiered maintenance-margin tables (leverage brackets / risk limits).
 
-A tier covers ``floor < notional <= cap`` (USDT). Two styles exist (SPEC §2):
+A tier covers ``floor < notional <= cap`` (USDT). Two styles exist (margin-model §2):
 
 * ``bracket`` (Binance, Bybit, Gate since 2025-07-29): ``MM = notional * mmr - maintenance_amount``,
   where the amount is derived so that MM is continuous at every boundary:
@@ -252,7 +252,7 @@ class TierTable:
         """Maintenance margin in USDT of a position of ``notional`` USDT (>= 0).
 
         ``MM = notional × mmr − maintenance_amount`` (bracket) or ``notional × mmr`` (flat),
-        with the tier chosen by ``floor < notional <= cap`` (SPEC §2; Binance "Leverage and
+        with the tier chosen by ``floor < notional <= cap`` (margin-model §2; Binance "Leverage and
         Margin of USDⓈ-M Futures"; Bybit "Risk Limit"). Units: USDT.
         """
         tier = self.tier_for(notional)
