@@ -10,9 +10,9 @@ Example::
 
     [[market]]
     symbol = "BTCUSDT"
-    candles = "../datasets/btcusdt-5m.feather"    # relative to this file
-    mark = "../datasets/btcusdt-5m-mark.feather"
-    funding = "../datasets/btcusdt-5m-funding_rate.feather"
+    candles = "../datasets/2025-10/BTCUSDT-5m.feather"    # relative to this file
+    mark = "../datasets/2025-10/BTCUSDT-1h-mark.feather"
+    funding = "../datasets/2025-10/BTCUSDT-5m-funding_rate.feather"
     leverage = 10
     margin_mode = "isolated"
 
@@ -21,8 +21,8 @@ Example::
     grids = 20                    # strategy params (or in a [strategy.params] table)
 
     [backtest]
-    start = "2024-03-01"
-    end = "2024-03-15"
+    start = "2025-10-05"
+    end = "2025-10-15"
     intrabar = "heuristic"
 
 Every problem found is collected and raised together as one

@@ -16,9 +16,9 @@ GRID = {"leverage": [1, 2, 3, 5, 10, 20], "margin_mode": ["cross", "isolated"]}
 
 @pytest.fixture(scope="module")
 def points():
-    # one day around the bundled dataset's crash (2024-03-17 evening)
+    # two days around Black Thursday (2020-03-12, the bundled hold config's real data)
     base = load_config(HOLD).with_overrides(
-        {"start": "2024-03-17T12:00:00", "end": "2024-03-18T00:00:00"})
+        {"start": "2020-03-11T00:00:00", "end": "2020-03-13T00:00:00"})
     pts = expand(base, GRID)
     assert len(pts) == 12
     return pts
