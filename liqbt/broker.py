@@ -83,9 +83,10 @@ class MarginBroker(bt.brokers.BackBroker):
     profile_overrides
         Dict of profile fields to replace (``maker_fee``, ``taker_fee``, switches).
     intrabar
-        Path through each bar: ``heuristic`` (open→high→low→close when the bar closes up...
-        margin-model §8), ``pessimistic`` (the extreme adverse to the net position first) or
-        ``optimistic``.
+        Path through each bar, all symbols on one clock (margin-model §8): ``heuristic``
+        (open→high→low→close when the bar closes down, else open→low→high→close, per symbol),
+        ``pessimistic`` (every symbol's extreme adverse to the account at the same instant) or
+        ``optimistic`` (the mirror).
     settlement
         ``bankruptcy`` (default) or ``liquidation_price`` (with the profile's liquidation fee).
     debit

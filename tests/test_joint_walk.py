@@ -109,9 +109,15 @@ def test_pessimistic_puts_every_adverse_extreme_on_the_same_instant(mode, liquid
 
 
 def test_optimistic_mirrors_pessimistic():
-    # a short in both: optimistic visits the lows (favourable) first
-    btc_bar = (100_000.0, 104_000.0, 99_000.0, 100_000.0)
-    eth_bar = (4_000.0, 4_150.0, 3_950.0, 4_000.0)
+    # shorts: BTC −0.1 at 100,000, ETH −2.5 at 4,000; g = 1,100 − 0.1·(pB − 100,000)
+    # − 2.5·(pE − 4,000) − 0.0004·pB − 0.01·pE. Both highs together (106,000 and 4,250):
+    # g = −209.9, each alone: 417.6 and 392.5.
+    # pessimistic: highs first, on the first third pB = 100,000 + 6,000 s, pE = 4,000 + 250 s,
+    #   g = 1,020 − 1,229.9 s -> s = 1,020 / 1,229.9 at t = s / 3.
+    # optimistic: lows first (99,000 and 3,950), then on the middle third
+    #   pB = 99,000 + 7,000 u, pE = 3,950 + 300 u, g = 1,245.9 − 1,455.8 u -> t = (1 + u) / 3.
+    btc_bar = (100_000.0, 106_000.0, 99_000.0, 100_000.0)
+    eth_bar = (4_000.0, 4_250.0, 3_950.0, 4_000.0)
 
     def open_shorts(s):
         s.sell(data=s.getdatabyname(BTC), size=0.1)
@@ -121,12 +127,18 @@ def test_optimistic_mirrors_pessimistic():
     for mode in ("pessimistic", "optimistic"):
         markets = {BTC: ([BTC_FLAT, BTC_FLAT, btc_bar, BTC_FLAT], dict(leverage=20)),
                    ETH: ([ETH_FLAT, ETH_FLAT, eth_bar, ETH_FLAT], dict(leverage=20))}
-        _, strategy = run(markets, actions={1: open_shorts}, cash=1100.0,
+        broker, strategy = run(markets, actions={1: open_shorts}, cash=1100.0,
                                profile_overrides=NO_FEES, intrabar=mode)
-        seen[mode] = [o.info.intrabar_time for o in strategy.orders if o.info.get("liquidation")]
-    # g at both highs: 1,100 − 400 − 375 − 41.6 − 41.5 = 241.9 > 0: nobody is liquidated, but
-    # the warning statistic sees the worse instant first in pessimistic mode
-    assert seen == {"pessimistic": [], "optimistic": []}
+        forced = [o for o in strategy.orders if o.info.get("liquidation")]
+        seen[mode] = (forced[0].info.intrabar_time,
+                      {e.symbol: e.trigger_price for e in events_of(broker, "liquidation")})
+    s_p, u_o = 1020 / 1229.9, 1245.9 / 1455.8
+    assert seen["pessimistic"][0] == pytest.approx(s_p / 3)
+    assert seen["pessimistic"][1] == {BTC: pytest.approx(100_000 + 6_000 * s_p),
+                                      ETH: pytest.approx(4_000 + 250 * s_p)}
+    assert seen["optimistic"][0] == pytest.approx((1 + u_o) / 3)
+    assert seen["optimistic"][1] == {BTC: pytest.approx(99_000 + 7_000 * u_o),
+                                     ETH: pytest.approx(3_950 + 300 * u_o)}
 
 
 # --- order independence -------------------------------------------------------------------
@@ -190,7 +202,7 @@ def test_events_and_results_do_not_depend_on_the_market_order(
 
 
 # --- the reproduction of issue 11 on real Binance data ------------------------------------
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "harthor_marketlab"
+DATA = Path(__file__).resolve().parents[1] / "datasets" / "2025-10"  # bundled, see its README
 
 
 def _real_run(margin: float, order: tuple[str, str]):
@@ -202,9 +214,9 @@ def _real_run(margin: float, order: tuple[str, str]):
     cerebro = bt.Cerebro(stdstats=False)
     broker = liqbt.MarginBroker(exchange="binance", cash=1000)
     cerebro.broker = broker
-    files = {BTC: "BTC_USDT_USDT-5m-futures.feather", ETH: "ETH_USDT_USDT-5m-futures.feather"}
+    files = {BTC: "BTCUSDT-5m.feather", ETH: "ETHUSDT-5m.feather"}
     for sym in order:
-        candles = load_candles(SHARED / files[sym], start="2025-10-10 12:00",
+        candles = load_candles(DATA / files[sym], start="2025-10-10 12:00",
                                end="2025-10-11 00:00")
         feed = make_feed(candles, name=sym)
         cerebro.adddata(feed, name=sym)
@@ -215,7 +227,6 @@ def _real_run(margin: float, order: tuple[str, str]):
     return broker
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
 @pytest.mark.parametrize(
     ("margin", "bar"), [(135.0, "2025-10-10 21:20:00"), (137.0, "2025-10-10 21:15:00")]
 )
