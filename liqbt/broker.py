@@ -28,10 +28,10 @@ import backtrader as bt
 
 from liqbt.core import events as ev
 from liqbt.core.account import Account, Position
+from liqbt.core.choices import INTRABAR_PATHS
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 
-INTRABAR_PATHS: tuple[str, ...] = ("heuristic", "pessimistic", "optimistic")
 _WARNING_INTERVAL = timedelta(minutes=30)
 
 
