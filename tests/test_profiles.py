@@ -116,3 +116,18 @@ def test_profile_file_and_overrides(tmp_path: Path) -> None:
     assert cheaper.taker_fee == 0.0004
     with pytest.raises(ValidationError, match="unknown profile field"):
         profile.with_overrides({"tacker_fee": 0.1})
+
+
+def test_cross_liquidation_order_is_validated_and_orders_legs() -> None:
+    from liqbt.core.liquidation import LegState, cross_order
+
+    profile = load_profile("binance")
+    assert profile.cross_liquidation_order == "largest_loss"
+    with pytest.raises(ValidationError, match="cross_liquidation_order = 'smallest'"):
+        profile.with_overrides({"cross_liquidation_order": "smallest"})
+    legs = [LegState("ETHUSDT", "net", -50.0, 40.0), LegState("BTCUSDT", "net", -80.0, 10.0),
+            LegState("SOLUSDT", "net", 5.0, 60.0)]
+    assert cross_order(legs, "largest_loss") == [
+        ("BTCUSDT", "net"), ("ETHUSDT", "net"), ("SOLUSDT", "net")]
+    assert cross_order(legs, "largest_maintenance_margin") == [
+        ("SOLUSDT", "net"), ("ETHUSDT", "net"), ("BTCUSDT", "net")]

@@ -21,6 +21,7 @@ from typing import Any
 
 from liqbt.core.choices import MARGIN_MODES
 from liqbt.core.errors import ValidationError
+from liqbt.core.liquidation import CROSS_LIQUIDATION_ORDERS
 from liqbt.core.margin import LP_FORMULAS
 from liqbt.core.tiers import TierTable
 
@@ -75,6 +76,8 @@ class ExchangeProfile:
     partial-liquidation step drops (0 = always full liquidation), applied in the margin modes
     listed in ``partial_liquidation_modes``. ``mm_model = "used_margin"`` is the ``simple``
     profile: MM is ``used_margin_mm_rate`` × the initial margin in use.
+    ``cross_liquidation_order`` is which cross position is reduced and closed first
+    (:data:`liqbt.core.liquidation.CROSS_LIQUIDATION_ORDERS`, margin-model §9).
     """
 
     name: str
@@ -94,6 +97,7 @@ class ExchangeProfile:
     lp_rounding: str = "decimals"
     lp_decimals: int = 2
     funding_interval_hours: float = 8.0
+    cross_liquidation_order: str = "largest_loss"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def symbol(self, name: str) -> SymbolSpec:
@@ -169,6 +173,11 @@ def _profile_problems(profile: ExchangeProfile) -> list[str]:
         problems.append(
             f"funding_interval_hours = {profile.funding_interval_hours!r} must be > 0"
         )
+    if profile.cross_liquidation_order not in CROSS_LIQUIDATION_ORDERS:
+        problems.append(
+            f"cross_liquidation_order = {profile.cross_liquidation_order!r} is not one of "
+            f"{CROSS_LIQUIDATION_ORDERS}"
+        )
     if profile.mm_model == "tiers" and not profile.symbols:
         problems.append("no [symbols.*] tables: a tiered profile needs at least one symbol")
     return problems
@@ -181,7 +190,7 @@ _FEES = {"maker": "maker_fee", "taker": "taker_fee", "liquidation": "liquidation
 _RULES = {
     "lp_formula", "mm_model", "used_margin_mm_rate", "partial_liquidation_tiers",
     "partial_liquidation_modes", "auto_top_up", "lp_rounding", "lp_decimals",
-    "funding_interval_hours", "tier_style", "tier_basis",
+    "funding_interval_hours", "tier_style", "tier_basis", "cross_liquidation_order",
 }
 _SYMBOL_FIELDS = {
     "price_tick", "size_step", "min_notional", "tiers", "tiers_source", "tiers_as_of",
