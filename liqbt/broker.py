@@ -32,11 +32,11 @@ from liqbt.core import events as ev
 from liqbt.core import orders as core_orders
 from liqbt.core import path as pth
 from liqbt.core.account import Account, Position
+from liqbt.core.choices import INTRABAR_PATHS
 from liqbt.core.errors import ValidationError
 from liqbt.core.liquidation import LegState, cross_order, partial_reduction
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 
-INTRABAR_PATHS: tuple[str, ...] = pth.INTRABAR_MODES
 # execution types simulated exactly as BackBroker does; any other is refused at acceptance
 SUPPORTED_EXECTYPES: tuple[int, ...] = (
     bt.Order.Market, bt.Order.Close, bt.Order.Limit, bt.Order.Stop, bt.Order.StopLimit,

@@ -47,6 +47,15 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoin
     keys = list(grid)
     points: list[SweepPoint] = []
     problems: list[str] = []
+    # each value on its own first: a bad value is named once, not once per combination
+    for key in keys:
+        for value in grid[key]:
+            try:
+                base.with_overrides({key: value})
+            except ValidationError as exc:
+                problems.extend(f"[{key}={value}] {p}" for p in exc.problems)
+    if problems:
+        raise ValidationError(list(dict.fromkeys(problems)), base.source)
     for values in itertools.product(*(grid[k] for k in keys)):
         overrides = tuple(zip(keys, values, strict=True))
         try:
@@ -249,6 +258,28 @@ def find_max_leverage(
     profile = load_profile(config.account.exchange)
     cap = min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
     candidates = leverage_candidates(min(maximum, cap), step)
+
+    def allowed(lev: float) -> bool:
+        try:
+            config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
+        except ValidationError:
+            return False
+        return True
+
+    # a position larger than the tier allows at a leverage is refused by the exchange (and by
+    # the config check): only leverages the config is valid at are candidates (monotone: more
+    # leverage, larger position, lower allowed notional)
+    if not allowed(candidates[-1]):
+        lo_ok, hi_bad = -1, len(candidates) - 1
+        while hi_bad - lo_ok > 1:
+            mid = (lo_ok + hi_bad) // 2
+            if allowed(candidates[mid]):
+                lo_ok = mid
+            else:
+                hi_bad = mid
+        if lo_ok < 0:
+            config.with_overrides({"leverage": candidates[0], "margin_mode": margin_mode})
+        candidates = candidates[: lo_ok + 1]
     tested: dict[float, dict[str, Any]] = {}
 
     def survives(k: int) -> bool:
