@@ -101,7 +101,7 @@ def test_order_target_percent_sizes_by_margin_times_leverage() -> None:
 def test_percent_sizer_sizes_by_margin_times_leverage() -> None:
     """Item 5: PercentSizer(95) at 20x with 1,000 USDT available: 950 × 20 / 50,000 = 0.38."""
     cerebro_sizer = (bt.sizers.PercentSizer, {"percents": 95})
-    broker, strat = run({"BTCUSDT": (FLAT50, {"leverage": 20})},
+    broker, _ = run({"BTCUSDT": (FLAT50, {"leverage": 20})},
                         {1: lambda s: s.buy()}, sizer=cerebro_sizer)
     assert [f.size for f in events_of(broker, "fill")] == pytest.approx([0.38])
 
@@ -109,7 +109,7 @@ def test_percent_sizer_sizes_by_margin_times_leverage() -> None:
 def test_all_in_sizer_leaves_no_room_for_the_fee() -> None:
     """AllInSizer at 10x: 1,000 × 10 / 50,000 = 0.2 BTC needs 1,000 margin + 5 fee > 1,000:
     refused with a reason (BackBroker would refuse it too once fees are charged)."""
-    broker, strat = run({"BTCUSDT": (FLAT50, {"leverage": 10})},
+    _, strat = run({"BTCUSDT": (FLAT50, {"leverage": 10})},
                         {1: lambda s: s.buy()}, sizer=(bt.sizers.AllInSizer, {}))
     order = strat.orders[-1]
     assert order.getstatusname() == "Margin"
