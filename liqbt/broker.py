@@ -880,13 +880,10 @@ class MarginBroker(bt.brokers.BackBroker):
         leg, reduces = self._order_leg(order)
         if reduces:
             # a reducing order may only shrink its leg: cap it, or cancel it when flat
-            pos = self.account.positions.get((symbol, leg))
-            held = pos.size if pos is not None else 0.0
-            if not held or (held > 0) == (qty > 0):
+            qty = core_orders.reducing_fill(qty, self._held(order, leg))
+            if not qty:
                 self.cancel(order)
                 return
-            if abs(qty) > abs(held):
-                qty = -held
         elif self._opening_size(order) and self._rejection_at_fill(order, price):
             return
         result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
