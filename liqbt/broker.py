@@ -45,6 +45,8 @@ SUPPORTED_EXECTYPES: tuple[int, ...] = (
 _STOPS = (bt.Order.Stop, bt.Order.StopTrail)
 _STOP_LIMITS = (bt.Order.StopLimit, bt.Order.StopTrailLimit)
 _TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
+# BackBroker fill options MarginBroker does not simulate: refused when set
+_UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
 
 
@@ -139,6 +141,13 @@ class MarginBroker(bt.brokers.BackBroker):
             problems.append(f"intrabar = {self.p.intrabar!r} is not one of {INTRABAR_PATHS}")
         if not 0 < float(self.p.warning_threshold) <= 1:
             problems.append(f"warning_threshold = {self.p.warning_threshold!r} must be in (0, 1]")
+        for name in _UNSIMULATED_PARAMS:
+            if getattr(self.p, name):
+                # silently ignoring them would fill orders differently than the user asked
+                problems.append(
+                    f"{name} = {getattr(self.p, name)!r}: BackBroker's {name} is not simulated "
+                    "by MarginBroker (fills are exchange fills on the bar path)"
+                )
         if problems:
             raise ValidationError(problems)
         profile = self.p.exchange

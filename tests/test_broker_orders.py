@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from scripted import events_of, run
 
+import liqbt
 from liqbt.comminfo import LeveragedCommInfo, floor_to_step
+from liqbt.core.errors import ValidationError
 
 P = 50_000.0
 FLAT50 = [(P, P + 100, P - 100, P)] * 6
@@ -137,6 +139,17 @@ def test_unsupported_exectype_is_refused_at_acceptance() -> None:
     assert [o.getstatusname() for o in strat.orders] == ["Submitted", "Rejected"]
     assert order.info.reject_reason.startswith("exectype Historical is not simulated")
     assert not events_of(broker, "fill")
+
+
+def test_unsimulated_backbroker_params_are_refused() -> None:
+    with pytest.raises(ValidationError) as err:
+        liqbt.MarginBroker(exchange="binance", cash=1000, coc=True, slip_perc=0.001)
+    assert err.value.problems == [
+        "coc = True: BackBroker's coc is not simulated by MarginBroker (fills are exchange "
+        "fills on the bar path)",
+        "slip_perc = 0.001: BackBroker's slip_perc is not simulated by MarginBroker (fills are "
+        "exchange fills on the bar path)",
+    ]
 
 
 def test_okx_order_above_7200_usdt_at_25x_is_accepted() -> None:
