@@ -383,14 +383,22 @@ class MarginBroker(bt.brokers.BackBroker):
     def _order_leg(self, order: bt.Order) -> tuple[str, bool]:
         """``(leg, reduces)``: the position leg an order acts on and whether it may only shrink
         it. One-way: the ``net`` leg, reducing when ``reduce_only=True``. Hedge: ``leg="long"``
-        or ``"short"`` when given, else a buy acts on LONG and a sell on SHORT (the other way
-        round with ``reduce_only=True``); a sell on LONG or a buy on SHORT reduces."""
+        or ``"short"`` when given, a bracket child on its parent's leg, else a buy acts on LONG
+        and a sell on SHORT (the other way round with ``reduce_only=True``); a sell on LONG or a
+        buy on SHORT reduces."""
         qty = order.executed.remsize
         reduce_only = bool(order.info.get("reduce_only"))
         if self.account.position_mode == "one-way":
             return "net", reduce_only
         symbol = self.symbol_of(order.data)
-        leg = order.info.get("leg") or self.account.leg_for(symbol, qty, reduce_only)
+        leg = order.info.get("leg")
+        parent = order.parent
+        if not leg and parent is not None:
+            # a bracket child closes its parent's position: it acts on the parent's leg
+            leg = parent.info.get("leg") or self.account.leg_for(
+                symbol, parent.size, bool(parent.info.get("reduce_only"))
+            )
+        leg = leg or self.account.leg_for(symbol, qty, reduce_only)
         return leg, reduce_only or (leg == "long") != (qty > 0)
 
     def _opening_size(self, order: bt.Order) -> float:

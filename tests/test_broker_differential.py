@@ -361,3 +361,18 @@ def test_sell_bracket_short_entry() -> None:
     assert out.statuses == [DONE, CANCELED, DONE]
     assert out.fills == [[(-10, 102.5)], [], [(10, 98)]]
     assert out.value == pytest.approx(CASH + 45)
+
+
+def test_documented_difference_stop_limit_inside_a_bar() -> None:
+    """README "Deliberate differences": a buy stop-limit (stop 103, limit 100.5) triggered on
+    the way up of a down bar (open 102, high 104, low 100, close 101). BackBroker fills it in
+    this bar only at the trigger (limit ≥ stop) or at the limit when the bar closes at or
+    below it (101 > 100.5: it waits, and bar 3 never comes back to 100.5); the bar's path
+    (open → high → low → close) passes 100.5 after the trigger, so MarginBroker fills there."""
+    bars = [(100, 101, 99, 102), (102, 104, 100, 101), (101, 101.5, 100.8, 101)]
+    actions = {1: lambda s: s.buy(size=10, price=103, plimit=100.5,
+                                  exectype=bt.Order.StopLimit)}
+    back = run("back", actions, bars=bars)
+    margin = run("margin", actions, bars=bars)
+    assert back.fills == [[]] and back.final == ["Accepted"]
+    assert margin.fills == [[(10, 100.5)]] and margin.final == ["Completed"]

@@ -73,6 +73,21 @@ def test_take_profit_cancels_the_stop_at_leverage() -> None:
     assert broker.account.realized_pnl == pytest.approx(100.0)
 
 
+def test_hedge_mode_bracket_children_close_the_parent_leg() -> None:
+    """Hedge mode: the take-profit sell of a long bracket closes the LONG leg (it does not
+    open a SHORT one), then cancels the stop; bar 4's fall opens nothing."""
+    broker, strat = run(
+        {"BTCUSDT": (bracket_bars(P), {"leverage": 10})},
+        {1: lambda s: s.buy_bracket(size=0.1, exectype=bt.Order.Market, stopprice=48_500,
+                                    limitprice=51_000)},
+        position_mode="hedge",
+    )
+    assert [s[-1] for s in statuses(strat).values()] == ["Completed", "Canceled", "Completed"]
+    assert not broker.positions_of(strat.data)
+    assert [(f.leg, f.size) for f in events_of(broker, "fill")] == [("long", 0.1),
+                                                                     ("long", -0.1)]
+
+
 def test_stop_trail_is_not_a_limit() -> None:
     """Item 4: a sell StopTrail 500 below the close (stop 49,500) must not fill at once."""
     bars = [(P, P + 50, P - 50, P)] * 3 + [(P, P + 50, P - 600, P - 550)]
