@@ -45,6 +45,8 @@ SUPPORTED_EXECTYPES: tuple[int, ...] = (
 _STOPS = (bt.Order.Stop, bt.Order.StopTrail)
 _STOP_LIMITS = (bt.Order.StopLimit, bt.Order.StopTrailLimit)
 _TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
+# BackBroker fill options MarginBroker does not simulate: refused when set
+_UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
 
 
@@ -139,6 +141,13 @@ class MarginBroker(bt.brokers.BackBroker):
             problems.append(f"intrabar = {self.p.intrabar!r} is not one of {INTRABAR_PATHS}")
         if not 0 < float(self.p.warning_threshold) <= 1:
             problems.append(f"warning_threshold = {self.p.warning_threshold!r} must be in (0, 1]")
+        for name in _UNSIMULATED_PARAMS:
+            if getattr(self.p, name):
+                # silently ignoring them would fill orders differently than the user asked
+                problems.append(
+                    f"{name} = {getattr(self.p, name)!r}: BackBroker's {name} is not simulated "
+                    "by MarginBroker (fills are exchange fills on the bar path)"
+                )
         if problems:
             raise ValidationError(problems)
         profile = self.p.exchange
@@ -374,14 +383,22 @@ class MarginBroker(bt.brokers.BackBroker):
     def _order_leg(self, order: bt.Order) -> tuple[str, bool]:
         """``(leg, reduces)``: the position leg an order acts on and whether it may only shrink
         it. One-way: the ``net`` leg, reducing when ``reduce_only=True``. Hedge: ``leg="long"``
-        or ``"short"`` when given, else a buy acts on LONG and a sell on SHORT (the other way
-        round with ``reduce_only=True``); a sell on LONG or a buy on SHORT reduces."""
+        or ``"short"`` when given, a bracket child on its parent's leg, else a buy acts on LONG
+        and a sell on SHORT (the other way round with ``reduce_only=True``); a sell on LONG or a
+        buy on SHORT reduces."""
         qty = order.executed.remsize
         reduce_only = bool(order.info.get("reduce_only"))
         if self.account.position_mode == "one-way":
             return "net", reduce_only
         symbol = self.symbol_of(order.data)
-        leg = order.info.get("leg") or self.account.leg_for(symbol, qty, reduce_only)
+        leg = order.info.get("leg")
+        parent = order.parent
+        if not leg and parent is not None:
+            # a bracket child closes its parent's position: it acts on the parent's leg
+            leg = parent.info.get("leg") or self.account.leg_for(
+                symbol, parent.size, bool(parent.info.get("reduce_only"))
+            )
+        leg = leg or self.account.leg_for(symbol, qty, reduce_only)
         return leg, reduce_only or (leg == "long") != (qty > 0)
 
     def _opening_size(self, order: bt.Order) -> float:
@@ -880,13 +897,10 @@ class MarginBroker(bt.brokers.BackBroker):
         leg, reduces = self._order_leg(order)
         if reduces:
             # a reducing order may only shrink its leg: cap it, or cancel it when flat
-            pos = self.account.positions.get((symbol, leg))
-            held = pos.size if pos is not None else 0.0
-            if not held or (held > 0) == (qty > 0):
+            qty = core_orders.reducing_fill(qty, self._held(order, leg))
+            if not qty:
                 self.cancel(order)
                 return
-            if abs(qty) > abs(held):
-                qty = -held
         elif self._opening_size(order) and self._rejection_at_fill(order, price):
             return
         result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)

@@ -51,6 +51,8 @@ class Outcome:
     fills: list[list[tuple[float, float]]]
     final: list[str]
     position: tuple[float, float]
+    value: float  # equity at the last close
+    fees: float  # commission of all fills
 
 
 class Recorder(bt.Strategy):
@@ -58,7 +60,7 @@ class Recorder(bt.Strategy):
 
     def __init__(self) -> None:
         self.refs: list[int] = []
-        self.log: list[tuple[int, str, float, float]] = []
+        self.log: list[tuple[int, str, float, float, float]] = []
         self.keep: dict[str, Any] = {}
 
     def next(self) -> None:
@@ -69,9 +71,8 @@ class Recorder(bt.Strategy):
     def notify_order(self, order: bt.Order) -> None:
         if order.ref not in self.refs:
             self.refs.append(order.ref)
-        self.log.append(
-            (order.ref, order.getstatusname(), order.executed.size, order.executed.price)
-        )
+        self.log.append((order.ref, order.getstatusname(), order.executed.size,
+                         order.executed.price, order.executed.comm))
 
 
 def run(
@@ -80,13 +81,17 @@ def run(
     bars: list[tuple[float, ...]] = BARS,
     sizer: tuple[type, dict[str, Any]] | None = None,
     daily: bool = False,
+    fee: float = 0.0,
 ) -> Outcome:
     cerebro = bt.Cerebro(stdstats=False)
     if kind == "back":
         broker: Any = bt.brokers.BackBroker(cash=CASH)
+        # a percentage of the traded value, like an exchange fee
+        broker.setcommission(commission=fee, commtype=bt.CommInfoBase.COMM_PERC, percabs=True,
+                             stocklike=True)
     else:
         broker = liqbt.MarginBroker(
-            exchange="binance", cash=CASH, profile_overrides={"maker_fee": 0.0, "taker_fee": 0.0}
+            exchange="binance", cash=CASH, profile_overrides={"maker_fee": fee, "taker_fee": fee}
         )
     cerebro.broker = broker
     frame = bars_frame(bars, freq="1D" if daily else "5min")
@@ -103,16 +108,21 @@ def run(
     statuses: list[list[str]] = [[] for _ in strat.refs]
     fills: list[list[tuple[float, float]]] = [[] for _ in strat.refs]
     executed = [0.0 for _ in strat.refs]
-    for ref, status, size, price in strat.log:
+    fees = 0.0
+    last_comm = [0.0 for _ in strat.refs]
+    for ref, status, size, price, comm in strat.log:
         i = index[ref]
         statuses[i].append(status)
         if status in ("Partial", "Completed") and size != executed[i]:
             fills[i].append((round(size - executed[i], 9), round(price, 9)))
             executed[i] = size
+            fees += comm - last_comm[i]
+            last_comm[i] = comm
     position = strat.getposition(strat.data)
     return Outcome(
         statuses, fills, [s[-1] for s in statuses],
         (round(position.size, 9), round(position.price, 9) if position.size else 0.0),
+        round(strat.broker.getvalue(), 6), round(fees, 9),
     )
 
 
@@ -322,3 +332,47 @@ def test_numpy_sizes(size: Any) -> None:
     out = both({1: lambda s: s.buy(size=size), 3: lambda s: s.sell(size=size / 2)})
     assert out.fills == [[(10, 100)], [(-5, 98)]]
     assert out.position == (5, 100)
+
+
+def test_equal_fees() -> None:
+    """With the same percentage fee on both brokers (0.05 % of the traded value) the fees
+    and the final equity agree: 10 × 100 × 0.0005 + 10 × 98 × 0.0005 = 0.99."""
+    out = both({
+        1: lambda s: s.buy(size=10),
+        2: lambda s: s.sell(size=10, price=98, exectype=bt.Order.Stop),
+    }, fee=0.0005)
+    assert out.fills == [[(10, 100)], [(-10, 98)]]
+    assert out.fees == pytest.approx(0.99)
+    assert out.value == pytest.approx(CASH - 20 - 0.99)
+
+
+def test_cancel_bracket_parent_cancels_children() -> None:
+    def place(s: Recorder) -> None:
+        s.keep["orders"] = s.buy_bracket(size=10, price=90, stopprice=85, limitprice=101)
+
+    out = both({1: place, 2: lambda s: s.cancel(s.keep["orders"][0])})
+    assert out.statuses == [CANCELED, CANCELED, CANCELED]
+
+
+def test_sell_bracket_short_entry() -> None:
+    # short 10 at 102.5 on bar 2 (high 103); bar 3 falls to 97: take-profit at 98
+    out = both({1: lambda s: s.sell_bracket(size=10, price=102.5, stopprice=106,
+                                            limitprice=98)})
+    assert out.statuses == [DONE, CANCELED, DONE]
+    assert out.fills == [[(-10, 102.5)], [], [(10, 98)]]
+    assert out.value == pytest.approx(CASH + 45)
+
+
+def test_documented_difference_stop_limit_inside_a_bar() -> None:
+    """README "Deliberate differences": a buy stop-limit (stop 103, limit 100.5) triggered on
+    the way up of a down bar (open 102, high 104, low 100, close 101). BackBroker fills it in
+    this bar only at the trigger (limit ≥ stop) or at the limit when the bar closes at or
+    below it (101 > 100.5: it waits, and bar 3 never comes back to 100.5); the bar's path
+    (open → high → low → close) passes 100.5 after the trigger, so MarginBroker fills there."""
+    bars = [(100, 101, 99, 102), (102, 104, 100, 101), (101, 101.5, 100.8, 101)]
+    actions = {1: lambda s: s.buy(size=10, price=103, plimit=100.5,
+                                  exectype=bt.Order.StopLimit)}
+    back = run("back", actions, bars=bars)
+    margin = run("margin", actions, bars=bars)
+    assert back.fills == [[]] and back.final == ["Accepted"]
+    assert margin.fills == [[(10, 100.5)]] and margin.final == ["Completed"]

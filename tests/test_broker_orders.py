@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from scripted import events_of, run
 
+import liqbt
 from liqbt.comminfo import LeveragedCommInfo, floor_to_step
+from liqbt.core.errors import ValidationError
 
 P = 50_000.0
 FLAT50 = [(P, P + 100, P - 100, P)] * 6
@@ -69,6 +71,21 @@ def test_take_profit_cancels_the_stop_at_leverage() -> None:
     # entry taker 0.1 × 50,000 × 0.0005 = 2.5; take-profit maker 0.1 × 51,000 × 0.0002 = 1.02
     assert broker.account.fees_paid == pytest.approx(3.52)
     assert broker.account.realized_pnl == pytest.approx(100.0)
+
+
+def test_hedge_mode_bracket_children_close_the_parent_leg() -> None:
+    """Hedge mode: the take-profit sell of a long bracket closes the LONG leg (it does not
+    open a SHORT one), then cancels the stop; bar 4's fall opens nothing."""
+    broker, strat = run(
+        {"BTCUSDT": (bracket_bars(P), {"leverage": 10})},
+        {1: lambda s: s.buy_bracket(size=0.1, exectype=bt.Order.Market, stopprice=48_500,
+                                    limitprice=51_000)},
+        position_mode="hedge",
+    )
+    assert [s[-1] for s in statuses(strat).values()] == ["Completed", "Canceled", "Completed"]
+    assert not broker.positions_of(strat.data)
+    assert [(f.leg, f.size) for f in events_of(broker, "fill")] == [("long", 0.1),
+                                                                     ("long", -0.1)]
 
 
 def test_stop_trail_is_not_a_limit() -> None:
@@ -137,6 +154,17 @@ def test_unsupported_exectype_is_refused_at_acceptance() -> None:
     assert [o.getstatusname() for o in strat.orders] == ["Submitted", "Rejected"]
     assert order.info.reject_reason.startswith("exectype Historical is not simulated")
     assert not events_of(broker, "fill")
+
+
+def test_unsimulated_backbroker_params_are_refused() -> None:
+    with pytest.raises(ValidationError) as err:
+        liqbt.MarginBroker(exchange="binance", cash=1000, coc=True, slip_perc=0.001)
+    assert err.value.problems == [
+        "coc = True: BackBroker's coc is not simulated by MarginBroker (fills are exchange "
+        "fills on the bar path)",
+        "slip_perc = 0.001: BackBroker's slip_perc is not simulated by MarginBroker (fills are "
+        "exchange fills on the bar path)",
+    ]
 
 
 def test_okx_order_above_7200_usdt_at_25x_is_accepted() -> None:

@@ -48,6 +48,20 @@ def test_opening_part(size: float, held: float, reduces: bool, netted: bool,
     assert orders.opening_part(size, held, reduces, netted) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("size", "held", "expected"),
+    [
+        (-0.5, 1.0, -0.5),  # inside the position
+        (-3.0, 1.0, -1.0),  # capped at the position
+        (2.0, -0.7, 0.7),  # a buy reducing a short
+        (-1.0, 0.0, 0.0),  # flat: nothing to reduce
+        (1.0, 1.0, 0.0),  # same side would open
+    ],
+)
+def test_reducing_fill(size: float, held: float, expected: float) -> None:
+    assert orders.reducing_fill(size, held) == expected
+
+
 def test_margin_figures() -> None:
     assert orders.order_margin(0.1, 50_000, 10) == pytest.approx(500.0)
     # 5,000 / 10 + 5,000 × 0.0005 = 500 + 2.5

@@ -81,6 +81,15 @@ def opening_part(size: float, held: float, reduces: bool, netted: bool) -> float
     return abs(size)
 
 
+def reducing_fill(size: float, held: float) -> float:
+    """The signed quantity a reducing (reduce-only) order of signed ``size`` may fill against a
+    leg holding signed ``held``: the order capped at the position, or 0 when the leg is flat or
+    on the order's side (the order is then cancelled: it would open). Units: base units."""
+    if not held or (held > 0) == (size > 0):
+        return 0.0
+    return -held if abs(size) > abs(held) else size
+
+
 def order_margin(opening: float, price: float, leverage: float) -> float:
     """Margin a resting order reserves: ``opening × price / leverage`` (USDT, ≥ 0).
 
