@@ -47,7 +47,7 @@ from liqbt.core.errors import ValidationError
 _ACCOUNT_KEYS = ("exchange", "balance", "position_mode", "settlement", "debit",
                  "warning_threshold")
 _MARKET_KEYS = ("symbol", "candles", "mark", "funding", "leverage", "margin_mode", "auto_top_up")
-_BACKTEST_KEYS = ("start", "end", "intrabar")
+_BACKTEST_KEYS = ("start", "end", "intrabar", "strict_data")
 _SECTIONS = ("account", "market", "strategy", "backtest")
 # bump when the meaning of a cached result changes (RunResult fields, accounting)
 _HASH_VERSION = "liqbt-run-2"
@@ -103,6 +103,8 @@ class BacktestSettings:
     start: str | None = None
     end: str | None = None
     intrabar: str = "heuristic"
+    #: turn data-quality warnings (gaps, coverage, outliers, funding) into an error
+    strict_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -482,7 +484,8 @@ def _backtest(raw: dict[str, Any], problems: list[str]) -> BacktestSettings:
         problems.append(f"backtest.end = {end!r} must be after backtest.start = {start!r}")
     intrabar = _choice("backtest.intrabar", raw.get("intrabar", "heuristic"),
                        INTRABAR_PATHS, problems)
-    return BacktestSettings(start, end, intrabar)
+    strict = _bool("backtest.strict_data", raw.get("strict_data", False), problems)
+    return BacktestSettings(start, end, intrabar, strict)
 
 
 def _time(name: str, value: Any, problems: list[str]) -> str | None:

@@ -153,3 +153,96 @@ def test_sweep_set_bad_value_named_once_before_any_run(tmp_path: Path) -> None:
         "must be a whole number >= 1 and <= 1000",
     ]
     assert not (tmp_path / "c").exists()  # nothing ran, nothing cached
+
+
+# --- output options checked before any work ------------------------------------------------
+def small_config(tmp_path: Path) -> Path:
+    from test_runner import write_config
+
+    return write_config(tmp_path, leverage=10)
+
+
+def test_unwritable_report_is_refused_before_the_run(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(main, ["run", str(cfg), "--report", str(blocker / "rep")])
+    assert res.exit_code == 1
+    assert res.output.startswith(f"Error: --report {blocker / 'rep'}: cannot write there")
+    assert "final equity" not in res.output and "Traceback" not in res.output
+
+
+def test_sweep_options_all_checked_before_any_run(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(main, [
+        "sweep", str(cfg), "--set", "leverage=2,3", "--sort", "retrun_pct",
+        "--out", str(tmp_path / "rows.xlsx"), "--report", str(blocker / "r"),
+        "--scheduler", "nonsense", "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 1, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "Error: 4 problems:"
+    assert lines[1].startswith("  - --sort 'retrun_pct': no such column (did you mean "
+                               "'return_pct'?)")
+    assert lines[2] == (f"  - --out {tmp_path / 'rows.xlsx'}: unsupported file type '.xlsx'; "
+                        "use FILE.csv or FILE.json")
+    assert lines[3].startswith(f"  - --report {blocker / 'r'}: cannot write there")
+    assert lines[4].startswith("  - --scheduler 'nonsense': expected tcp://HOST:PORT")
+    assert not (tmp_path / "cache").exists()  # nothing ran
+
+
+def test_unreachable_scheduler_fails_fast(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = small_config(tmp_path)
+    t0 = time.monotonic()
+    res = CliRunner().invoke(main, ["sweep", str(cfg), "--set", "leverage=2",
+                                    "--scheduler", f"tcp://127.0.0.1:{port}"])
+    assert time.monotonic() - t0 < 10
+    assert res.exit_code == 1
+    assert f"--scheduler 'tcp://127.0.0.1:{port}': cannot reach a scheduler there" in res.output
+
+
+def test_report_into_an_earlier_report_leaves_no_stale_files(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "notes.txt").write_text("mine")  # not liqbt's: kept
+    (rep / "index.html").write_text("old")
+    (rep / "price_0_SOLUSDT.png").write_bytes(b"old")  # an earlier report's chart
+    assert CliRunner().invoke(main, ["run", str(cfg), "--quiet", "--report",
+                                     str(rep)]).exit_code == 0
+    first = sorted(p.name for p in rep.iterdir())
+    assert "price_0_SOLUSDT.png" not in first and "notes.txt" in first
+    assert "price_0_BTCUSDT.png" in first
+    # a sweep report into the same folder removes the run report's charts (manifest)
+    res = CliRunner().invoke(main, ["sweep", str(cfg), "--set", "leverage=2,10", "--set",
+                                    "margin_mode=cross,isolated", "--workers", "1",
+                                    "--no-cache", "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    second = sorted(p.name for p in rep.iterdir())
+    assert "price_0_BTCUSDT.png" not in second and "notes.txt" in second
+    assert "heatmap_0.png" in second and "index.html" in second
+
+
+def test_ctrl_c_restores_the_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import liqbt.cli as cli
+
+    strat = tmp_path / "interrupt.py"
+    strat.write_text("import backtrader as bt\n"
+                     "class Stop(bt.Strategy):\n"
+                     "    def next(self):\n"
+                     "        raise KeyboardInterrupt\n")
+    cfg = small_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace('name = "strat.py:BuyOnce"',
+                                           'name = "interrupt.py:Stop"')
+                   .replace("fraction = 0.5", ""))
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    res = CliRunner().invoke(main, ["run", str(cfg)])
+    assert res.exit_code == 130
+    assert cli.SHOW_CURSOR in res.stderr and "interrupted" in res.stderr
