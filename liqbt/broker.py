@@ -19,6 +19,7 @@ the bar in which the event happened, before the strategy's ``next()`` of that ba
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,24 @@ class _Bar:
     trade: pth.Path = (0.0, 0.0, 0.0, 0.0)
     mark: pth.Path = (0.0, 0.0, 0.0, 0.0)
     orders: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Book:
+    """One data's resting orders, indexed by the price that reaches them (``_order_book``).
+
+    ``rising``/``falling`` are sorted ``(level, ref)`` keys: a bar reaches the rising ones whose
+    level is at or below its high, the falling ones at or above its low. ``reserve`` holds what
+    each order's reserved margin depends on (margin-model §6), so the total is a short loop.
+    """
+
+    always: dict[int, Any] = field(default_factory=dict)
+    rising: list[tuple[float, int]] = field(default_factory=list)
+    falling: list[tuple[float, int]] = field(default_factory=list)
+    orders: dict[int, Any] = field(default_factory=dict)
+    # ref -> (signed size, price / leverage, static opening size or None when it depends on
+    # the one-way position)
+    reserve: dict[int, tuple[float, float, float | None]] = field(default_factory=dict)
 
 
 def _at(path: pth.Path, k: int, t: float) -> float:
@@ -151,8 +170,14 @@ class MarginBroker(bt.brokers.BackBroker):
         self._lp_bar = -1
         self._lp_multi = False
         self._bar_no = 0
+        self._books: dict[Any, _Book] = {}
+        self._book_index: dict[int, bt.Order] = {}
+        self._book_signature: tuple[Any, ...] = ()
+        self._book_changes = 0
+        self._valid_orders: list[bt.Order] = []
+        self._reserve_key: tuple[Any, ...] | None = None
+        self._reserve_total = 0.0
         self._event_t: float | None = None
-        self._order_margin_cache: tuple[Any, float] = (None, 0.0)
         self._configured = False
 
     def start(self) -> None:
@@ -333,20 +358,33 @@ class MarginBroker(bt.brokers.BackBroker):
         return abs(qty)
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
-        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6)."""
-        key = (self.account.version, len(self.pending), self.pending[-1].ref if self.pending else 0)
-        if exclude is None and self._order_margin_cache[0] == key:
-            return self._order_margin_cache[1]
-        total = 0.0
-        for order in self.pending:
-            if order is None or order is exclude or not order.alive():
-                continue
-            opening = self._opening_size(order)
-            if opening:
-                leverage = self.account.market(self.symbol_of(order.data)).leverage
-                total += opening * self._order_price(order) / leverage
-        if exclude is None:
-            self._order_margin_cache = (key, total)
+        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6).
+
+        Kept per step from the price index: it changes only when the resting orders or the
+        positions change, and then costs one short loop per data (no order re-reading)."""
+        books = self._order_book()
+        key = (self._book_signature, self.account.version)
+        if self._reserve_key != key:
+            total = 0.0
+            for data, book in books.items():
+                if not book.reserve:
+                    continue
+                pos = self.account.positions.get((self.symbol_of(data), "net"))
+                current = pos.size if pos is not None else 0.0
+                for qty, per_unit, static in book.reserve.values():
+                    if static is None:
+                        static = abs(qty)
+                        if current and (current > 0) != (qty > 0):
+                            extra = static - abs(current)
+                            # float residue of a position built from many fills opens nothing
+                            static = extra if extra > 1e-9 * static else 0.0
+                    total += static * per_unit
+            self._reserve_key, self._reserve_total = key, total
+        total = self._reserve_total
+        if exclude is not None and exclude.ref in self._book_index and exclude.alive():
+            total -= self._opening_size(exclude) * self._order_price(exclude) / (
+                self.account.market(self.symbol_of(exclude.data)).leverage
+            )
         return total
 
     def _rejection(self, order: bt.Order) -> str | None:
@@ -444,7 +482,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return datas
 
     def _expire_orders(self) -> None:
-        for order in [o for o in self.pending if o is not None and o.valid]:
+        self._order_book()  # refreshes the list of orders that carry an expiry
+        for order in [o for o in self._valid_orders if o.alive() and o in self.pending]:
             if order.expire():
                 self.pending.remove(order)
                 self.notify(order)
@@ -601,6 +640,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 if kind == 1:
                     if math.isnan(price):  # a stop-limit's stop was hit: now a resting limit
                         target.triggered = True
+                        self._book_changes += 1
                     else:
                         self._fill_order(target, price, maker=target.exectype == bt.Order.Limit)
                 elif target is None:
@@ -681,29 +721,89 @@ class MarginBroker(bt.brokers.BackBroker):
             return t if excess(t) <= tol else None
         return pth.first_nonpositive(t, t_end, excess, breakpoints, tol)
 
+    @staticmethod
+    def _order_level(order: bt.Order) -> tuple[float, bool] | None:
+        """``(level, rising)`` a bar must reach for ``order`` to act (``rising``: the high must
+        reach it, else the low), or ``None`` for orders every bar reaches (market, close)."""
+        exectype = order.exectype
+        if exectype == bt.Order.StopLimit and order.triggered:
+            return order.created.pricelimit, not order.isbuy()
+        if exectype in (bt.Order.Stop, bt.Order.StopLimit):
+            return order.created.price, order.isbuy()
+        if exectype == bt.Order.Limit:
+            return order.created.price, not order.isbuy()
+        return None
+
+    def _order_book(self) -> dict[Any, _Book]:
+        """Resting orders per data, indexed by price. Updated by difference (orders that left
+        or joined ``pending``) when the pending list changed (its length or newest reference),
+        rebuilt when a stop-limit triggered (its level moved)."""
+        pending = self.pending
+        last = pending[-1] if pending else None
+        signature = (len(pending), getattr(last, "ref", 0), self._book_changes)
+        if signature == self._book_signature:
+            return self._books
+        if self._book_signature and signature[2] != self._book_signature[2]:
+            self._books, self._book_index = {}, {}
+        self._book_signature = signature
+        alive = {o.ref: o for o in pending if o is not None and o.alive()}
+        index = self._book_index
+        for ref in [r for r in index if r not in alive]:
+            self._book_remove(index.pop(ref))
+        for ref, order in alive.items():
+            if ref not in index:
+                index[ref] = order
+                self._book_add(order)
+        self._valid_orders = [o for o in alive.values() if o.valid]
+        self._reserve_key = None
+        return self._books
+
+    def _book_add(self, order: bt.Order) -> None:
+        book = self._books.get(order.data)
+        if book is None:
+            book = self._books[order.data] = _Book()
+        ref = order.ref
+        book.orders[ref] = order
+        level = self._order_level(order)
+        if level is None:
+            book.always[ref] = order
+        else:
+            bisect.insort(book.rising if level[1] else book.falling, (level[0], ref))
+        qty = order.executed.remsize
+        leverage = self.account.market(self.symbol_of(order.data)).leverage
+        leg, reduces = self._order_leg(order)
+        static = 0.0 if reduces else (abs(qty) if leg != "net" else None)
+        book.reserve[ref] = (qty, self._order_price(order) / leverage, static)
+
+    def _book_remove(self, order: bt.Order) -> None:
+        book = self._books[order.data]
+        ref = order.ref
+        del book.orders[ref]
+        del book.reserve[ref]
+        if book.always.pop(ref, None) is not None:
+            return
+        level = self._order_level(order)
+        keys = book.rising if level[1] else book.falling
+        pos = bisect.bisect_left(keys, (level[0], ref))
+        del keys[pos]
+
     def _reachable_orders(self, data: Any) -> list[bt.Order]:
-        """Pending orders of ``data`` that the bar's price range can act on."""
+        """Pending orders of ``data`` that the bar's price range can act on: a bisection in the
+        price index, so a bar touches only what its range can reach (reference order)."""
         if not self.pending:
+            return []
+        book = self._order_book().get(data)
+        if book is None or not book.orders:
             return []
         now = data.datetime[0]
         low, high = data.low[0], data.high[0]
-        reachable = []
-        for order in self.pending:
-            # backtrader semantics: an order acts from the bar after the one it was created in
-            if order is None or order.data is not data or now <= order.created.dt:
-                continue
-            exectype = order.exectype
-            if exectype in (bt.Order.Market, bt.Order.Close):
-                reachable.append(order)
-                continue
-            if exectype == bt.Order.StopLimit and order.triggered:
-                level, rising = order.created.pricelimit, not order.isbuy()
-            elif exectype in (bt.Order.Stop, bt.Order.StopLimit):
-                level, rising = order.created.price, order.isbuy()
-            else:
-                level, rising = order.created.price, not order.isbuy()
-            if (high >= level) if rising else (low <= level):
-                reachable.append(order)
+        refs = list(book.always)
+        refs += [k[1] for k in book.rising[: bisect.bisect_right(book.rising, (high, math.inf))]]
+        refs += [k[1] for k in book.falling[bisect.bisect_left(book.falling, (low, -1)):]]
+        orders = book.orders
+        # backtrader semantics: an order acts from the bar after the one it was created in
+        reachable = [o for o in (orders[r] for r in sorted(refs))
+                     if o.alive() and now > o.created.dt]
         return reachable
 
     def _funding_rate(self, data: Any) -> float | None:
