@@ -177,6 +177,10 @@ class MarginBroker(bt.brokers.BackBroker):
         self._valid_orders: list[bt.Order] = []
         self._reserve_key: tuple[Any, ...] | None = None
         self._reserve_total = 0.0
+        self._legs_key: tuple[int, int] | None = None
+        self._legs: dict[str, list[Position]] = {}
+        self._breach_key: tuple[int, int] | None = None
+        self._breach_possible = False
         self._event_t: float | None = None
         self._configured = False
 
@@ -266,9 +270,15 @@ class MarginBroker(bt.brokers.BackBroker):
         """Open position legs of a data feed's symbol (one in one-way mode, up to two in hedge
         mode); read-only views of the account state."""
         symbol = self.symbol_of(data)
-        return [
-            p for (s, _), p in self.account.positions.items() if s == symbol and p.size
-        ]
+        account = self.account
+        key = (account.version, len(account.positions))
+        if self._legs_key != key:
+            legs: dict[str, list[Position]] = {}
+            for (s, _), p in account.positions.items():
+                if p.size:
+                    legs.setdefault(s, []).append(p)
+            self._legs_key, self._legs = key, legs
+        return list(self._legs.get(symbol, ()))
 
     def _leg(self, data: Any, leg: str | None) -> Position | None:
         legs = self.positions_of(data)
@@ -280,7 +290,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """Liquidation price (USDT, at mark) of the data's position, ``None`` when flat or
         when no price liquidates it."""
         pos = self._leg(data, leg)
-        return None if pos is None else self.account.liquidation_price(pos)[0]
+        return None if pos is None else self._liquidation_price(pos)[0]
 
     def bankruptcy_price(self, data: Any, leg: str | None = None) -> float | None:
         """Bankruptcy price of the data's position (``None`` when flat)."""
@@ -565,10 +575,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 lp, direction = self._liquidation_price(pos)
                 if lp is not None and ((low <= lp) if direction < 0 else (high >= lp)):
                     return True
-        if not any(True for _ in self._cross_legs()):
-            return False
-        ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-        return self._cross_floor(ranges) <= self._cross_tolerance()
+        return self._cross_may_breach(bars)
 
     def _cross_legs(self) -> Iterator[Position]:
         return (p for p in self.account.positions.values() if p.size and p.margin_mode == "cross")
@@ -690,11 +697,23 @@ class MarginBroker(bt.brokers.BackBroker):
                 if hit is not None:
                     offer((t + hit[0] * width, 0, bar.symbol, ("leg", pos.symbol, pos.leg),
                            pos, hit[1]))
-        if any(True for _ in self._cross_legs()):
+        if self._cross_may_breach(bars):
             hit_t = self._cross_first_breach(bars, k, t, t_end)
             if hit_t is not None:
                 offer((hit_t, 0, "", ("cross", 0), None, math.nan))
         return best
+
+    def _cross_may_breach(self, bars: list[_Bar]) -> bool:
+        """Whether the cross condition can hold anywhere in this step with the account as it is
+        now (the box bound of ``_cross_floor``); cached until the account changes."""
+        key = (self.account.version, self._bar_no)
+        if self._breach_key != key:
+            possible = False
+            if any(True for _ in self._cross_legs()):
+                ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
+                possible = self._cross_floor(ranges) <= self._cross_tolerance()
+            self._breach_key, self._breach_possible = key, possible
+        return self._breach_possible
 
     def _cross_first_breach(
         self, bars: list[_Bar], k: int, t: float, t_end: float
