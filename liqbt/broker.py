@@ -28,15 +28,41 @@ from typing import Any
 
 import backtrader as bt
 
+from liqbt.comminfo import LeveragedCommInfo, floor_to_step
 from liqbt.core import events as ev
+from liqbt.core import orders as core_orders
 from liqbt.core import path as pth
 from liqbt.core.account import Account, Position
+from liqbt.core.choices import INTRABAR_PATHS
 from liqbt.core.errors import ValidationError
 from liqbt.core.liquidation import LegState, cross_order, partial_reduction
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 
-INTRABAR_PATHS: tuple[str, ...] = pth.INTRABAR_MODES
+# execution types simulated exactly as BackBroker does; any other is refused at acceptance
+SUPPORTED_EXECTYPES: tuple[int, ...] = (
+    bt.Order.Market, bt.Order.Close, bt.Order.Limit, bt.Order.Stop, bt.Order.StopLimit,
+    bt.Order.StopTrail, bt.Order.StopTrailLimit,
+)
+_STOPS = (bt.Order.Stop, bt.Order.StopTrail)
+_STOP_LIMITS = (bt.Order.StopLimit, bt.Order.StopTrailLimit)
+_TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
+# BackBroker fill options MarginBroker does not simulate: refused when set
+_UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy number as a Python float (numpy booleans break the position arithmetic)."""
+    if value is None or type(value) in (float, int):
+        return value
+    return float(value)
+
+
+def _plain_prices(kwargs: dict[str, Any]) -> dict[str, Any]:
+    for key in ("price", "plimit", "trailamount", "trailpercent"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = _plain(kwargs[key])
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -75,9 +101,9 @@ class _Book:
     rising: list[tuple[float, int]] = field(default_factory=list)
     falling: list[tuple[float, int]] = field(default_factory=list)
     orders: dict[int, Any] = field(default_factory=dict)
-    # ref -> (signed size, price / leverage, static opening size or None when it depends on
-    # the one-way position)
-    reserve: dict[int, tuple[float, float, float | None]] = field(default_factory=dict)
+    # ref -> (order, symbol, leg, reduces, order price, leverage): what its reserved margin
+    # depends on besides its remaining size, its activation and the position
+    reserve: dict[int, tuple[Any, str, str, bool, float, float]] = field(default_factory=dict)
 
 
 def _at(path: pth.Path, k: int, t: float) -> float:
@@ -134,6 +160,13 @@ class MarginBroker(bt.brokers.BackBroker):
             problems.append(f"intrabar = {self.p.intrabar!r} is not one of {INTRABAR_PATHS}")
         if not 0 < float(self.p.warning_threshold) <= 1:
             problems.append(f"warning_threshold = {self.p.warning_threshold!r} must be in (0, 1]")
+        for name in _UNSIMULATED_PARAMS:
+            if getattr(self.p, name):
+                # silently ignoring them would fill orders differently than the user asked
+                problems.append(
+                    f"{name} = {getattr(self.p, name)!r}: BackBroker's {name} is not simulated "
+                    "by MarginBroker (fills are exchange fills on the bar path)"
+                )
         if problems:
             raise ValidationError(problems)
         profile = self.p.exchange
@@ -183,6 +216,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._breach_possible = False
         self._event_t: float | None = None
         self._configured = False
+        self._trailing = False  # a trailing stop was accepted: trail stops after each bar
 
     def start(self) -> None:
         super().start()
@@ -203,10 +237,21 @@ class MarginBroker(bt.brokers.BackBroker):
         name = symbol or getattr(data, "_name", None) or str(data)
         spec = MarketSpec(normalize_symbol(name), float(leverage), margin_mode, auto_top_up)
         # validate now, against a scratch account, so mistakes surface before the run
-        Account(self.profile, 1.0).set_market(
+        config = Account(self.profile, 1.0).set_market(
             spec.symbol, spec.leverage, spec.margin_mode, spec.auto_top_up
         )
         self._market_specs[data] = spec
+        # backtrader sizes orders through the feed's commission info (order_target_value,
+        # order_target_percent, sizers): one that knows the leverage and the size step
+        feed_name = data if isinstance(data, str) else getattr(data, "_name", None)
+        if feed_name:
+            self.addcommissioninfo(
+                LeveragedCommInfo(
+                    leverage=spec.leverage, size_step=config.spec.size_step,
+                    commission=self.profile.taker_fee,
+                ),
+                name=feed_name,
+            )
         return spec
 
     def _configure(self) -> None:
@@ -214,6 +259,31 @@ class MarginBroker(bt.brokers.BackBroker):
         self._configured = True
         for data, spec in self._market_specs.items():
             self._bind(data, spec)
+        for strategy in self._strategies():
+            self._lever_sizer(strategy)
+
+    def _lever_sizer(self, strategy: Any) -> None:
+        """Make backtrader's stock ``PercentSizer`` / ``AllInSizer`` (and subclasses) size by
+        margin × leverage: they compute ``cash / close × percents``, so they are handed the
+        buying power ``available × leverage`` of the data's market, and the size is rounded
+        down to the size step. Other sizers are left alone (a risk-based sizer must see the
+        real cash)."""
+        sizer = strategy.getsizer()
+        if not isinstance(sizer, bt.sizers.PercentSizer) or getattr(sizer, "_liqbt", False):
+            return
+        broker = self
+
+        def getsizing(data: Any, isbuy: bool) -> float:
+            comminfo = broker.getcommissioninfo(data)
+            leverage = comminfo.p.leverage if isinstance(comminfo, LeveragedCommInfo) else 1.0
+            size = sizer._getsizing(comminfo, broker.getcash() * leverage, data, isbuy)
+            if broker.getposition(data).size:
+                return size  # PercentSizer closes the position it sees: keep its size
+            step = comminfo.p.size_step if isinstance(comminfo, LeveragedCommInfo) else 0.0
+            return floor_to_step(size, step)
+
+        sizer.getsizing = getsizing
+        sizer._liqbt = True
 
     def _bind(self, data: Any, spec: MarketSpec) -> None:
         if isinstance(data, str):
@@ -251,14 +321,21 @@ class MarginBroker(bt.brokers.BackBroker):
     getcash = get_cash
 
     def get_value(self, datas: Any = None, mkt: bool = False, lever: bool = False) -> float:
-        """Equity at mark (wallet + isolated margins + unrealized PnL); with ``datas``, the
-        margin plus unrealized PnL of those feeds' positions."""
+        """Equity at mark (wallet + isolated margins + unrealized PnL, USDT).
+
+        With ``datas``: the value of those feeds' positions in margin terms,
+        ``Σ size × mark / leverage`` (signed, negative for shorts), as the feed's
+        :class:`~liqbt.comminfo.LeveragedCommInfo` values it. At 1x this is ``BackBroker``'s
+        position value ``size × close`` of a long; ``order_target_value`` compares it with its
+        target, so targets are margin amounts and the order is sized by margin × leverage.
+        """
         if datas is None:
             return self.account.equity()
         total = 0.0
         for data in datas:
             for pos in self.positions_of(data):
-                total += pos.unrealized_pnl + (pos.margin if pos.margin_mode == "isolated" else 0)
+                leverage = self.account.market(pos.symbol).leverage
+                total += pos.size * pos.mark_price / leverage
         return total
 
     getvalue = get_value
@@ -341,94 +418,93 @@ class MarginBroker(bt.brokers.BackBroker):
     def _order_leg(self, order: bt.Order) -> tuple[str, bool]:
         """``(leg, reduces)``: the position leg an order acts on and whether it may only shrink
         it. One-way: the ``net`` leg, reducing when ``reduce_only=True``. Hedge: ``leg="long"``
-        or ``"short"`` when given, else a buy acts on LONG and a sell on SHORT (the other way
-        round with ``reduce_only=True``); a sell on LONG or a buy on SHORT reduces."""
+        or ``"short"`` when given, a bracket child on its parent's leg, else a buy acts on LONG
+        and a sell on SHORT (the other way round with ``reduce_only=True``); a sell on LONG or a
+        buy on SHORT reduces."""
         qty = order.executed.remsize
         reduce_only = bool(order.info.get("reduce_only"))
         if self.account.position_mode == "one-way":
             return "net", reduce_only
         symbol = self.symbol_of(order.data)
-        leg = order.info.get("leg") or self.account.leg_for(symbol, qty, reduce_only)
+        leg = order.info.get("leg")
+        parent = order.parent
+        if not leg and parent is not None:
+            # a bracket child closes its parent's position: it acts on the parent's leg
+            leg = parent.info.get("leg") or self.account.leg_for(
+                symbol, parent.size, bool(parent.info.get("reduce_only"))
+            )
+        leg = leg or self.account.leg_for(symbol, qty, reduce_only)
         return leg, reduce_only or (leg == "long") != (qty > 0)
 
     def _opening_size(self, order: bt.Order) -> float:
         """The part of an order that opens or increases a position (unsigned)."""
+        if not order.active():
+            # a bracket child waits for its parent: it closes what the parent opens, so it
+            # reserves nothing now (if it ever opens, the fill asks for fresh margin)
+            return 0.0
         qty = order.executed.remsize
         leg, reduces = self._order_leg(order)
-        if reduces:
-            return 0.0
-        if leg != "net":
-            return abs(qty)
-        pos = self.account.positions.get((self.symbol_of(order.data), "net"))
-        current = pos.size if pos is not None else 0.0
-        if current and (current > 0) != (qty > 0):
-            extra = abs(qty) - abs(current)
-            # float residue of a position built from many fills is not an opening part
-            return extra if extra > 1e-9 * abs(qty) else 0.0
-        return abs(qty)
+        return core_orders.opening_part(qty, self._held(order, leg), reduces, leg == "net")
+
+    def _held(self, order: bt.Order, leg: str) -> float:
+        """Signed size of the position leg ``order`` acts on (0 when flat)."""
+        pos = self.account.positions.get((self.symbol_of(order.data), leg))
+        return pos.size if pos is not None else 0.0
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
-        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6).
+        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6,
+        :func:`liqbt.core.orders.order_margin`).
 
-        Kept per step from the price index: it changes only when the resting orders or the
-        positions change, and then costs one short loop per data (no order re-reading)."""
+        Kept from the price index: recomputed only when the resting orders, their activation
+        or the positions change, by one short loop over the resting orders."""
         books = self._order_book()
         key = (self._book_signature, self.account.version)
         if self._reserve_key != key:
+            positions = self.account.positions
             total = 0.0
-            for data, book in books.items():
-                if not book.reserve:
-                    continue
-                pos = self.account.positions.get((self.symbol_of(data), "net"))
-                current = pos.size if pos is not None else 0.0
-                for qty, per_unit, static in book.reserve.values():
-                    if static is None:
-                        static = abs(qty)
-                        if current and (current > 0) != (qty > 0):
-                            extra = static - abs(current)
-                            # float residue of a position built from many fills opens nothing
-                            static = extra if extra > 1e-9 * static else 0.0
-                    total += static * per_unit
+            for book in books.values():
+                for order, symbol, leg, reduces, price, leverage in book.reserve.values():
+                    if not order.active():
+                        continue  # a bracket child reserves nothing until its parent fills
+                    pos = positions.get((symbol, leg))
+                    opening = core_orders.opening_part(
+                        order.executed.remsize, pos.size if pos is not None else 0.0, reduces,
+                        leg == "net",
+                    )
+                    if opening:
+                        total += core_orders.order_margin(opening, price, leverage)
             self._reserve_key, self._reserve_total = key, total
         total = self._reserve_total
         if exclude is not None and exclude.ref in self._book_index and exclude.alive():
-            total -= self._opening_size(exclude) * self._order_price(exclude) / (
-                self.account.market(self.symbol_of(exclude.data)).leverage
+            leverage = self.account.market(self.symbol_of(exclude.data)).leverage
+            total -= core_orders.order_margin(
+                self._opening_size(exclude), self._order_price(exclude), leverage
             )
         return total
 
     def _rejection(self, order: bt.Order) -> str | None:
-        """Why an order cannot be accepted, or ``None``."""
-        symbol = self.symbol_of(order.data)
-        config = self.account.market(symbol)
+        """Why an order cannot be accepted, or ``None`` (rules: :mod:`liqbt.core.orders`)."""
+        if order.exectype not in SUPPORTED_EXECTYPES:
+            return core_orders.unsupported_exectype_refusal(
+                bt.Order.ExecTypes[order.exectype]
+            )
         opening = self._opening_size(order)
         if not opening:
             return None  # closes and reduce-only orders never need margin
-        price = self._order_price(order)
-        notional = opening * price
-        spec = config.spec
-        order_value = abs(order.executed.remsize) * price  # exchanges check the whole order
-        if order_value < spec.min_notional:
-            return (
-                f"{symbol}: order value {order_value:.2f} USDT is below the exchange minimum "
-                f"{spec.min_notional:g} USDT"
-            )
-        pos = self.account.positions.get((symbol, self._order_leg(order)[0]))
-        resulting = notional + (abs(pos.size) * price if pos is not None and pos.size else 0.0)
-        cap = config.tiers.max_notional(config.leverage)
-        if resulting > cap:
-            return (
-                f"{symbol}: position value {resulting:,.2f} USDT would exceed {cap:,.0f} USDT, "
-                f"the largest tier allowing {config.leverage:g}x"
-            )
-        required = notional / config.leverage + notional * self.profile.taker_fee
-        available = self.account.available_balance(self._order_margin(exclude=order))
-        if required > available + 1e-9:
-            return (
-                f"{symbol}: order needs {required:,.2f} USDT margin (incl. fee) but only "
-                f"{available:,.2f} USDT is available"
-            )
-        return None
+        symbol = self.symbol_of(order.data)
+        config = self.account.market(symbol)
+        check = core_orders.OrderCheck(
+            symbol=symbol,
+            size=order.executed.remsize,
+            opening=opening,
+            price=self._order_price(order),
+            held=self._held(order, self._order_leg(order)[0]),
+            leverage=config.leverage,
+            taker_fee=self.profile.taker_fee,
+            min_notional=config.spec.min_notional,
+            available=self.account.available_balance(self._order_margin(exclude=order)),
+        )
+        return core_orders.acceptance_refusal(check, config.tiers)
 
     def check_submitted(self) -> None:
         """Accept or reject (status ``Margin``, ``order.info.reject_reason``) new orders."""
@@ -441,8 +517,11 @@ class MarginBroker(bt.brokers.BackBroker):
             if reason is None:
                 order.addinfo(reserved_opening=self._opening_size(order))
                 self.submit_accept(order)
+                if order.exectype in _TRAILING:
+                    self._trailing = True
             else:
-                self._reject(order, reason, order.created.price)
+                self._reject(order, reason, order.created.price,
+                             rejected=order.exectype not in SUPPORTED_EXECTYPES)
 
     def cancel(self, order: bt.Order, bracket: bool = False) -> None:
         """Cancel a resting order, or one submitted this bar that is not yet accepted
@@ -456,6 +535,14 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._bracketize(order, cancel=True)
             return
         super().cancel(order, bracket=bracket)
+
+    def buy(self, owner: Any, data: Any, size: Any, *args: Any, **kwargs: Any) -> bt.Order:
+        """``BackBroker.buy`` with numbers made plain floats (numpy sizes and prices)."""
+        return super().buy(owner, data, _plain(size), *args, **_plain_prices(kwargs))
+
+    def sell(self, owner: Any, data: Any, size: Any, *args: Any, **kwargs: Any) -> bt.Order:
+        """``BackBroker.sell`` with numbers made plain floats (numpy sizes and prices)."""
+        return super().sell(owner, data, _plain(size), *args, **_plain_prices(kwargs))
 
     def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
         self._owners.setdefault(order.data, order.owner)
@@ -471,6 +558,8 @@ class MarginBroker(bt.brokers.BackBroker):
     def next(self) -> None:
         """One step of the finest clock: activate, check new orders, then walk the bars of
         every feed that has a new bar together on one intrabar clock (margin-model §8)."""
+        if self._toactivate:
+            self._book_changes += 1  # activated bracket children reserve margin and can fill
         while self._toactivate:
             self._toactivate.popleft().activate()
         if not self._configured:
@@ -536,6 +625,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 account.apply_funding(bar.symbol, rate, bar.marks[0])
         for bar in bars:
             bar.orders = self._reachable_orders(bar.data)
+        trailing = self._trailing_orders([b.data for b in bars]) if self._trailing else []
         if not any(bar.orders for bar in bars) and not self._trigger_possible(bars):
             # nothing can happen inside this step: skip the path walk (the hot path)
             for bar in bars:
@@ -544,6 +634,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 legs = self.positions_of(bar.data)
                 if legs:
                     self._track_distance(legs, list(bar.marks))
+            self._trail(trailing)
             return
         mode = self.p.intrabar
         for bar in bars:
@@ -558,11 +649,45 @@ class MarginBroker(bt.brokers.BackBroker):
         for bar in bars:
             for order in bar.orders:
                 if order.exectype == bt.Order.Close and order.alive():
-                    self._fill_order(order, bar.data.close[0], maker=False)
+                    self._try_close(order, bar.data)
+        self._trail(trailing)
         for bar in bars:
             legs = self.positions_of(bar.data)
             if legs:
                 self._track_distance(legs, list(bar.mark))
+
+    def _try_close(self, order: bt.Order, data: Any) -> None:
+        """A ``Close`` order fills at the close of its session's last bar, as in
+        ``BackBroker._try_exec_close``: the first bar at or past the end of the session of the
+        bar that created it (or, when a later bar reveals that the session ended, at the
+        close noted on the last bar before)."""
+        now = data.datetime[0]
+        if now > order.created.dt and now >= order.dteos:
+            price = data.close[0]
+            if order.pannotated and now > order.dteos:
+                price = order.pannotated
+            self._fill_order(order, price, maker=False)
+            return
+        order.pannotated = data.close[0]
+
+    def _trailing_orders(self, datas: list[Any]) -> list[bt.Order]:
+        """Trailing stops that ``BackBroker`` would try this step through their stop: active,
+        past their creation bar, on a feed with a new bar (a triggered ``StopTrailLimit`` rests
+        as a plain limit and no longer trails)."""
+        return [
+            o for o in self.pending
+            if o is not None and o.exectype in _TRAILING and o.active() and not o.triggered
+            and any(o.data is d for d in datas) and o.data.datetime[0] > o.created.dt
+        ]
+
+    @staticmethod
+    def _trail(orders: list[bt.Order]) -> None:
+        """Move trailing stops after the bar: ``order.trailadjust(close)`` for every trailing
+        order still alive (backtrader moves the stop, and a ``StopTrailLimit``'s limit with
+        it, only towards the price)."""
+        for order in orders:
+            if order.alive():
+                order.trailadjust(order.data.close[0])
 
     def _trigger_possible(self, bars: list[_Bar]) -> bool:
         """Whether a liquidation or top-up can happen in this step: an isolated LP inside its
@@ -743,8 +868,11 @@ class MarginBroker(bt.brokers.BackBroker):
     @staticmethod
     def _order_level(order: bt.Order) -> tuple[float, bool] | None:
         """``(level, rising)`` a bar must reach for ``order`` to act (``rising``: the high must
-        reach it, else the low), or ``None`` for orders every bar reaches (market, close)."""
+        reach it, else the low), or ``None`` for orders checked on every bar (market, close,
+        trailing stops)."""
         exectype = order.exectype
+        if exectype in _TRAILING:
+            return None  # its stop moves after every bar: checked on every bar
         if exectype == bt.Order.StopLimit and order.triggered:
             return order.created.pricelimit, not order.isbuy()
         if exectype in (bt.Order.Stop, bt.Order.StopLimit):
@@ -788,11 +916,12 @@ class MarginBroker(bt.brokers.BackBroker):
             book.always[ref] = order
         else:
             bisect.insort(book.rising if level[1] else book.falling, (level[0], ref))
-        qty = order.executed.remsize
-        leverage = self.account.market(self.symbol_of(order.data)).leverage
+        symbol = self.symbol_of(order.data)
         leg, reduces = self._order_leg(order)
-        static = 0.0 if reduces else (abs(qty) if leg != "net" else None)
-        book.reserve[ref] = (qty, self._order_price(order) / leverage, static)
+        book.reserve[ref] = (
+            order, symbol, leg, reduces, self._order_price(order),
+            self.account.market(symbol).leverage,
+        )
 
     def _book_remove(self, order: bt.Order) -> None:
         book = self._books[order.data]
@@ -820,9 +949,10 @@ class MarginBroker(bt.brokers.BackBroker):
         refs += [k[1] for k in book.rising[: bisect.bisect_right(book.rising, (high, math.inf))]]
         refs += [k[1] for k in book.falling[bisect.bisect_left(book.falling, (low, -1)):]]
         orders = book.orders
-        # backtrader semantics: an order acts from the bar after the one it was created in
+        # backtrader semantics: an order acts from the bar after the one it was created in;
+        # a bracket child only once its parent has filled (it is activated the bar after)
         reachable = [o for o in (orders[r] for r in sorted(refs))
-                     if o.alive() and now > o.created.dt]
+                     if o.alive() and o.active() and now > o.created.dt]
         return reachable
 
     def _funding_rate(self, data: Any) -> float | None:
@@ -842,15 +972,14 @@ class MarginBroker(bt.brokers.BackBroker):
             return (0.0, a) if first else None
         if exectype == bt.Order.Close:
             return None
-        if exectype in (bt.Order.Stop, bt.Order.StopLimit) and not order.triggered:
-            level = order.created.price
-            crossed = self._cross(a, b, level, rising=is_buy)
+        if exectype in _STOPS:
+            return self._cross(a, b, order.created.price, rising=is_buy)
+        if exectype in _STOP_LIMITS and not order.triggered:
+            crossed = self._cross(a, b, order.created.price, rising=is_buy)
             if crossed is None:
                 return None
-            if exectype == bt.Order.Stop:
-                return crossed
             return (crossed[0], math.nan)  # trigger only: becomes a limit order
-        level = order.created.pricelimit if exectype == bt.Order.StopLimit else order.created.price
+        level = order.created.pricelimit if exectype in _STOP_LIMITS else order.created.price
         return self._cross(a, b, level, rising=not is_buy)
 
     @staticmethod
@@ -891,68 +1020,44 @@ class MarginBroker(bt.brokers.BackBroker):
         leg, reduces = self._order_leg(order)
         if reduces:
             # a reducing order may only shrink its leg: cap it, or cancel it when flat
-            pos = self.account.positions.get((symbol, leg))
-            held = pos.size if pos is not None else 0.0
-            if not held or (held > 0) == (qty > 0):
+            qty = core_orders.reducing_fill(qty, self._held(order, leg))
+            if not qty:
                 self.cancel(order)
                 return
-            if abs(qty) > abs(held):
-                qty = -held
         elif self._opening_size(order) and self._rejection_at_fill(order, price):
             return
         result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
         self._bt_execute(order, qty, price, result.fee)
         if order.alive():  # a capped reducing order: the rest has nothing to reduce
             self.cancel(order)
-        elif order.status == bt.Order.Completed:
-            if order in self.pending:
-                self.pending.remove(order)
-            self._bracketize(order)
 
     def _rejection_at_fill(self, order: bt.Order, price: float) -> bool:
-        """Margin check at fill for the part of an order that had no margin frozen.
-
-        An exchange freezes a resting order's margin when it accepts it and fills it without
-        asking again. Only an opening part larger than the one reserved at acceptance (an order
-        accepted as a close whose position has since gone) needs fresh margin; if that margin
-        is missing the order is rejected with status ``Margin``.
-        """
+        """Margin check at fill (:func:`liqbt.core.orders.fill_refusal`); a refused order gets
+        status ``Margin``. Returns whether it was refused."""
         symbol = self.symbol_of(order.data)
         config = self.account.market(symbol)
         opening = self._opening_size(order)
-        wallet = self.account.wallet_balance
-        if config.margin_mode == "isolated":
-            # the isolated margin and the fee leave the wallet now: it must hold them, even if
-            # realized cross losses have eaten into the margin frozen for this order
-            needed = opening * price * (1 / config.leverage + self.profile.taker_fee)
-            if needed > wallet + 1e-9:
-                self._reject(
-                    order,
-                    f"{symbol}: at fill the isolated margin and fee {needed:,.2f} USDT exceed "
-                    f"the wallet balance {wallet:,.2f} USDT",
-                    price,
-                )
-                return True
-        unreserved = opening - order.info.get("reserved_opening", 0.0)
-        if unreserved <= 1e-12 * max(opening, 1.0):
-            return False
-        required = unreserved * price * (1 / config.leverage + self.profile.taker_fee)
-        own = opening * self._order_price(order) / config.leverage
-        available = self.account.available_balance(self._order_margin() - own)
-        if required <= available + 1e-9:
-            return False
-        self._reject(
-            order,
-            f"{symbol}: at fill the order needs {required:,.2f} USDT more margin but only "
-            f"{available:,.2f} USDT is available",
-            price,
+        own = core_orders.order_margin(opening, self._order_price(order), config.leverage)
+        reason = core_orders.fill_refusal(
+            symbol, opening, order.info.get("reserved_opening", 0.0), price, config.leverage,
+            self.profile.taker_fee, self.account.available_balance(self._order_margin() - own),
+            config.margin_mode == "isolated", self.account.wallet_balance,
         )
+        if reason is None:
+            return False
+        self._reject(order, reason, price)
         return True
 
-    def _reject(self, order: bt.Order, reason: str, price: float | None) -> None:
-        """Refuse an order: status ``Margin``, ``order.info.reject_reason``, a Rejected event."""
+    def _reject(
+        self, order: bt.Order, reason: str, price: float | None, rejected: bool = False
+    ) -> None:
+        """Refuse an order: status ``Margin`` (``Rejected`` for what the broker cannot
+        simulate), ``order.info.reject_reason``, a Rejected event."""
         order.addinfo(reject_reason=reason)
-        order.margin()
+        if rejected:
+            order.reject()
+        else:
+            order.margin()
         if order in self.pending:
             self.pending.remove(order)
         self.notify(order)
@@ -985,8 +1090,23 @@ class MarginBroker(bt.brokers.BackBroker):
             0.0, pnl, psize, pprice,
         )
         order.addcomminfo(comminfo)
+        self._complete(order)
+
+    def _complete(self, order: bt.Order) -> None:
+        """The one completion path of a fill, as ``BackBroker`` runs it: the order leaves
+        ``pending`` (so its own OCO check cannot cancel it), is notified, its OCO group is
+        cancelled, then a filled bracket parent activates its children (from the next bar)
+        and a filled child cancels its siblings. A partly filled order stays pending."""
+        pending = order in self.pending
+        if pending:
+            self.pending.remove(order)
         self.notify(order)
         self._ococheck(order)
+        if order.alive():
+            if pending:
+                self.pending.append(order)
+        elif order.status == bt.Order.Completed:
+            self._bracketize(order)
 
     # --- liquidation --------------------------------------------------------------------
     def _on_trigger(self, data: Any, symbol: str, pos: Position, price: float) -> None:

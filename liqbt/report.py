@@ -293,10 +293,20 @@ def write_run_report(
     images.append(_ratio_chart(result, out, warning_threshold))
     for i, symbol in enumerate(symbols):
         images.append(_lp_chart(result, symbol, out, i))
-    body = _summary_table(result) + "".join(f"<p><img src='{n}' alt='{n}'></p>" for n in images)
+    body = _summary_table(result) + _data_warnings_html(result) + "".join(
+        f"<p><img src='{n}' alt='{n}'></p>" for n in images)
     path = out / "index.html"
     path.write_text(_page(title or f"liqbt run — {result.label}", body))
     return path
+
+
+def _data_warnings_html(result: RunResult) -> str:
+    """The data-quality warnings of the run (``RunResult.data_warnings``), if any."""
+    lines = getattr(result, "data_warnings", [])
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<h2>Data warnings</h2><ul class='data-warnings'>{items}</ul>"
 
 
 def _cell_notes(r: dict[str, Any]) -> str:

@@ -44,6 +44,9 @@ class RunResult:
         Lists of plain dicts (see ``liqbt run --json``).
     funding_note
         ``"no funding data"`` when no market had funding events.
+    data_warnings
+        Data-quality findings of :mod:`liqbt.data.quality` (gaps, mark/funding coverage,
+        outliers, funding magnitude), one line each naming the file.
     min_liquidation_distance_pct
         Closest the mark came to a liquidation price, in % (``None`` without positions).
     timeline, fills, launch_report
@@ -75,6 +78,7 @@ class RunResult:
     strategy: str
     stopped_reason: str | None = None
     rejected_orders: int = 0
+    data_warnings: list[str] = field(default_factory=list)
     timeline: dict[str, Any] = field(default_factory=dict, repr=False)
     fills: list[dict[str, Any]] = field(default_factory=list, repr=False)
     launch_report: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -135,6 +139,7 @@ def build_cerebro(
     """
     from liqbt.broker import MarginBroker
     from liqbt.data import load_candles, load_funding
+    from liqbt.data.quality import market_warnings
     from liqbt.feeds import make_feed
 
     # runonce: indicators are computed vectorised, the broker still steps bar by bar
@@ -152,6 +157,7 @@ def build_cerebro(
     )
     cerebro.broker = broker
     start, end = config.backtest.start, config.backtest.end
+    warnings: list[str] = []
     for market in config.markets:
         candles = load_candles(market.candles, kind="candles", start=start, end=end)
         if candles.empty:
@@ -164,9 +170,17 @@ def build_cerebro(
         funding = (load_funding(market.funding, start=start, end=end)
                    if market.funding is not None else None)
         feed = make_feed(candles, mark=mark, funding=funding, name=market.symbol)
+        warnings += market_warnings(market.symbol, candles, mark, funding,
+                                    feed.mark_fallback_bars)
         cerebro.adddata(feed, name=market.symbol)
         broker.set_market(feed, symbol=market.symbol, leverage=market.leverage,
                           margin_mode=market.margin_mode, auto_top_up=market.auto_top_up)
+    if warnings and config.backtest.strict_data:
+        raise ValidationError(
+            [*warnings, "(strict data checks: fix the data, or run without --strict / "
+                        "backtest.strict_data)"], config.source)
+    # read back by collect_result (RunResult.data_warnings)
+    broker.data_warnings = warnings
     cerebro.addstrategy(load_strategy_class(config.strategy.name), **config.strategy.kwargs)
     cerebro.addanalyzer(an.Liquidations, _name="liquidations")
     cerebro.addanalyzer(an.MarginTimeline, _name="timeline", detail=timeline)
@@ -278,6 +292,7 @@ def collect_result(config: RunConfig, broker: Any, strategy: Any) -> RunResult:
         strategy=config.strategy.name,
         stopped_reason=getattr(strategy, "stopped_reason", None),
         rejected_orders=rejected,
+        data_warnings=list(getattr(broker, "data_warnings", [])),
         timeline=dict(line),
         fills=fills,
         launch_report=dict(report) if isinstance(report, dict) else {},

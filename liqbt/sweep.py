@@ -7,6 +7,7 @@ the workers return plain dicts, so a local pool and a Dask cluster give identica
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import os
@@ -47,6 +48,15 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoin
     keys = list(grid)
     points: list[SweepPoint] = []
     problems: list[str] = []
+    # each value on its own first: a bad value is named once, not once per combination
+    for key in keys:
+        for value in grid[key]:
+            try:
+                base.with_overrides({key: value})
+            except ValidationError as exc:
+                problems.extend(f"[{key}={value}] {p}" for p in exc.problems)
+    if problems:
+        raise ValidationError(list(dict.fromkeys(problems)), base.source)
     for values in itertools.product(*(grid[k] for k in keys)):
         overrides = tuple(zip(keys, values, strict=True))
         try:
@@ -179,6 +189,60 @@ def _run_dask(
             client.close()
 
 
+#: ``--out`` file types :func:`write_rows` writes.
+ROW_SUFFIXES: tuple[str, ...] = (".csv", ".json")
+def row_columns() -> list[str]:
+    """Columns of every sweep row besides the swept keys: :meth:`RunResult.summary`'s keys
+    (read from an empty result, so they are never listed twice) and ``config_hash``."""
+    import dataclasses
+    import typing
+
+    from liqbt.runner import RunResult
+
+    hints = typing.get_type_hints(RunResult)
+    empty: dict[str, Any] = {}
+    for f in dataclasses.fields(RunResult):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            hint = str(hints.get(f.name, ""))
+            empty[f.name] = ([] if hint.startswith("list") else {} if hint.startswith("dict")
+                             else "" if hint == "<class 'str'>" else 0)
+    return [*RunResult(**empty).summary(), "config_hash"]
+
+
+def check_sort_key(key: str | None, swept: Sequence[str]) -> None:
+    """Raise :class:`ValidationError` when ``key`` is not a row column (before any run)."""
+    known = [*swept, *row_columns()]
+    if key and key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValidationError([f"--sort {key!r}: no such column{hint}; columns: "
+                               f"{', '.join(known)}"])
+
+
+def check_scheduler(address: str, timeout: float = 3.0) -> None:
+    """Raise :class:`ValidationError` unless ``address`` is ``tcp://HOST:PORT`` (or
+    ``tls://``) and something listens there, within ``timeout`` seconds (instead of Dask's
+    30 s connect timeout and a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+        raise ValidationError([f"--scheduler {address!r}: expected tcp://HOST:PORT "
+                               "(a Dask scheduler address, e.g. tcp://127.0.0.1:8786)"])
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValidationError([f"--scheduler {address!r}: cannot reach a scheduler there "
+                               f"within {timeout:g} s ({reason})"]) from None
+
+
 def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
     """Rows sorted by ``key`` descending (best return first); ``None`` values last."""
     rows = list(rows)
@@ -193,20 +257,22 @@ def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str,
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as ``.csv`` or ``.json`` (chosen by the suffix)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".json":
-        p.write_text(json.dumps(list(rows), indent=2, sort_keys=False) + "\n")
-    elif p.suffix.lower() == ".csv":
-        import csv
+    from liqbt.outputs import atomic_replace
 
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        with p.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
+    p = Path(path)
+    if p.suffix.lower() not in ROW_SUFFIXES:
         raise ValidationError([f"--out {str(p)!r}: use a .csv or .json file"])
+    with atomic_replace(p) as tmp:
+        if p.suffix.lower() == ".json":
+            tmp.write_text(json.dumps(list(rows), indent=2, sort_keys=False) + "\n")
+        else:
+            import csv
+
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
     return p
 
 
@@ -249,6 +315,28 @@ def find_max_leverage(
     profile = load_profile(config.account.exchange)
     cap = min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
     candidates = leverage_candidates(min(maximum, cap), step)
+
+    def allowed(lev: float) -> bool:
+        try:
+            config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
+        except ValidationError:
+            return False
+        return True
+
+    # a position larger than the tier allows at a leverage is refused by the exchange (and by
+    # the config check): only leverages the config is valid at are candidates (monotone: more
+    # leverage, larger position, lower allowed notional)
+    if not allowed(candidates[-1]):
+        lo_ok, hi_bad = -1, len(candidates) - 1
+        while hi_bad - lo_ok > 1:
+            mid = (lo_ok + hi_bad) // 2
+            if allowed(candidates[mid]):
+                lo_ok = mid
+            else:
+                hi_bad = mid
+        if lo_ok < 0:
+            config.with_overrides({"leverage": candidates[0], "margin_mode": margin_mode})
+        candidates = candidates[: lo_ok + 1]
     tested: dict[float, dict[str, Any]] = {}
 
     def survives(k: int) -> bool:

@@ -9,12 +9,28 @@ account cannot back.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import backtrader as bt
 
 from liqbt.core import events as ev
+from liqbt.core import params as pm
 from liqbt.core.account import MarketConfig
+from liqbt.core.profile import SymbolSpec
+
+VERBOSE = pm.Param("verbose", "bool", False, doc="print the bot's log lines while running")
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """What a config says about one market, for :meth:`MarginAwareStrategy.account_checks`."""
+
+    symbol: str
+    leverage: float
+    margin_mode: str
+    spec: SymbolSpec
 
 
 class MarginAwareStrategy(bt.Strategy):
@@ -32,12 +48,16 @@ class MarginAwareStrategy(bt.Strategy):
         What :meth:`log` printed (kept for tests and reports).
     """
 
-    params: Any = (("verbose", False),)
-    param_docs: ClassVar[dict[str, str]] = {
-        "verbose": "bool; False; print the bot's log lines while running",
-    }
+    #: Declared parameters (:class:`liqbt.core.params.Param`); ``params`` is built from it.
+    parameters: ClassVar[tuple[pm.Param, ...]] = (VERBOSE,)
+    params: Any = pm.bt_params(parameters)
 
     def __init__(self) -> None:
+        problems = self.parameter_problems(
+            {p.name: getattr(self.p, p.name) for p in self.parameters}
+        )
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
         self.stopped_reason: str | None = None
         self.margin_events: list[ev.Event] = []
         self.launch_report: dict[str, Any] = {}
@@ -69,20 +89,49 @@ class MarginAwareStrategy(bt.Strategy):
         """The broker's market settings of ``self.data`` (leverage, margin mode, tiers)."""
         return self.broker.account.market(self.symbol)
 
-    def check_params(
-        self, owner: str, choices: dict[str, tuple[str, ...]], problems: list[str]
-    ) -> None:
-        """Raise one ``ValueError("<owner>: ...")`` listing every bad parameter: each
-        ``choices`` entry (parameter name → allowed values) the parameter is not one of, then
-        the caller's other ``problems``. Does nothing when all is well."""
-        found = [
-            f"{name} = {getattr(self.p, name)!r} is not one of {allowed}"
-            for name, allowed in choices.items()
-            if getattr(self.p, name) not in allowed
-        ]
-        found += problems
-        if found:
-            raise ValueError(f"{owner}: " + "; ".join(found))
+    # --- parameter declaration ---------------------------------------------------------
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """Checks between parameters; ``values`` holds the individually valid ones only."""
+        return []
+
+    @classmethod
+    def parameter_problems(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """Every problem with ``values`` (unknown names, types, bounds, relations)."""
+        return pm.validate(cls.parameters, values, prefix=prefix, owner=cls.__name__,
+                           relations=cls.relations)
+
+    @classmethod
+    def account_checks(
+        cls, values: Mapping[str, Any], balance: float, markets: Sequence[MarketContext],
+        prefix: str = "",
+    ) -> list[str]:
+        """Cross-checks against the account and exchange rules (run at config load, once the
+        parameters themselves are valid): a ``leverage`` parameter above a market's top
+        tier. Bots extend this with their own rules."""
+        full = pm.resolved(cls.parameters, values)
+        problems = []
+        leverage = full.get("leverage")
+        for m in markets:
+            top = m.spec.tiers.tiers[0].max_leverage
+            if leverage is not None and leverage > top:
+                problems.append(f"{prefix}leverage = {leverage:g} is above {top:g}, the tier "
+                                f"maximum of {m.symbol}")
+        return problems
+
+    @staticmethod
+    def notional_cap_problem(
+        what: str, notional: float, leverage: float, market: MarketContext
+    ) -> list[str]:
+        """A position of ``notional`` USDT at ``leverage`` that the exchange's tier table
+        (:meth:`liqbt.core.tiers.TierTable.max_notional`) does not allow."""
+        cap = market.spec.tiers.max_notional(leverage)
+        # cap 0: the leverage is above every tier, which the market check reports already
+        if cap == 0 or notional <= cap * (1 + 1e-9):
+            return []
+        return [f"{what} is a position of {notional:,.0f} USDT at {leverage:g}x; "
+                f"{market.symbol}'s tiers allow at most {cap:,.0f} USDT at that leverage "
+                "(lower the leverage or the amount)"]
 
     def lp_settings(self) -> dict[str, Any]:
         """The margin keywords of :func:`liqbt.core.ladders.ladder_liquidation_price` (and

@@ -22,10 +22,27 @@ def _guard(fn: Callable[[], T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-def _load(path: str) -> Any:
+def _load(path: str, strict: bool = False) -> Any:
     from liqbt.config import load_config
 
-    return _guard(lambda: load_config(path))
+    cfg = _guard(lambda: load_config(path))
+    if strict:
+        cfg = _guard(lambda: cfg.with_overrides({"backtest.strict_data": True}))
+    return cfg
+
+
+def _warn_data(result: Any) -> None:
+    """Data-quality warnings on stderr (they are in the JSON and the report too)."""
+    for line in getattr(result, "data_warnings", []):
+        click.echo(f"data warning: {line}", err=True)
+
+
+def _strict_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--strict", is_flag=True,
+        help="Fail before the run on data warnings (gaps, mark/funding coverage, outliers, "
+             "funding magnitude) instead of listing them; config: backtest.strict_data.",
+    )(fn)
 
 
 def _csv(value: str | None, conv: Callable[[str], T], name: str) -> list[T]:
@@ -138,14 +155,22 @@ def _run(config: Any, timeline: bool, quiet: bool) -> Any:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Write index.html with charts to this directory.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(config: str, as_json: bool, report_dir: str | None, quiet: bool) -> None:
+@_strict_option
+def run(config: str, as_json: bool, report_dir: str | None, quiet: bool, strict: bool) -> None:
     """Run the backtest described by CONFIG (a TOML run config)."""
-    cfg = _load(config)
+    from liqbt.outputs import ReportDir, check_report_dir
+
+    cfg = _load(config, strict)
+    if report_dir:
+        _guard(lambda: check_report_dir(report_dir))  # before the run, not after it
     result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
+    if not as_json:
+        _warn_data(result)
     if report_dir:
         from liqbt.report import write_run_report
 
-        path = write_run_report(result, report_dir, cfg.account.warning_threshold)
+        with ReportDir(report_dir) as out:
+            path = write_run_report(result, out.path, cfg.account.warning_threshold)
         if not as_json:
             click.echo(f"report: {path}", err=True)
     if as_json:
@@ -162,10 +187,11 @@ def run(config: str, as_json: bool, report_dir: str | None, quiet: bool) -> None
               help="Comma-separated leverages (default: the config's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_strict_option
 def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool,
-            quiet: bool) -> None:
+            quiet: bool, strict: bool) -> None:
     """Run CONFIG once per margin mode (and leverage) and show the results side by side."""
-    cfg = _load(config)
+    cfg = _load(config, strict)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     levs = _csv(leverages, float, "--leverage") or [cfg.leverage]
     results = []
@@ -174,6 +200,8 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
             variant = _guard(lambda lev=lev, mode=mode: cfg.with_overrides(
                 {"leverage": lev, "margin_mode": mode}))
             results.append(_run(variant, timeline=False, quiet=quiet or as_json))
+    if not as_json and results:
+        _warn_data(results[0])
     if as_json:
         click.echo(json.dumps({"runs": [r.to_dict() for r in results]}))
         return
@@ -230,15 +258,31 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
               help="Write index.html with leverage × margin-mode heatmaps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
           out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
-          report_dir: str | None, as_json: bool, quiet: bool) -> None:
+          report_dir: str | None, as_json: bool, quiet: bool, strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
     from liqbt import sweep as sw
+    from liqbt.outputs import ReportDir, check_output_file, check_report_dir
 
-    cfg = _load(config)
+    cfg = _load(config, strict)
     grid = _parse_sets(sets)
     points = _guard(lambda: sw.expand(cfg, grid))
+    # every option that could only fail after the sweep is checked now, all problems at once
+    problems: list[str] = []
+    for check in (
+        lambda: sw.check_sort_key(sort_key, list(grid)),
+        lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
+        lambda: report_dir and check_report_dir(report_dir),
+        lambda: scheduler and sw.check_scheduler(scheduler),
+    ):
+        try:
+            check()
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise click.ClickException(str(ValidationError(problems)))
     show = not quiet and not as_json and sys.stderr.isatty()
     bar = click.progressbar(length=len(points), label="sweep", file=sys.stderr) if show else None
     tick = (lambda _i, _row: bar.update(1)) if bar is not None else None
@@ -257,7 +301,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     if report_dir:
         from liqbt.report import write_sweep_report
 
-        write_sweep_report(outcome.rows, report_dir, outcome.keys)
+        with ReportDir(report_dir) as out:
+            write_sweep_report(outcome.rows, out.path, outcome.keys)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
                                "rows": rows}))

@@ -23,12 +23,11 @@ from datetime import datetime
 
 from liqbt.core import events as ev
 from liqbt.core import margin as mg
+from liqbt.core.choices import POSITION_MODES, SETTLEMENTS
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import MARGIN_MODES, ExchangeProfile, SymbolSpec, normalize_symbol
 from liqbt.core.tiers import Tier, TierTable
 
-POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
-SETTLEMENTS: tuple[str, ...] = ("bankruptcy", "liquidation_price")
 LEGS: tuple[str, ...] = ("net", "long", "short")
 
 # Float noise below this many USDT is treated as zero when a cross wallet is cleared.

@@ -24,12 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from liqbt.core import margin as mg
+from liqbt.core.choices import DIRECTIONS, GRID_DIRECTIONS, QUANTITY_RULES, SPACINGS
 from liqbt.core.tiers import TierTable
-
-DIRECTIONS: tuple[str, ...] = ("long", "short")
-GRID_DIRECTIONS: tuple[str, ...] = ("long", "short", "neutral")
-SPACINGS: tuple[str, ...] = ("arithmetic", "geometric")
-QUANTITY_RULES: tuple[str, ...] = ("levels", "reference")
 
 
 def _side(direction: str) -> int:

@@ -22,7 +22,10 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-INTRABAR_MODES: tuple[str, ...] = ("heuristic", "pessimistic", "optimistic")
+from liqbt.core.choices import INTRABAR_PATHS
+
+#: The intrabar path modes (defined once in :mod:`liqbt.core.choices`).
+INTRABAR_MODES: tuple[str, ...] = INTRABAR_PATHS
 VERTEX_TIMES: tuple[float, float, float, float] = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
 
 Path = tuple[float, float, float, float]

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liqbt.core.choices import MARGIN_MODES
 from liqbt.core.errors import ValidationError
 from liqbt.core.liquidation import CROSS_LIQUIDATION_ORDERS
 from liqbt.core.margin import LP_FORMULAS
 from liqbt.core.tiers import TierTable
 
-MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
 MM_MODELS: tuple[str, ...] = ("tiers", "used_margin")
 LP_ROUNDINGS: tuple[str, ...] = ("decimals", "tick", "tick_directional")
 PROFILE_NAMES: tuple[str, ...] = ("binance", "bybit", "okx", "bitget", "gate", "simple")

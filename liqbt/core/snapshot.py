@@ -31,12 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from liqbt.core import margin as mg
+from liqbt.core.choices import MARGIN_MODES, POSITION_MODES
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, normalize_symbol
 from liqbt.core.tiers import Tier, TierTable
-
-POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
-MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
 
 
 def parse_side(side: int | str) -> int:
