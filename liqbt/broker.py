@@ -217,6 +217,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._event_t: float | None = None
         self._configured = False
         self._trailing = False  # a trailing stop was accepted: trail stops after each bar
+        self._sizers_levered = False
 
     def start(self) -> None:
         super().start()
@@ -259,8 +260,6 @@ class MarginBroker(bt.brokers.BackBroker):
         self._configured = True
         for data, spec in self._market_specs.items():
             self._bind(data, spec)
-        for strategy in self._strategies():
-            self._lever_sizer(strategy)
 
     def _lever_sizer(self, strategy: Any) -> None:
         """Make backtrader's stock ``PercentSizer`` / ``AllInSizer`` (and subclasses) size by
@@ -562,8 +561,15 @@ class MarginBroker(bt.brokers.BackBroker):
             self._book_changes += 1  # activated bracket children reserve margin and can fill
         while self._toactivate:
             self._toactivate.popleft().activate()
+            # an active bracket child may now reserve margin: recompute the order margin
+            self._order_margin_cache = (None, 0.0)
         if not self._configured:
             self._configure()
+        if not self._sizers_levered:
+            # on the first bar, before any strategy's next(): the strategies exist by now
+            self._sizers_levered = True
+            for strategy in self._strategies():
+                self._lever_sizer(strategy)
         self.check_submitted()
         self._expire_orders()
         self._bar_no += 1
