@@ -246,3 +246,64 @@ def test_ctrl_c_restores_the_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     res = CliRunner().invoke(main, ["run", str(cfg)])
     assert res.exit_code == 130
     assert cli.SHOW_CURSOR in res.stderr and "interrupted" in res.stderr
+
+
+# --- broken data files: one line naming the file -------------------------------------------
+def broken_files(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "empty": (b"", "the file is empty (0 bytes); expected a freqtrade-feather file"),
+        "truncated": (CANDLES.read_bytes()[:3000], "not a readable Arrow/feather file "
+                      "(3,000 bytes: truncated, or not Arrow)"),
+        "text": (b"date,open\n1,2\n", "not a readable Arrow/feather file (14 bytes"),
+    }
+    out = {}
+    for name, (payload, message) in files.items():
+        path = tmp_path / f"{name}.feather"
+        path.write_bytes(payload)
+        out[message] = path
+    return out
+
+
+def test_broken_feather_files_name_the_file(tmp_path: Path) -> None:
+    from liqbt.data import load_candles
+
+    for message, path in broken_files(tmp_path).items():
+        with pytest.raises(ValidationError) as info:
+            load_candles(path)
+        assert str(info.value).startswith(f"{path}: {message}")
+        res = CliRunner().invoke(main, ["data", "inspect", str(path)])
+        assert res.exit_code == 1 and res.output.startswith(f"Error: {path}: {message}")
+        cfg = config(tmp_path, 'name = "hold"', markets=textwrap.dedent(f"""
+            [[market]]
+            symbol = "BTCUSDT"
+            candles = "{path.as_posix()}"
+            leverage = 2
+        """))
+        res = CliRunner().invoke(main, ["run", str(cfg)])
+        assert res.exit_code == 1 and f"{path}: {message}" in res.output
+        assert "Traceback" not in res.output
+
+
+def test_data_list_shows_symbols_timeframes_ranges_gaps(tmp_path: Path) -> None:
+    from liqbt.data import load_candles, save_candles
+
+    res = CliRunner().invoke(main, ["data", "list", str(REPO / "datasets")])
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["symbol", "kind", "tf", "rows", "first", "(UTC)", "last",
+                                "(UTC)", "gaps", "file"]
+    assert len(lines) == 13
+    row = next(ln for ln in lines if ln.endswith("2025-10/BTCUSDT-5m.feather"))
+    assert row.split()[:8] == ["BTCUSDT", "candles", "5m", "6,048", "2025-10-01T00:00:00Z",
+                               "2025-10-21T23:55:00Z", "0", str(REPO / "datasets" / "2025-10" /
+                                                               "BTCUSDT-5m.feather")]
+    holed = load_candles(CANDLES, end="2025-10-02")
+    save_candles(holed.drop(index=holed.index[10:40]),
+                 tmp_path / "ETH_USDT_USDT-5m-futures.feather")
+    (tmp_path / "bad.feather").write_bytes(b"")
+    res = CliRunner().invoke(main, ["data", "list", str(tmp_path), "--json"])
+    files = {Path(f["path"]).name: f for f in __import__("json").loads(res.output)["files"]}
+    eth = files["ETH_USDT_USDT-5m-futures.feather"]
+    assert (eth["symbol"], eth["timeframe"], eth["rows"], eth["gaps"], eth["missing_bars"]) == (
+        "ETHUSDT", "5m", 258, 1, 30)
+    assert files["bad.feather"]["error"].startswith("the file is empty")

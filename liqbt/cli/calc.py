@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from liqbt.core import choices
 from liqbt.core.ccxt_tiers import profile_symbols_to_toml, tiers_from_ccxt
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
@@ -142,13 +143,13 @@ def _account_positions(
 @calc.command("liq-price")
 @click.option("--exchange", help="Profile (binance, bybit, okx, bitget, gate, simple) or file.")
 @click.option("--symbol", help="Symbol, e.g. BTCUSDT or BTC/USDT:USDT.")
-@click.option("--side", type=click.Choice(["long", "short"], case_sensitive=False))
+@click.option("--side", type=click.Choice(choices.DIRECTIONS, case_sensitive=False))
 @click.option("--entry", type=float, help="Entry price, USDT.")
 @click.option("--size", type=float, help="Position size in base units (> 0), e.g. BTC.")
 @click.option("--margin", type=float, help="Isolated position margin, USDT.")
-@click.option("--mode", type=click.Choice(["isolated", "cross"]), help="Margin mode.")
+@click.option("--mode", type=click.Choice(choices.MARGIN_MODES), help="Margin mode.")
 @click.option(
-    "--position-mode", type=click.Choice(["one-way", "hedge"]), help="Account position mode."
+    "--position-mode", type=click.Choice(choices.POSITION_MODES), help="Account position mode."
 )
 @click.option("--wallet", type=float, help="Cross wallet balance, USDT.")
 @click.option("--mark", type=float, help="Mark price (default: the entry price).")

@@ -58,7 +58,9 @@ def _csv(value: str | None, conv: Callable[[str], T], name: str) -> list[T]:
 
 def _modes(value: str | None) -> list[str]:
     modes = _csv(value, str, "--margin-modes")
-    bad = [m for m in modes if m not in ("cross", "isolated")]
+    from liqbt.core.choices import MARGIN_MODES
+
+    bad = [m for m in modes if m not in MARGIN_MODES]
     if bad:
         raise click.BadParameter(f"{bad} (use cross and/or isolated)", param_hint="--margin-modes")
     return modes

@@ -25,6 +25,8 @@ QUANTITY_RULES: tuple[str, ...] = ("levels", "reference")
 OUT_OF_RANGE: tuple[str, ...] = ("stay", "stop")
 #: DCA entry filters.
 ENTRY_FILTERS: tuple[str, ...] = ("none", "rsi", "bollinger")
+#: Synthetic scenarios of ``liqbt data synth`` (flash crash, slow grind, short squeeze, range).
+SYNTH_SCENARIOS: tuple[str, ...] = ("flash-crash", "slow-grind", "short-squeeze", "range-chop")
 #: Kinds of market-data file.
 DATA_KINDS: tuple[str, ...] = ("candles", "mark", "funding")
 
@@ -40,4 +42,5 @@ __all__ = [
     "QUANTITY_RULES",
     "SETTLEMENTS",
     "SPACINGS",
+    "SYNTH_SCENARIOS",
 ]
