@@ -770,18 +770,25 @@ class MarginBroker(bt.brokers.BackBroker):
             rng = ranges.get(symbol)
             prices = [current]
             if rng is not None and rng[0] != rng[1]:
-                caps = [t.cap for t in account.market(symbol).tiers.tiers]
-                fracs = pth.tier_breakpoints(rng[0], rng[1], [p.size for p in legs], caps)
-                prices = [rng[0], rng[1]]
-                for f in fracs:
-                    level = rng[0] + (rng[1] - rng[0]) * f
-                    prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
+                low, high = rng
+                prices = [low, high]
+                tiers = account.market(symbol).tiers
+                if any(
+                    tiers.tier_index(tiers.lookup_value(p.size, low))
+                    != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
+                ):
+                    caps = [t.cap for t in tiers.tiers]
+                    for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
+                        level = low + (high - low) * f
+                        prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
             best = math.inf
             for price in prices:
-                account.set_mark(symbol, price)
+                for p in legs:
+                    p.mark_price = price
                 best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p)
                                      for p in legs))
-            account.set_mark(symbol, current)
+            for p in legs:
+                p.mark_price = current
             total += best
         return total
 
