@@ -292,6 +292,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
                 "mmr": r.mmr,
                 "maintenance_amount": r.maintenance_amount,
                 "display_liquidation_price": r.display_liquidation_price,
+                "past_liquidation": r.past_liquidation,
             }
             for r in snapshot.positions
         ],
@@ -342,6 +343,17 @@ def format_table(profile: ExchangeProfile, snapshot: Snapshot, position_mode: st
         f"{_money(snapshot.maintenance_margin)}  ·  margin ratio "
         + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
     )
+    for r in snapshot.past_liquidation:
+        side = "long" if r.side > 0 else "short"
+        where = "below" if r.side > 0 else "above"
+        lines.append(
+            f"PAST LIQUIDATION: the {r.symbol} {side} is already liquidated at this mark: mark "
+            f"{r.mark_price:,.2f} is {where} its liquidation price "
+            f"{r.liquidation_price:,.2f}"
+            + ((" (margin ratio " + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
+                + " >= 100 %)") if len(snapshot.positions) == 1 else "")
+            + "; the exchange would not let it open (add margin or reduce the size)"
+        )
     return "\n".join(lines)
 
 

@@ -133,6 +133,15 @@ class PositionResult:
     margin: float | None
     display_liquidation_price: float | None
 
+    @property
+    def past_liquidation(self) -> bool:
+        """Whether the mark is already at or beyond the liquidation price (a long's mark at
+        or below its LP, a short's at or above): the exchange would liquidate it now."""
+        lp = self.liquidation_price
+        if lp is None:
+            return False
+        return self.mark_price <= lp if self.side > 0 else self.mark_price >= lp
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -155,6 +164,11 @@ class Snapshot:
     margin_balance: float
     maintenance_margin: float
     margin_ratio: float
+
+    @property
+    def past_liquidation(self) -> tuple[PositionResult, ...]:
+        """Positions whose mark is already beyond their liquidation price."""
+        return tuple(p for p in self.positions if p.past_liquidation)
 
 
 @dataclass
