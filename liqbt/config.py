@@ -432,7 +432,7 @@ def _check_markets(
 ) -> Any:
     """Check symbols, leverage and top-up against the exchange profile (with overrides);
     returns the profile (``None`` when it cannot be loaded)."""
-    from liqbt.core.profile import load_profile, normalize_symbol
+    from liqbt.core.profile import known_symbols_text, load_profile, normalize_symbol
 
     try:
         profile = load_profile(account.exchange)
@@ -460,7 +460,7 @@ def _check_markets(
         if spec is None:
             problems.append(
                 f"{prefix}.symbol = {m.symbol!r} is not in profile {profile.name!r} "
-                f"(known: {', '.join(sorted(profile.symbols))})"
+                f"({known_symbols_text(profile.symbols, m.symbol)})"
             )
             continue
         top = spec.tiers.tiers[0].max_leverage

@@ -80,7 +80,7 @@ def test_taker_fee_override() -> None:
     [
         (["--size", "-1"], ["size = -1.0 must be > 0"]),
         (["--exchange", "nope"], ["unknown exchange 'nope'"]),
-        (["--symbol", "DOGEUSDT"], ["'DOGEUSDT' is not in profile 'binance'"]),
+        (["--symbol", "DOGEUSDX"], ["'DOGEUSDX' is not in profile 'binance' (318 symbols"]),
         (["--leverage", "150"], ["leverage 150× is above the maximum 100×"]),
         (["--leverage", "150", "--mark", "-5", "--margin", "0"],
          ["leverage 150×", "mark_price = -5.0 must be > 0", "margin = 0.0 must be > 0"]),

@@ -398,7 +398,9 @@ def import_tiers(
             specs = {
                 name: {"price_tick": s.price_tick, "size_step": s.size_step,
                        "min_notional": s.min_notional}
-                for name, s in profile.symbols.items()
+                for name, s in (profile.symbols.explicit().items()
+                                if hasattr(profile.symbols, "explicit")
+                                else profile.symbols.items())
             }
         except ValidationError as exc:
             problems.append(str(exc))

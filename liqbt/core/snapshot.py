@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from liqbt.core import margin as mg
 from liqbt.core.choices import MARGIN_MODES, POSITION_MODES
 from liqbt.core.errors import ValidationError
-from liqbt.core.profile import ExchangeProfile, normalize_symbol
+from liqbt.core.profile import ExchangeProfile, known_symbols_text, normalize_symbol
 from liqbt.core.tiers import Tier, TierTable
 
 
@@ -346,9 +346,9 @@ def _prepare(
     spec = profile.symbols.get(symbol)
     table = pos.tiers if pos.tiers is not None else (spec.tiers if spec is not None else None)
     if table is None:
-        known = ", ".join(sorted(profile.symbols)) or "none"
+        known = known_symbols_text(profile.symbols, pos.symbol)
         problems.append(
-            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} (known: {known}); "
+            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} ({known}); "
             "import its tiers (liqbt calc import-tiers) or give mmr / --mmr"
         )
     used_margin = profile.mm_model == "used_margin"
