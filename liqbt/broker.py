@@ -19,6 +19,7 @@ the bar in which the event happened, before the strategy's ``next()`` of that ba
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,6 +86,24 @@ class _Bar:
     trade: pth.Path = (0.0, 0.0, 0.0, 0.0)
     mark: pth.Path = (0.0, 0.0, 0.0, 0.0)
     orders: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Book:
+    """One data's resting orders, indexed by the price that reaches them (``_order_book``).
+
+    ``rising``/``falling`` are sorted ``(level, ref)`` keys: a bar reaches the rising ones whose
+    level is at or below its high, the falling ones at or above its low. ``reserve`` holds what
+    each order's reserved margin depends on (margin-model §6), so the total is a short loop.
+    """
+
+    always: dict[int, Any] = field(default_factory=dict)
+    rising: list[tuple[float, int]] = field(default_factory=list)
+    falling: list[tuple[float, int]] = field(default_factory=list)
+    orders: dict[int, Any] = field(default_factory=dict)
+    # ref -> (order, symbol, leg, reduces, order price, leverage): what its reserved margin
+    # depends on besides its remaining size, its activation and the position
+    reserve: dict[int, tuple[Any, str, str, bool, float, float]] = field(default_factory=dict)
 
 
 def _at(path: pth.Path, k: int, t: float) -> float:
@@ -184,10 +203,21 @@ class MarginBroker(bt.brokers.BackBroker):
         self._lp_bar = -1
         self._lp_multi = False
         self._bar_no = 0
+        self._books: dict[Any, _Book] = {}
+        self._book_index: dict[int, bt.Order] = {}
+        self._book_signature: tuple[Any, ...] = ()
+        self._book_changes = 0
+        self._valid_orders: list[bt.Order] = []
+        self._reserve_key: tuple[Any, ...] | None = None
+        self._reserve_total = 0.0
+        self._legs_key: tuple[int, int] | None = None
+        self._legs: dict[str, list[Position]] = {}
+        self._breach_key: tuple[int, int] | None = None
+        self._breach_possible = False
         self._event_t: float | None = None
-        self._order_margin_cache: tuple[Any, float] = (None, 0.0)
         self._configured = False
         self._trailing = False  # a trailing stop was accepted: trail stops after each bar
+        self._sizers_levered = False
 
     def start(self) -> None:
         super().start()
@@ -230,8 +260,6 @@ class MarginBroker(bt.brokers.BackBroker):
         self._configured = True
         for data, spec in self._market_specs.items():
             self._bind(data, spec)
-        for strategy in self._strategies():
-            self._lever_sizer(strategy)
 
     def _lever_sizer(self, strategy: Any) -> None:
         """Make backtrader's stock ``PercentSizer`` / ``AllInSizer`` (and subclasses) size by
@@ -318,9 +346,15 @@ class MarginBroker(bt.brokers.BackBroker):
         """Open position legs of a data feed's symbol (one in one-way mode, up to two in hedge
         mode); read-only views of the account state."""
         symbol = self.symbol_of(data)
-        return [
-            p for (s, _), p in self.account.positions.items() if s == symbol and p.size
-        ]
+        account = self.account
+        key = (account.version, len(account.positions))
+        if self._legs_key != key:
+            legs: dict[str, list[Position]] = {}
+            for (s, _), p in account.positions.items():
+                if p.size:
+                    legs.setdefault(s, []).append(p)
+            self._legs_key, self._legs = key, legs
+        return list(self._legs.get(symbol, ()))
 
     def _leg(self, data: Any, leg: str | None) -> Position | None:
         legs = self.positions_of(data)
@@ -332,7 +366,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """Liquidation price (USDT, at mark) of the data's position, ``None`` when flat or
         when no price liquidates it."""
         pos = self._leg(data, leg)
-        return None if pos is None else self.account.liquidation_price(pos)[0]
+        return None if pos is None else self._liquidation_price(pos)[0]
 
     def bankruptcy_price(self, data: Any, leg: str | None = None) -> float | None:
         """Bankruptcy price of the data's position (``None`` when flat)."""
@@ -417,20 +451,34 @@ class MarginBroker(bt.brokers.BackBroker):
         return pos.size if pos is not None else 0.0
 
     def _order_margin(self, exclude: bt.Order | None = None) -> float:
-        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6)."""
-        key = (self.account.version, len(self.pending), self.pending[-1].ref if self.pending else 0)
-        if exclude is None and self._order_margin_cache[0] == key:
-            return self._order_margin_cache[1]
-        total = 0.0
-        for order in self.pending:
-            if order is None or order is exclude or not order.alive():
-                continue
-            opening = self._opening_size(order)
-            if opening:
-                leverage = self.account.market(self.symbol_of(order.data)).leverage
-                total += core_orders.order_margin(opening, self._order_price(order), leverage)
-        if exclude is None:
-            self._order_margin_cache = (key, total)
+        """Margin reserved by resting orders: opening size × price / leverage (margin-model §6,
+        :func:`liqbt.core.orders.order_margin`).
+
+        Kept from the price index: recomputed only when the resting orders, their activation
+        or the positions change, by one short loop over the resting orders."""
+        books = self._order_book()
+        key = (self._book_signature, self.account.version)
+        if self._reserve_key != key:
+            positions = self.account.positions
+            total = 0.0
+            for book in books.values():
+                for order, symbol, leg, reduces, price, leverage in book.reserve.values():
+                    if not order.active():
+                        continue  # a bracket child reserves nothing until its parent fills
+                    pos = positions.get((symbol, leg))
+                    opening = core_orders.opening_part(
+                        order.executed.remsize, pos.size if pos is not None else 0.0, reduces,
+                        leg == "net",
+                    )
+                    if opening:
+                        total += core_orders.order_margin(opening, price, leverage)
+            self._reserve_key, self._reserve_total = key, total
+        total = self._reserve_total
+        if exclude is not None and exclude.ref in self._book_index and exclude.alive():
+            leverage = self.account.market(self.symbol_of(exclude.data)).leverage
+            total -= core_orders.order_margin(
+                self._opening_size(exclude), self._order_price(exclude), leverage
+            )
         return total
 
     def _rejection(self, order: bt.Order) -> str | None:
@@ -509,10 +557,19 @@ class MarginBroker(bt.brokers.BackBroker):
     def next(self) -> None:
         """One step of the finest clock: activate, check new orders, then walk the bars of
         every feed that has a new bar together on one intrabar clock (margin-model §8)."""
+        if self._toactivate:
+            self._book_changes += 1  # activated bracket children reserve margin and can fill
         while self._toactivate:
             self._toactivate.popleft().activate()
+            # an active bracket child may now reserve margin: recompute the order margin
+            self._order_margin_cache = (None, 0.0)
         if not self._configured:
             self._configure()
+        if not self._sizers_levered:
+            # on the first bar, before any strategy's next(): the strategies exist by now
+            self._sizers_levered = True
+            for strategy in self._strategies():
+                self._lever_sizer(strategy)
         self.check_submitted()
         self._expire_orders()
         self._bar_no += 1
@@ -530,7 +587,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return datas
 
     def _expire_orders(self) -> None:
-        for order in [o for o in self.pending if o is not None and o.valid]:
+        self._order_book()  # refreshes the list of orders that carry an expiry
+        for order in [o for o in self._valid_orders if o.alive() and o in self.pending]:
             if order.expire():
                 self.pending.remove(order)
                 self.notify(order)
@@ -648,10 +706,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 lp, direction = self._liquidation_price(pos)
                 if lp is not None and ((low <= lp) if direction < 0 else (high >= lp)):
                     return True
-        if not any(True for _ in self._cross_legs()):
-            return False
-        ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-        return self._cross_floor(ranges) <= self._cross_tolerance()
+        return self._cross_may_breach(bars)
 
     def _cross_legs(self) -> Iterator[Position]:
         return (p for p in self.account.positions.values() if p.size and p.margin_mode == "cross")
@@ -723,6 +778,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 if kind == 1:
                     if math.isnan(price):  # a stop-limit's stop was hit: now a resting limit
                         target.triggered = True
+                        self._book_changes += 1
                     else:
                         self._fill_order(target, price, maker=target.exectype == bt.Order.Limit)
                 elif target is None:
@@ -772,11 +828,23 @@ class MarginBroker(bt.brokers.BackBroker):
                 if hit is not None:
                     offer((t + hit[0] * width, 0, bar.symbol, ("leg", pos.symbol, pos.leg),
                            pos, hit[1]))
-        if any(True for _ in self._cross_legs()):
+        if self._cross_may_breach(bars):
             hit_t = self._cross_first_breach(bars, k, t, t_end)
             if hit_t is not None:
                 offer((hit_t, 0, "", ("cross", 0), None, math.nan))
         return best
+
+    def _cross_may_breach(self, bars: list[_Bar]) -> bool:
+        """Whether the cross condition can hold anywhere in this step with the account as it is
+        now (the box bound of ``_cross_floor``); cached until the account changes."""
+        key = (self.account.version, self._bar_no)
+        if self._breach_key != key:
+            possible = False
+            if any(True for _ in self._cross_legs()):
+                ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
+                possible = self._cross_floor(ranges) <= self._cross_tolerance()
+            self._breach_key, self._breach_possible = key, possible
+        return self._breach_possible
 
     def _cross_first_breach(
         self, bars: list[_Bar], k: int, t: float, t_end: float
@@ -803,33 +871,94 @@ class MarginBroker(bt.brokers.BackBroker):
             return t if excess(t) <= tol else None
         return pth.first_nonpositive(t, t_end, excess, breakpoints, tol)
 
+    @staticmethod
+    def _order_level(order: bt.Order) -> tuple[float, bool] | None:
+        """``(level, rising)`` a bar must reach for ``order`` to act (``rising``: the high must
+        reach it, else the low), or ``None`` for orders checked on every bar (market, close,
+        trailing stops)."""
+        exectype = order.exectype
+        if exectype in _TRAILING:
+            return None  # its stop moves after every bar: checked on every bar
+        if exectype == bt.Order.StopLimit and order.triggered:
+            return order.created.pricelimit, not order.isbuy()
+        if exectype in (bt.Order.Stop, bt.Order.StopLimit):
+            return order.created.price, order.isbuy()
+        if exectype == bt.Order.Limit:
+            return order.created.price, not order.isbuy()
+        return None
+
+    def _order_book(self) -> dict[Any, _Book]:
+        """Resting orders per data, indexed by price. Updated by difference (orders that left
+        or joined ``pending``) when the pending list changed (its length or newest reference),
+        rebuilt when a stop-limit triggered (its level moved)."""
+        pending = self.pending
+        last = pending[-1] if pending else None
+        signature = (len(pending), getattr(last, "ref", 0), self._book_changes)
+        if signature == self._book_signature:
+            return self._books
+        if self._book_signature and signature[2] != self._book_signature[2]:
+            self._books, self._book_index = {}, {}
+        self._book_signature = signature
+        alive = {o.ref: o for o in pending if o is not None and o.alive()}
+        index = self._book_index
+        for ref in [r for r in index if r not in alive]:
+            self._book_remove(index.pop(ref))
+        for ref, order in alive.items():
+            if ref not in index:
+                index[ref] = order
+                self._book_add(order)
+        self._valid_orders = [o for o in alive.values() if o.valid]
+        self._reserve_key = None
+        return self._books
+
+    def _book_add(self, order: bt.Order) -> None:
+        book = self._books.get(order.data)
+        if book is None:
+            book = self._books[order.data] = _Book()
+        ref = order.ref
+        book.orders[ref] = order
+        level = self._order_level(order)
+        if level is None:
+            book.always[ref] = order
+        else:
+            bisect.insort(book.rising if level[1] else book.falling, (level[0], ref))
+        symbol = self.symbol_of(order.data)
+        leg, reduces = self._order_leg(order)
+        book.reserve[ref] = (
+            order, symbol, leg, reduces, self._order_price(order),
+            self.account.market(symbol).leverage,
+        )
+
+    def _book_remove(self, order: bt.Order) -> None:
+        book = self._books[order.data]
+        ref = order.ref
+        del book.orders[ref]
+        del book.reserve[ref]
+        if book.always.pop(ref, None) is not None:
+            return
+        level = self._order_level(order)
+        keys = book.rising if level[1] else book.falling
+        pos = bisect.bisect_left(keys, (level[0], ref))
+        del keys[pos]
+
     def _reachable_orders(self, data: Any) -> list[bt.Order]:
-        """Pending orders of ``data`` that the bar's price range can act on."""
+        """Pending orders of ``data`` that the bar's price range can act on: a bisection in the
+        price index, so a bar touches only what its range can reach (reference order)."""
         if not self.pending:
+            return []
+        book = self._order_book().get(data)
+        if book is None or not book.orders:
             return []
         now = data.datetime[0]
         low, high = data.low[0], data.high[0]
-        reachable = []
-        for order in self.pending:
-            # backtrader semantics: an order acts from the bar after the one it was created in;
-            # a bracket child only once its parent has filled (it is activated the bar after)
-            if (
-                order is None or order.data is not data or now <= order.created.dt
-                or not order.active()
-            ):
-                continue
-            exectype = order.exectype
-            if exectype in (bt.Order.Market, bt.Order.Close):
-                reachable.append(order)
-                continue
-            if exectype in _STOP_LIMITS and order.triggered:
-                level, rising = order.created.pricelimit, not order.isbuy()
-            elif exectype in _STOPS or exectype in _STOP_LIMITS:
-                level, rising = order.created.price, order.isbuy()
-            else:
-                level, rising = order.created.price, not order.isbuy()
-            if (high >= level) if rising else (low <= level):
-                reachable.append(order)
+        refs = list(book.always)
+        refs += [k[1] for k in book.rising[: bisect.bisect_right(book.rising, (high, math.inf))]]
+        refs += [k[1] for k in book.falling[bisect.bisect_left(book.falling, (low, -1)):]]
+        orders = book.orders
+        # backtrader semantics: an order acts from the bar after the one it was created in;
+        # a bracket child only once its parent has filled (it is activated the bar after)
+        reachable = [o for o in (orders[r] for r in sorted(refs))
+                     if o.alive() and o.active() and now > o.created.dt]
         return reachable
 
     def _funding_rate(self, data: Any) -> float | None:
