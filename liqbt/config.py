@@ -575,14 +575,18 @@ def _strategy(
         return StrategySettings(name, tuple(sorted(params.items()))), None
     declared = getattr(cls, "parameters", None)
     if declared is not None:
-        # a liqbt bot: types, bounds, choices and relations from its declaration
-        found = cls.parameter_problems(params, "strategy.")
+        # a liqbt bot: types, bounds, choices and relations from its declaration; params a
+        # subclass added the plain backtrader way (undeclared) are passed through unchecked
+        names = {p.name for p in declared}
+        extra = set(strategy_param_names(cls)) - names
+        checked = {k: v for k, v in params.items() if k not in extra}
+        found = cls.parameter_problems(checked, "strategy.")
         problems.extend(found)
         if not found:
             from liqbt.core.params import resolved
 
-            full = resolved(declared, params)
-            params = {k: full[k] for k in params}
+            full = resolved(declared, checked)
+            params = {k: (full[k] if k in names else v) for k, v in params.items()}
     else:
         known = strategy_param_names(cls)
         for key in params:
