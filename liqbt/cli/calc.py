@@ -21,7 +21,7 @@ from liqbt.core.ccxt_tiers import profile_symbols_to_toml, tiers_from_ccxt
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 from liqbt.core.snapshot import PositionInput, Snapshot, evaluate
-from liqbt.core.tiers import TierTable
+from liqbt.core.tiers import TIER_BASES, TIER_STYLES, TierTable
 
 _ACCOUNT_KEYS = {"exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions"}
 _POSITION_KEYS = {
@@ -369,9 +369,9 @@ def _decimals(value: float) -> int:
               help="Market to import (BTCUSDT or BTC/USDT:USDT); repeatable.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the TOML here (else stdout).")
 @click.option("--exchange", help="Profile to take price_tick/size_step/min_notional from.")
-@click.option("--style", type=click.Choice(["bracket", "flat"]), default="bracket",
+@click.option("--style", type=click.Choice(TIER_STYLES), default="bracket",
               show_default=True, help="Tier style of the exchange.")
-@click.option("--basis", type=click.Choice(["notional", "size"]), default="notional",
+@click.option("--basis", type=click.Choice(TIER_BASES), default="notional",
               show_default=True, help="'size' when the file's bounds are contracts (OKX).")
 @click.option("--contract-size", type=float, default=1.0, show_default=True,
               help="Base units per contract, with --basis size.")
