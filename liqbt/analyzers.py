@@ -67,9 +67,10 @@ class MarginTimeline(bt.Analyzer):
         position size. ``False``: only time and equity (cheap; enough for the drawdown).
 
     ``get_analysis()`` returns a dict of equal-length lists: ``time`` (naive UTC datetimes),
-    ``equity``, ``wallet``, ``margin_balance`` (cross wallet + cross unrealized PnL),
-    ``available``, ``margin_ratio`` (the worst of the cross account and isolated legs), and
-    ``symbols``: ``{symbol: {"close", "mark", "liquidation_price", "margin_ratio", "size"}}``
+    ``equity``, ``exposed`` (any position open), ``margin_ratio`` (the worst of the cross
+    account and isolated legs; these three in both modes), ``wallet``, ``margin_balance``
+    (cross wallet + cross unrealized PnL), ``available`` and ``symbols``:
+    ``{symbol: {"close", "mark", "liquidation_price", "margin_ratio", "size"}}``
     (``liquidation_price`` is NaN when flat).
     """
 
@@ -78,8 +79,10 @@ class MarginTimeline(bt.Analyzer):
     def start(self) -> None:
         self.rets["time"] = []
         self.rets["equity"] = []
+        self.rets["exposed"] = []
+        self.rets["margin_ratio"] = []
         if self.p.detail:
-            for key in ("wallet", "margin_balance", "available", "margin_ratio"):
+            for key in ("wallet", "margin_balance", "available"):
                 self.rets[key] = []
             self.rets["symbols"] = {}
         self._datas: list[tuple[Any, str]] = []
@@ -106,17 +109,22 @@ class MarginTimeline(bt.Analyzer):
             self._bind()
         self.rets["time"].append(self.strategy.datetime.datetime(0))
         self.rets["equity"].append(account.equity())
+        open_legs = list(account.open_positions())
+        self.rets["exposed"].append(bool(open_legs))
+        ratio = 0.0
+        if open_legs:
+            # cheap when flat (the common case in sweeps): only computed with a position
+            ratios = [account.margin_ratio()] if any(
+                p.margin_mode == "cross" for p in open_legs) else []
+            ratios += [account.margin_ratio(p) for p in open_legs
+                       if p.margin_mode == "isolated"]
+            ratio = max(ratios, default=0.0)
+        self.rets["margin_ratio"].append(ratio)
         if not self.p.detail:
             return
         self.rets["wallet"].append(account.wallet_balance)
         self.rets["margin_balance"].append(account.cross_margin_balance())
         self.rets["available"].append(broker.get_cash())
-        ratios = [account.margin_ratio()] if account.cross_positions() else []
-        ratios += [
-            account.margin_ratio(p) for p in account.open_positions()
-            if p.margin_mode == "isolated"
-        ]
-        self.rets["margin_ratio"].append(max(ratios, default=0.0))
         for data, symbol in self._datas:
             row = self.rets["symbols"][symbol]
             mark_line = getattr(data.lines, "mark_close", None)
@@ -149,15 +157,17 @@ class Trades(bt.Analyzer):
     """Round trips rebuilt from the broker's fills by FIFO matching, per symbol and leg.
 
     Rule: fills open *lots*; every fill that reduces a position (a **closing fill**) is matched
-    first-in-first-out against the open lots of its symbol and leg and reported as **one**
-    round trip of the closing fill's size. So
+    against the open lots of its symbol and leg and reported as **one** round trip of the
+    closing fill's size: first the lot opened by the order named in its ``info.pair_ref`` (a
+    grid counter-order names the fill it answers, so grid round trips are the grid's matched
+    pairs), then first-in-first-out. So
 
     * a bot that builds a position and goes flat with one order (hold, DCA take-profit, stop,
       liquidation) gets one entry per cycle: size = the whole position, entry = its average
       entry and first entry time (what backtrader's trade gave before);
     * a grid that never goes flat gets one entry per closing grid fill (each completed
-      buy→sell pair of a long grid, sell→buy of a short grid), matched to the oldest open lot
-      (the launch market order's lots first, then the grid buys in fill order);
+      buy→sell pair of a long grid, sell→buy of a short grid), matched to its pair's lot
+      (closing orders placed at launch take the launch market order's lots, oldest first);
     * a fill that reverses a one-way position closes the matched lots and opens a new lot with
       the rest.
 
@@ -183,7 +193,7 @@ class Trades(bt.Analyzer):
     def stop(self) -> None:
         broker = self.strategy.broker
         trades: list[dict[str, Any]] = []
-        # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit]
+        # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
         lots: dict[tuple[str, str], list[list[Any]]] = {}
         last: dict[tuple[str, str], dict[str, Any]] = {}
         for e in getattr(broker, "events", []):
@@ -201,6 +211,12 @@ class Trades(bt.Analyzer):
             qty = float(e.size)
             fee_unit = float(e.fee) / abs(qty)
             closing = bool(book) and (book[0][1] > 0) != (qty > 0)
+            info = {} if e.order_ref is None else self._info.get(e.order_ref, {})
+            if closing and info.get("pair_ref") is not None:
+                # a grid counter-order closes the lot of the fill it answers first, so its
+                # round trip is the grid's matched pair (not the oldest lot)
+                at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
+                book.insert(0, book.pop(at))
             if closing:
                 want = abs(qty)
                 matched = notional = fees = 0.0
@@ -218,7 +234,6 @@ class Trades(bt.Analyzer):
                         book.pop(0)
                 entry = notional / matched
                 sign = 1.0 if side == "long" else -1.0
-                info = {} if e.order_ref is None else self._info.get(e.order_ref, {})
                 trip = {
                     "symbol": e.symbol,
                     "side": side,
@@ -237,7 +252,7 @@ class Trades(bt.Analyzer):
             else:
                 rest = qty
             if abs(rest) > 1e-12:
-                book.append([e.time, rest, float(e.price), fee_unit])
+                book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
         account = getattr(broker, "account", None)
         for (symbol, leg), book in lots.items():
             if not book:

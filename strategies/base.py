@@ -202,16 +202,19 @@ class MarginAwareStrategy(bt.Strategy):
             "stopped_reason": self.stopped_reason,
         }
 
-    def stop_bot(self, reason: str, close_position: bool = False) -> None:
+    def stop_bot(self, reason: str, close_position: bool = False,
+                 exit_reason: str = "stop") -> None:
         """Stop for good: cancel our resting orders, optionally close the position with a
-        reduce-only market order, and remember ``reason`` (the first reason wins)."""
+        reduce-only market order tagged ``info.reason = exit_reason`` (the trade list's exit
+        reason: ``stop_loss``, ``take_profit``, ``stop``...), and remember ``reason`` (the
+        first reason wins)."""
         if self.stopped_reason is not None:
             return
         self.stopped_reason = reason
         self.log(f"stopped: {reason}")
         self.cancel_all()
         if close_position and self.position_size and not self.broker.wiped_out:
-            self.close(data=self.data, reduce_only=True)
+            self.close(data=self.data, reduce_only=True, reason=exit_reason)
 
     def place(
         self, size: float, price: float | None = None, reduce_only: bool = False, **info: Any

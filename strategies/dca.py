@@ -320,6 +320,11 @@ class DcaStrategy(MarginAwareStrategy):
         self._next_start = len(self) + int(self.p.cooldown)
         self.log(f"cycle {len(self.cycles)} closed by {reason} at {exit_price:g}")
 
+    def open_deal(self) -> dict[str, Any] | None:
+        """The cycle still open when the run ended (liquidated or cut by the data's end), as
+        far as it got (``start``, ``entry``, ``safety_filled``, ``average``, ``size``)."""
+        return dict(self._cycle) if self.in_cycle and self._cycle else None
+
     def stop(self) -> None:
         """End of the run: log the results."""
         pnl = sum(c["pnl"] for c in self.cycles)

@@ -209,12 +209,15 @@ class GridStrategy(MarginAwareStrategy):
         # neutral: long inventory lives below the start line, short inventory above it
         return level < self._start_level if buy else level > self._start_level
 
-    def _place_grid(self, level: int, buy: bool) -> None:
+    def _place_grid(self, level: int, buy: bool, pair_ref: int | None = None) -> None:
         if self.stopped_reason is not None:
             return
         opening = self._is_opening(level, buy)
         size = self.quantity if buy else -self.quantity
-        order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level)
+        # pair_ref: the fill this counter-order answers (trade lists match the pair on it)
+        tags = {} if pair_ref is None else {"pair_ref": pair_ref}
+        order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level,
+                           **tags)
         self._grid_orders[order.ref] = (level, opening)
 
     def on_fill(self, order: bt.Order) -> None:
@@ -230,7 +233,7 @@ class GridStrategy(MarginAwareStrategy):
             self.grid_profit += self.quantity * gap
         counter = level + 1 if buy else level - 1
         if 0 <= counter < len(self.levels):
-            self._place_grid(counter, not buy)
+            self._place_grid(counter, not buy, pair_ref=order.ref)
 
     def on_cancel(self, order: bt.Order) -> None:
         self._grid_orders.pop(order.ref, None)
@@ -245,11 +248,14 @@ class GridStrategy(MarginAwareStrategy):
     def _check_exits(self, close: float) -> None:
         p = self.p
         if self._reached(p.stop_loss, close):
-            self.stop_bot(f"stop loss {p.stop_loss:g} reached (close {close:g})", True)
+            self.stop_bot(f"stop loss {p.stop_loss:g} reached (close {close:g})", True,
+                          exit_reason="stop_loss")
         elif self._reached(p.take_profit, close):
-            self.stop_bot(f"take profit {p.take_profit:g} reached (close {close:g})", True)
+            self.stop_bot(f"take profit {p.take_profit:g} reached (close {close:g})", True,
+                          exit_reason="take_profit")
         elif p.out_of_range == "stop" and not self.levels[0] <= close <= self.levels[-1]:
-            self.stop_bot(f"price {close:g} left the grid range", True)
+            self.stop_bot(f"price {close:g} left the grid range", True,
+                          exit_reason="out_of_range")
 
     def stop(self) -> None:
         """End of the run: log the grid's results."""

@@ -55,6 +55,7 @@ class Outcome:
     position: tuple[float, float]
     value: float  # equity at the last close
     fees: float  # commission of all fills
+    trades: list[tuple[float, float]]  # closed trades: (pnl, pnl after fees)
 
 
 class Recorder(bt.Strategy):
@@ -64,11 +65,16 @@ class Recorder(bt.Strategy):
         self.refs: list[int] = []
         self.log: list[tuple[int, str, float, float, float]] = []
         self.keep: dict[str, Any] = {}
+        self.trades: list[tuple[float, float]] = []
 
     def next(self) -> None:
         action = (self.p.actions or {}).get(len(self))
         if action is not None:
             action(self)
+
+    def notify_trade(self, trade: bt.Trade) -> None:
+        if trade.isclosed:
+            self.trades.append((round(trade.pnl, 6), round(trade.pnlcomm, 6)))
 
     def notify_order(self, order: bt.Order) -> None:
         if order.ref not in self.refs:
@@ -124,7 +130,7 @@ def run(
     return Outcome(
         statuses, fills, [s[-1] for s in statuses],
         (round(position.size, 9), round(position.price, 9) if position.size else 0.0),
-        round(strat.broker.getvalue(), 6), round(fees, 9),
+        round(strat.broker.getvalue(), 6), round(fees, 9), strat.trades,
     )
 
 
@@ -156,6 +162,7 @@ def test_market() -> None:
     out = both({1: buy10, 4: lambda s: s.sell(size=10)})
     assert out.statuses == [DONE, DONE]  # never Completed then Canceled (issue item 1)
     assert out.fills == [[(10, 100)], [(-10, 95)]]  # opens of bars 2 and 5
+    assert out.trades == [(-50.0, -50.0)]
     assert out.position == (0, 0)
 
 
@@ -352,6 +359,7 @@ def test_equal_fees() -> None:
     }, fee=0.0005)
     assert out.fills == [[(10, 100)], [(-10, 98)]]
     assert out.fees == pytest.approx(0.99)
+    assert out.trades == [(-20.0, pytest.approx(-20.99))]
     assert out.value == pytest.approx(CASH - 20 - 0.99)
 
 

@@ -151,6 +151,23 @@ def test_bundled_config_on_real_data(name):
     assert result.final_equity == pytest.approx(equity, abs=0.005)
     assert result.funding_note == "" and result.funding_paid != 0
     assert not result.wiped_out
+    stats = result.statistics
+    assert stats.liquidations == len(liquidations) and stats.exit_reasons["liquidation"] == 1
+    assert stats.max_drawdown_pct == result.max_drawdown_pct > 0
+    assert stats.trades_closed + stats.trades_open == len(result.trades)
+
+
+def test_grid_round_trips_are_its_matched_pairs():
+    """The trade list agrees with the grid's pair accounting: every grid round trip is a
+    pair closed one line above its buy (a gross win of quantity × gap), none a FIFO 'loss'."""
+    result = run_config(load_config(CONFIGS / "grid.toml"), timeline=False)
+    grid = [t for t in result.trades if t["reason"] == "grid"]
+    assert result.bot["pairs"] == 29
+    assert len(grid) == 30  # the grid's 29 pairs + 1 launch sell closing launch lots
+    # FIFO matched these against the oldest (launch) lots and showed 7 of them as losses
+    assert min(t["pnl"] for t in grid) > 0
+    # a counter-order pair: 0.008 BTC × the 1,000 USDT line gap
+    assert sum(1 for t in grid if t["pnl"] == pytest.approx(8.0)) == 17
 
 
 def test_cross_vs_isolated_config_isolated_eth_dies_cross_btc_survives():

@@ -94,10 +94,11 @@ def _trades_text(trades: Sequence[dict[str, Any]]) -> str:
         return "0"
     text = f"{len(closed)} round trip{'s' if len(closed) != 1 else ''}"
     if closed:
-        won = sum(1 for t in closed if t["pnl"] > 0)
+        # won = net of fees, as the statistics' win rate counts
+        won = sum(1 for t in closed if t["pnl"] - t["fees"] > 0)
         pnl = sum(t["pnl"] for t in closed)
         fees = sum(t["fees"] for t in closed)
-        text += f" ({won} won), pnl {pnl:+,.2f} USDT gross, fees {fees:,.2f}"
+        text += f" ({won} won net of fees), pnl {pnl:+,.2f} USDT gross, fees {fees:,.2f}"
     if still:
         upnl = sum(t["pnl"] for t in still)
         text += (f"; {len(still)} position{'s' if len(still) != 1 else ''} still open "
@@ -142,7 +143,27 @@ def _result_text(result: Any) -> str:
             [[t["time"], t["symbol"], t["amount"], t["liquidation_price_after"]]
              for t in result.top_ups],
         ))
+    out += _bot_lines(result.bot)
+    if result.statistics is not None:
+        out.append("statistics (docs/results.md defines each)")
+        out += [f"  {k:<22} {v}" for k, v in result.statistics.rows()]
     return "\n".join(out)
+
+
+def _bot_lines(bot: dict[str, Any]) -> list[str]:
+    """The bot's own accounting: grid pairs and profit vs floating PnL; DCA deals."""
+    out = []
+    if "pairs" in bot:
+        out.append(f"grid              {bot['pairs']} matched pairs, grid profit "
+                   f"{bot.get('grid_profit', 0.0):+,.2f} USDT gross, floating PnL "
+                   f"{bot.get('unrealized_pnl', 0.0):+,.2f} USDT")
+    if "deals" in bot:
+        deals = bot["deals"]
+        out.append(f"DCA deals         {len(deals)}, profit "
+                   f"{sum(d['pnl'] or 0.0 for d in deals):+,.2f} USDT gross, safety orders "
+                   f"used {sum(d['safety_orders'] for d in deals)}, floating PnL "
+                   f"{bot.get('unrealized_pnl', 0.0):+,.2f} USDT")
+    return out
 
 
 def _run(config: Any, timeline: bool, quiet: bool) -> Any:
