@@ -432,7 +432,7 @@ def _check_markets(
 ) -> Any:
     """Check symbols, leverage and top-up against the exchange profile (with overrides);
     returns the profile (``None`` when it cannot be loaded)."""
-    from liqbt.core.profile import load_profile, normalize_symbol
+    from liqbt.core.profile import known_symbols_text, load_profile, normalize_symbol
 
     try:
         profile = load_profile(account.exchange)
@@ -460,7 +460,7 @@ def _check_markets(
         if spec is None:
             problems.append(
                 f"{prefix}.symbol = {m.symbol!r} is not in profile {profile.name!r} "
-                f"(known: {', '.join(sorted(profile.symbols))})"
+                f"({known_symbols_text(profile.symbols, m.symbol)})"
             )
             continue
         top = spec.tiers.tiers[0].max_leverage
@@ -575,14 +575,18 @@ def _strategy(
         return StrategySettings(name, tuple(sorted(params.items()))), None
     declared = getattr(cls, "parameters", None)
     if declared is not None:
-        # a liqbt bot: types, bounds, choices and relations from its declaration
-        found = cls.parameter_problems(params, "strategy.")
+        # a liqbt bot: types, bounds, choices and relations from its declaration; params a
+        # subclass added the plain backtrader way (undeclared) are passed through unchecked
+        names = {p.name for p in declared}
+        extra = set(strategy_param_names(cls)) - names
+        checked = {k: v for k, v in params.items() if k not in extra}
+        found = cls.parameter_problems(checked, "strategy.")
         problems.extend(found)
         if not found:
             from liqbt.core.params import resolved
 
-            full = resolved(declared, params)
-            params = {k: full[k] for k in params}
+            full = resolved(declared, checked)
+            params = {k: (full[k] if k in names else v) for k, v in params.items()}
     else:
         known = strategy_param_names(cls)
         for key in params:

@@ -312,3 +312,22 @@ def test_data_list_shows_symbols_timeframes_ranges_gaps(tmp_path: Path) -> None:
     assert (eth["symbol"], eth["timeframe"], eth["rows"], eth["gaps"], eth["missing_bars"]) == (
         "ETHUSDT", "5m", 258, 1, 30)
     assert files["bad.feather"]["error"].startswith("the file is empty")
+
+
+def test_subclass_with_plain_backtrader_params_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "mybot.py").write_text(
+        "from liqbt.strategies import HoldStrategy\n"
+        "class MyHold(HoldStrategy):\n"
+        "    params = (('note', 'x'),)\n")
+    path = config(tmp_path, f'name = "{(tmp_path / "mybot.py").as_posix()}:MyHold"\n'
+                            'note = "mine"\nmargin = 100\n')
+    cfg = load_config(path)
+    assert cfg.strategy.kwargs == {"note": "mine", "margin": 100}
+    # declared parameters of the base bot are still checked
+    path = config(tmp_path, f'name = "{(tmp_path / "mybot.py").as_posix()}:MyHold"\n'
+                            'margin = -1\nnope = 1\n')
+    assert problems(path) == [
+        "strategy.nope = 1: unknown parameter of MyHold (known: direction, margin, leverage, "
+        "price_buffer, verbose)",
+        "strategy.margin = -1 must be > 0",
+    ]

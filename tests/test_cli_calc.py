@@ -19,7 +19,7 @@ BINANCE_JSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "freqtr
 BASE = ["calc", "liq-price", "--exchange", "binance", "--symbol", "BTCUSDT", "--side", "long",
         "--entry", "60000", "--size", "1"]
 KEYS = {"symbol", "side", "liquidation_price", "bankruptcy_price", "maintenance_margin", "tier",
-        "mmr", "maintenance_amount", "display_liquidation_price"}
+        "mmr", "maintenance_amount", "display_liquidation_price", "past_liquidation"}
 
 
 def run(*args: str):
@@ -80,7 +80,7 @@ def test_taker_fee_override() -> None:
     [
         (["--size", "-1"], ["size = -1.0 must be > 0"]),
         (["--exchange", "nope"], ["unknown exchange 'nope'"]),
-        (["--symbol", "DOGEUSDT"], ["'DOGEUSDT' is not in profile 'binance'"]),
+        (["--symbol", "DOGEUSDX"], ["'DOGEUSDX' is not in profile 'binance' (318 symbols"]),
         (["--leverage", "150"], ["leverage 150× is above the maximum 100×"]),
         (["--leverage", "150", "--mark", "-5", "--margin", "0"],
          ["leverage 150×", "mark_price = -5.0 must be > 0", "margin = 0.0 must be > 0"]),
@@ -244,3 +244,19 @@ def test_import_real_binance_snapshot() -> None:
         table = tiers_from_ccxt(BINANCE_JSON, symbol)
         assert len(table.tiers) == 12
         assert table.tiers == profile.symbol(symbol).tiers.tiers
+
+
+def test_cross_position_already_past_liquidation_is_said() -> None:
+    args = ["calc", "liq-price", "--exchange", "binance", "--symbol", "BTCUSDT", "--side",
+            "long", "--size", "1", "--entry", "60000", "--mode", "cross", "--wallet", "100"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    # MM = 60,000 × 0.5 % − 50 = 250 > margin balance 100: LP 60,150.75 is above the mark
+    assert res.output.splitlines()[-1] == (
+        "PAST LIQUIDATION: the BTCUSDT long is already liquidated at this mark: mark 60,000.00 "
+        "is below its liquidation price 60,150.75 (margin ratio 250.00 % >= 100 %); the "
+        "exchange would not let it open (add margin or reduce the size)")
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert data["positions"][0]["past_liquidation"] is True
+    healthy = CliRunner().invoke(main, [*args[:-1], "10000"])
+    assert "PAST LIQUIDATION" not in healthy.output

@@ -21,7 +21,7 @@ from liqbt.core.ccxt_tiers import profile_symbols_to_toml, tiers_from_ccxt
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 from liqbt.core.snapshot import PositionInput, Snapshot, evaluate
-from liqbt.core.tiers import TierTable
+from liqbt.core.tiers import TIER_BASES, TIER_STYLES, TierTable
 
 _ACCOUNT_KEYS = {"exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions"}
 _POSITION_KEYS = {
@@ -292,6 +292,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
                 "mmr": r.mmr,
                 "maintenance_amount": r.maintenance_amount,
                 "display_liquidation_price": r.display_liquidation_price,
+                "past_liquidation": r.past_liquidation,
             }
             for r in snapshot.positions
         ],
@@ -342,6 +343,17 @@ def format_table(profile: ExchangeProfile, snapshot: Snapshot, position_mode: st
         f"{_money(snapshot.maintenance_margin)}  ·  margin ratio "
         + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
     )
+    for r in snapshot.past_liquidation:
+        side = "long" if r.side > 0 else "short"
+        where = "below" if r.side > 0 else "above"
+        lines.append(
+            f"PAST LIQUIDATION: the {r.symbol} {side} is already liquidated at this mark: mark "
+            f"{r.mark_price:,.2f} is {where} its liquidation price "
+            f"{r.liquidation_price:,.2f}"
+            + ((" (margin ratio " + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
+                + " >= 100 %)") if len(snapshot.positions) == 1 else "")
+            + "; the exchange would not let it open (add margin or reduce the size)"
+        )
     return "\n".join(lines)
 
 
@@ -357,9 +369,9 @@ def _decimals(value: float) -> int:
               help="Market to import (BTCUSDT or BTC/USDT:USDT); repeatable.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the TOML here (else stdout).")
 @click.option("--exchange", help="Profile to take price_tick/size_step/min_notional from.")
-@click.option("--style", type=click.Choice(["bracket", "flat"]), default="bracket",
+@click.option("--style", type=click.Choice(TIER_STYLES), default="bracket",
               show_default=True, help="Tier style of the exchange.")
-@click.option("--basis", type=click.Choice(["notional", "size"]), default="notional",
+@click.option("--basis", type=click.Choice(TIER_BASES), default="notional",
               show_default=True, help="'size' when the file's bounds are contracts (OKX).")
 @click.option("--contract-size", type=float, default=1.0, show_default=True,
               help="Base units per contract, with --basis size.")
@@ -386,7 +398,9 @@ def import_tiers(
             specs = {
                 name: {"price_tick": s.price_tick, "size_step": s.size_step,
                        "min_notional": s.min_notional}
-                for name, s in profile.symbols.items()
+                for name, s in (profile.symbols.explicit().items()
+                                if hasattr(profile.symbols, "explicit")
+                                else profile.symbols.items())
             }
         except ValidationError as exc:
             problems.append(str(exc))

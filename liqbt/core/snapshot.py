@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from liqbt.core import margin as mg
 from liqbt.core.choices import MARGIN_MODES, POSITION_MODES
 from liqbt.core.errors import ValidationError
-from liqbt.core.profile import ExchangeProfile, normalize_symbol
+from liqbt.core.profile import ExchangeProfile, known_symbols_text, normalize_symbol
 from liqbt.core.tiers import Tier, TierTable
 
 
@@ -133,6 +133,15 @@ class PositionResult:
     margin: float | None
     display_liquidation_price: float | None
 
+    @property
+    def past_liquidation(self) -> bool:
+        """Whether the mark is already at or beyond the liquidation price (a long's mark at
+        or below its LP, a short's at or above): the exchange would liquidate it now."""
+        lp = self.liquidation_price
+        if lp is None:
+            return False
+        return self.mark_price <= lp if self.side > 0 else self.mark_price >= lp
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -155,6 +164,11 @@ class Snapshot:
     margin_balance: float
     maintenance_margin: float
     margin_ratio: float
+
+    @property
+    def past_liquidation(self) -> tuple[PositionResult, ...]:
+        """Positions whose mark is already beyond their liquidation price."""
+        return tuple(p for p in self.positions if p.past_liquidation)
 
 
 @dataclass
@@ -332,9 +346,9 @@ def _prepare(
     spec = profile.symbols.get(symbol)
     table = pos.tiers if pos.tiers is not None else (spec.tiers if spec is not None else None)
     if table is None:
-        known = ", ".join(sorted(profile.symbols)) or "none"
+        known = known_symbols_text(profile.symbols, pos.symbol)
         problems.append(
-            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} (known: {known}); "
+            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} ({known}); "
             "import its tiers (liqbt calc import-tiers) or give mmr / --mmr"
         )
     used_margin = profile.mm_model == "used_margin"
