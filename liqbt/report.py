@@ -566,6 +566,7 @@ def _trade_table(result: RunResult) -> Any:
     trades = result.trades
     cols = ["symbol", "side", "size", "entry_time", "entry_price", "exit_time", "exit_price",
             "pnl", "fees", "net", "reason"]
+    numeric = ("pnl", "fees", "net", "entry_price", "exit_price")
     data: dict[str, list[Any]] = {c: [] for c in cols}
     for t in trades:
         for c in cols:
@@ -573,13 +574,12 @@ def _trade_table(result: RunResult) -> Any:
                 data[c].append(t["pnl"] - t["fees"])
             else:
                 v = t.get(c)
-                data[c].append("" if v is None else v)
-    money = NumberFormatter(format="0,0.00")
-    columns = [TableColumn(field=c, title=c.replace("_", " "),
-                           formatter=money if c in ("pnl", "fees", "net", "entry_price",
-                                                    "exit_price") else None)
-               if c in ("pnl", "fees", "net", "entry_price", "exit_price")
-               else TableColumn(field=c, title=c.replace("_", " ")) for c in cols]
+                # an open trade's exit price is NaN (shown as –), its exit time blank
+                data[c].append((math.nan if c in numeric else "") if v is None else v)
+    money = NumberFormatter(format="0,0.00", nan_format="–")
+    columns = [TableColumn(field=c, title=c.replace("_", " "), formatter=money)
+               if c in numeric else TableColumn(field=c, title=c.replace("_", " "))
+               for c in cols]
     return DataTable(source=ColumnDataSource(data), columns=columns, sortable=True,
                      height=min(420, 30 + 25 * max(len(trades), 1)),
                      sizing_mode="stretch_width", name="trades")
