@@ -8,8 +8,9 @@
   distance to liquidation in % — and the trade table.
 * :func:`write_sweep_report`, :func:`write_compare_report` — a leverage × margin-mode heatmap
   and/or a table per run, each row linking the run's own report when one was written.
-* :func:`html_page`, :func:`html_table`, :func:`run_link`, :class:`Link` — the small page
-  pieces other reports (max leverage, survival...) reuse.
+* :func:`write_table_report` (max leverage), :func:`html_page`, :func:`html_table`,
+  :func:`run_link`, :class:`Link` — the small page pieces other reports (survival,
+  optimisation...) reuse.
 
 Long runs are downsampled for the charts only (statistics use every bar): above
 :data:`MAX_CHART_BARS` bars, buckets of consecutive bars become one candle (open of the first,
@@ -83,7 +84,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, float):
-        text = "–" if not math.isfinite(value) else f"{value:,.2f}"
+        # money and percentages with 2 decimals; small quantities (0.003 BTC) significant
+        text = ("–" if not math.isfinite(value) else f"{value:,.2f}"
+                if abs(value) >= 1 or value == 0 else f"{value:.4g}")
         return f"<td class='num'>{text}</td>"
     if isinstance(value, int):
         return f"<td class='num'>{value}</td>"
@@ -648,6 +651,17 @@ def write_trades_csv(result: RunResult, path: str | Path) -> Path:
 
 
 # --- sweeps and comparisons ------------------------------------------------------------------
+def write_table_report(directory: str | Path, title: str, headers: Sequence[str],
+                       rows: Sequence[Sequence[Any]], intro: str = "") -> Path:
+    """A page with one table (cells may be :class:`Link` to run reports) and an optional
+    intro paragraph: the shape of the max-leverage, survival and optimisation pages."""
+    out = _target(directory)
+    body = (f"<p>{html.escape(intro)}</p>" if intro else "") + html_table(headers, rows,
+                                                                           "runs")
+    return _write(out, html_page(title, body))
+
+
+
 def _cell_notes(r: Mapping[str, Any]) -> str:
     """What went wrong in one sweep run, for the heatmap cell (empty when nothing did)."""
     if r.get("wiped_out"):
@@ -804,5 +818,6 @@ __all__ = [
     "write_compare_report",
     "write_run_report",
     "write_sweep_report",
+    "write_table_report",
     "write_trades_csv",
 ]

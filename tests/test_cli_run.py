@@ -92,6 +92,13 @@ def test_max_leverage_cli(tmp_path):
                                     "--max", "10"])
     assert res.exit_code == 0, res.output
     assert "4x" in res.output and "5x" in res.output
+    res = CliRunner().invoke(main, ["max-leverage", str(cfg), "--margin-modes", "isolated",
+                                    "--max", "10", "--report", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "<a href='run-isolated-4x.html'>4x</a>" in page
+    assert "<a href='run-isolated-5x.html'>5x</a>" in page
+    assert "liquidations" in (tmp_path / "rep" / "run-isolated-5x.html").read_text()
 
 
 def test_errors_are_click_errors(tmp_path):
