@@ -189,6 +189,7 @@ class MarginBroker(bt.brokers.BackBroker):
             position_mode=self.p.position_mode,
             settlement=self.p.settlement,
             debit=bool(self.p.debit),
+            order_margin_source=self._order_margin,  # the trigger's order margin (simple)
         )
         self._data_symbol: dict[Any, str] = {}
         self._symbol_data: dict[str, Any] = {}
@@ -574,6 +575,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._lever_sizer(strategy)
         self.check_submitted()
         self._expire_orders()
+        self.account.sync_orders()  # new/cancelled orders may move the trigger (simple)
         self._bar_no += 1
         self._joint_step(self._active_datas())
         self._after_bar()
@@ -748,7 +750,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cross_excess(self) -> float:
         """Cross margin balance − cross maintenance margin (with the profile's closing-fee
         terms), both from the core Account: the cross trigger is ``<= 0`` (margin-model §5)."""
-        return self.account.cross_margin_balance() - self.account.cross_maintenance_margin()
+        return self.account.cross_excess()
 
     def _cross_tolerance(self) -> float:
         # money noise of a sum of notionals: a mark exactly at the LP must count as reached
@@ -764,7 +766,7 @@ class MarginBroker(bt.brokers.BackBroker):
         by_symbol: dict[str, list[Position]] = {}
         for pos in self._cross_legs():
             by_symbol.setdefault(pos.symbol, []).append(pos)
-        total = account.wallet_balance
+        total = account.wallet_balance - account.trigger_order_margin()
         for symbol, legs in by_symbol.items():
             current = legs[0].mark_price
             rng = ranges.get(symbol)
@@ -785,7 +787,7 @@ class MarginBroker(bt.brokers.BackBroker):
             for price in prices:
                 for p in legs:
                     p.mark_price = price
-                best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p)
+                best = min(best, sum(p.unrealized_pnl - account.trigger_margin(p)
                                      for p in legs))
             for p in legs:
                 p.mark_price = current
@@ -1299,7 +1301,7 @@ class MarginBroker(bt.brokers.BackBroker):
             pos, size, trigger, execution, settlement, fee_rate, partial, order.ref
         )
         order.addinfo(liquidation_event=event, intrabar_time=self._event_t)
-        self._bt_execute(order, size, settlement, event.fee)
+        self._bt_execute(order, size, settlement, event.fee + event.liquidation_fee)
         self.min_liquidation_distance = min(self.min_liquidation_distance, 0.0)  # LP reached
 
     def _check_wipeout(self) -> None:
