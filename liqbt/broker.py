@@ -49,6 +49,9 @@ _TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
 # BackBroker fill options MarginBroker does not simulate: refused when set
 _UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
+# A box of marks found safe for the cross account is widened by this fraction before it is
+# remembered, so that the following quiet bars need no evaluation (see _cross_may_breach).
+_SAFE_MARGIN = 0.01
 
 
 def _plain(value: Any) -> Any:
@@ -214,6 +217,10 @@ class MarginBroker(bt.brokers.BackBroker):
         self._legs: dict[str, list[Position]] = {}
         self._breach_key: tuple[int, int] | None = None
         self._breach_possible = False
+        self._safe_box: tuple[int, dict[str, tuple[float, float]]] | None = None
+        self._cash_key: tuple[Any, ...] | None = None
+        self._cash = 0.0
+        self._stepping = False
         self._event_t: float | None = None
         self._deferred: dict[Any, datetime] = {}
         self._finest: Any = None
@@ -317,7 +324,15 @@ class MarginBroker(bt.brokers.BackBroker):
     # --- queries for strategies ----------------------------------------------------------
     def get_cash(self) -> float:
         """Available balance (USDT): what new orders can still use (margin-model §6)."""
-        return self.account.available_balance(self._order_margin())
+        if self._stepping:
+            return self.account.available_balance(self._order_margin())
+        # between steps the marks stand still: one evaluation per state serves every caller
+        self._order_book()
+        key = (self._bar_no, self.account.version, self._book_signature)
+        if self._cash_key != key:
+            self._cash_key = key
+            self._cash = self.account.available_balance(self._order_margin())
+        return self._cash
 
     getcash = get_cash
 
@@ -575,7 +590,11 @@ class MarginBroker(bt.brokers.BackBroker):
         self.check_submitted()
         self._expire_orders()
         self._bar_no += 1
-        self._joint_step(self._active_datas())
+        self._stepping = True
+        try:
+            self._joint_step(self._active_datas())
+        finally:
+            self._stepping = False
         self._after_bar()
 
     def _active_datas(self) -> list[Any]:
@@ -877,15 +896,37 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _cross_may_breach(self, bars: list[_Bar]) -> bool:
         """Whether the cross condition can hold anywhere in this step with the account as it is
-        now (the box bound of ``_cross_floor``); cached until the account changes."""
+        now (the box bound of ``_cross_floor``); cached until the account changes.
+
+        A box found safe is widened by ``_SAFE_MARGIN`` first: while the account is unchanged,
+        a later step whose marks all stay inside a safe box needs no evaluation at all (the
+        minimum over a box is never above the minimum over a box it contains)."""
         key = (self.account.version, self._bar_no)
-        if self._breach_key != key:
-            possible = False
-            if any(True for _ in self._cross_legs()):
-                ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-                possible = self._cross_floor(ranges) <= self._cross_tolerance()
-            self._breach_key, self._breach_possible = key, possible
-        return self._breach_possible
+        if self._breach_key == key:
+            return self._breach_possible
+        possible = False
+        legs = list(self._cross_legs())
+        if legs:
+            ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
+            for pos in legs:
+                ranges.setdefault(pos.symbol, (pos.mark_price, pos.mark_price))
+            safe = self._safe_box
+            if not (
+                safe is not None and safe[0] == self.account.version
+                and all(
+                    s in safe[1] and safe[1][s][0] <= lo and hi <= safe[1][s][1]
+                    for s, (lo, hi) in ranges.items()
+                )
+            ):
+                wide = {s: (lo * (1 - _SAFE_MARGIN), hi * (1 + _SAFE_MARGIN))
+                        for s, (lo, hi) in ranges.items()}
+                tol = self._cross_tolerance()
+                if self._cross_floor(wide) > tol:
+                    self._safe_box = (self.account.version, wide)
+                else:
+                    possible = self._cross_floor(ranges) <= tol
+        self._breach_key, self._breach_possible = key, possible
+        return possible
 
     def _cross_first_breach(
         self, bars: list[_Bar], k: int, t: float, t_end: float
