@@ -978,9 +978,23 @@ class MarginBroker(bt.brokers.BackBroker):
         signature = (len(pending), getattr(last, "ref", 0), self._book_changes)
         if signature == self._book_signature:
             return self._books
-        if self._book_signature and signature[2] != self._book_signature[2]:
-            self._books, self._book_index = {}, {}
+        previous = self._book_signature
         self._book_signature = signature
+        self._reserve_key = None
+        if previous and signature[2] != previous[2]:
+            self._books, self._book_index = {}, {}
+        elif previous and signature[0] > previous[0] > 0 and (
+            getattr(pending[previous[0] - 1], "ref", None) == previous[1]
+        ):
+            # only appended since (the usual case: orders accepted): index the tail alone
+            for i in range(previous[0], signature[0]):
+                order = pending[i]
+                if order is not None and order.alive() and order.ref not in self._book_index:
+                    self._book_index[order.ref] = order
+                    self._book_add(order)
+                    if order.valid:
+                        self._valid_orders.append(order)
+            return self._books
         alive = {o.ref: o for o in pending if o is not None and o.alive()}
         index = self._book_index
         for ref in [r for r in index if r not in alive]:
@@ -990,7 +1004,6 @@ class MarginBroker(bt.brokers.BackBroker):
                 index[ref] = order
                 self._book_add(order)
         self._valid_orders = [o for o in alive.values() if o.valid]
-        self._reserve_key = None
         return self._books
 
     def _book_add(self, order: bt.Order) -> None:
@@ -1269,9 +1282,12 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cancel_for_liquidation(self, data: Any | None) -> None:
         """margin-model §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
         for a cross liquidation (``None``), every order of the account: their frozen margin
-        sits in the cross wallet that the liquidation takes."""
-        for order in list(self.pending):
-            if order is None or not order.alive():
+        sits in the cross wallet that the liquidation takes. Symbol by symbol (then by
+        reference), so the events never depend on the order feeds were added in."""
+        orders = [o for o in self.pending if o is not None]
+        orders.sort(key=lambda o: (self.symbol_of(o.data), o.ref))
+        for order in orders:
+            if not order.alive():
                 continue
             if data is not None and order.data is not data:
                 continue
@@ -1403,7 +1419,8 @@ class MarginBroker(bt.brokers.BackBroker):
         for pos in account.open_positions():
             if pos.margin_mode == "isolated":
                 checks.append((pos, account.margin_ratio(pos)))
-        for pos, ratio in checks:
+        # by name, never by the order positions were first created in (feed order)
+        for pos, ratio in sorted(checks, key=lambda c: (c[0].symbol, c[0].leg)):
             if ratio < threshold:
                 continue
             key = (pos.symbol, pos.leg)
