@@ -49,7 +49,7 @@ _TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
 # BackBroker fill options MarginBroker does not simulate: refused when set
 _UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
-# A box of marks found safe for the cross account is widened by this fraction before it is
+# A symbol's mark range is widened by this fraction before its cross term is bounded and
 # remembered, so that the following quiet bars need no evaluation (see _cross_may_breach).
 _SAFE_MARGIN = 0.01
 
@@ -217,7 +217,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._legs: dict[str, list[Position]] = {}
         self._breach_key: tuple[int, int] | None = None
         self._breach_possible = False
-        self._safe_box: tuple[int, dict[str, tuple[float, float]]] | None = None
+        # symbol -> (legs state, low, high, minimum of its cross term over [low, high])
+        self._term_boxes: dict[str, tuple[tuple[Any, ...], float, float, float]] = {}
         self._cash_key: tuple[Any, ...] | None = None
         self._cash = 0.0
         self._stepping = False
@@ -777,39 +778,45 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cross_floor(self, ranges: dict[str, tuple[float, float]]) -> float:
         """Lowest cross margin balance − MM over the box of marks: each symbol with a range
         anywhere in it, the others at their marks. The condition is a sum of one term per
-        symbol, so the minimum is the sum of the per-symbol minima, each at an end of the range
-        or at a tier breakpoint (both sides of it, for tables that jump)."""
-        account = self.account
+        symbol, so the minimum is the wallet plus the per-symbol minima (:meth:`_term_min`)."""
+        total = self.account.wallet_balance
+        for symbol, legs in self._cross_by_symbol().items():
+            mark = legs[0].mark_price
+            low, high = ranges.get(symbol, (mark, mark))
+            total += self._term_min(legs, low, high)
+        return total
+
+    def _cross_by_symbol(self) -> dict[str, list[Position]]:
         by_symbol: dict[str, list[Position]] = {}
         for pos in self._cross_legs():
             by_symbol.setdefault(pos.symbol, []).append(pos)
-        total = account.wallet_balance
-        for symbol, legs in by_symbol.items():
-            current = legs[0].mark_price
-            rng = ranges.get(symbol)
-            prices = [current]
-            if rng is not None and rng[0] != rng[1]:
-                low, high = rng
-                prices = [low, high]
-                tiers = account.market(symbol).tiers
-                if any(
-                    tiers.tier_index(tiers.lookup_value(p.size, low))
-                    != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
-                ):
-                    caps = [t.cap for t in tiers.tiers]
-                    for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
-                        level = low + (high - low) * f
-                        prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
-            best = math.inf
-            for price in prices:
-                for p in legs:
-                    p.mark_price = price
-                best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p)
-                                     for p in legs))
+        return by_symbol
+
+    def _term_min(self, legs: list[Position], low: float, high: float) -> float:
+        """Minimum of one symbol's term ``Σ (upnl − MM)`` of its cross legs for marks in
+        ``[low, high]`` (core Account figures): at an end of the range or at a tier breakpoint
+        (both sides of it, for tables that jump)."""
+        account = self.account
+        current = legs[0].mark_price
+        prices = [low, high] if low != high else [low]
+        if low != high:
+            tiers = account.market(legs[0].symbol).tiers
+            if any(
+                tiers.tier_index(tiers.lookup_value(p.size, low))
+                != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
+            ):
+                caps = [t.cap for t in tiers.tiers]
+                for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
+                    level = low + (high - low) * f
+                    prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
+        best = math.inf
+        for price in prices:
             for p in legs:
-                p.mark_price = current
-            total += best
-        return total
+                p.mark_price = price
+            best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p) for p in legs))
+        for p in legs:
+            p.mark_price = current
+        return best
 
     def _walk(self, bars: list[_Bar]) -> None:
         """Resolve fills, top-ups and liquidations of every symbol in time order on the clock.
@@ -898,33 +905,32 @@ class MarginBroker(bt.brokers.BackBroker):
         """Whether the cross condition can hold anywhere in this step with the account as it is
         now (the box bound of ``_cross_floor``); cached until the account changes.
 
-        A box found safe is widened by ``_SAFE_MARGIN`` first: while the account is unchanged,
-        a later step whose marks all stay inside a safe box needs no evaluation at all (the
-        minimum over a box is never above the minimum over a box it contains)."""
+        Each symbol's term is bounded over a box widened by ``_SAFE_MARGIN`` around its range
+        and remembered while its legs are unchanged, so quiet steps and fills of other symbols
+        cost no evaluation (the minimum over a box is never above the minimum over a box it
+        contains); only when that bound is not safe is the exact box evaluated."""
         key = (self.account.version, self._bar_no)
         if self._breach_key == key:
             return self._breach_possible
         possible = False
-        legs = list(self._cross_legs())
-        if legs:
+        by_symbol = self._cross_by_symbol()
+        if by_symbol:
             ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-            for pos in legs:
-                ranges.setdefault(pos.symbol, (pos.mark_price, pos.mark_price))
-            safe = self._safe_box
-            if not (
-                safe is not None and safe[0] == self.account.version
-                and all(
-                    s in safe[1] and safe[1][s][0] <= lo and hi <= safe[1][s][1]
-                    for s, (lo, hi) in ranges.items()
-                )
-            ):
-                wide = {s: (lo * (1 - _SAFE_MARGIN), hi * (1 + _SAFE_MARGIN))
-                        for s, (lo, hi) in ranges.items()}
-                tol = self._cross_tolerance()
-                if self._cross_floor(wide) > tol:
-                    self._safe_box = (self.account.version, wide)
-                else:
-                    possible = self._cross_floor(ranges) <= tol
+            bound = self.account.wallet_balance
+            for symbol, legs in by_symbol.items():
+                mark = legs[0].mark_price
+                low, high = ranges.get(symbol, (mark, mark))
+                state = tuple((p.leg, p.size, p.entry_price) for p in legs)
+                box = self._term_boxes.get(symbol)
+                if box is None or box[0] != state or not box[1] <= low <= high <= box[2]:
+                    wide_low, wide_high = low * (1 - _SAFE_MARGIN), high * (1 + _SAFE_MARGIN)
+                    box = (state, wide_low, wide_high,
+                           self._term_min(legs, wide_low, wide_high))
+                    self._term_boxes[symbol] = box
+                bound += box[3]
+            tol = self._cross_tolerance()
+            if bound <= tol:
+                possible = self._cross_floor(ranges) <= tol
         self._breach_key, self._breach_possible = key, possible
         return possible
 
