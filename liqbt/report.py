@@ -585,10 +585,13 @@ def _trade_table(result: RunResult) -> Any:
                      sizing_mode="stretch_width", name="trades")
 
 
-def run_report_html(result: RunResult, warning_threshold: float = 0.8,
+def run_report_html(result: RunResult, warning_threshold: float | None = None,
                     title: str | None = None) -> str:
     """The run report page (see :func:`write_run_report`)."""
     from bokeh.embed import components
+
+    if warning_threshold is None:
+        warning_threshold = result.warning_threshold
 
     if not result.timeline.get("symbols"):
         raise ValueError("the run has no per-bar timeline: run it with timeline=True")
@@ -611,8 +614,8 @@ def run_report_html(result: RunResult, warning_threshold: float = 0.8,
                      bokeh=True)
 
 
-def write_run_report(result: RunResult, path: str | Path, warning_threshold: float = 0.8,
-                     title: str | None = None) -> Path:
+def write_run_report(result: RunResult, path: str | Path,
+                     warning_threshold: float | None = None, title: str | None = None) -> Path:
     """Write one self-contained interactive HTML report for a run.
 
     Parameters
@@ -622,7 +625,8 @@ def write_run_report(result: RunResult, path: str | Path, warning_threshold: flo
     path
         An ``.html`` file, or a folder (then ``index.html`` inside it).
     warning_threshold
-        The account's margin-ratio warning threshold (drawn on the margin-ratio chart).
+        Margin-ratio warning line of the margin-ratio chart (default: the run's account
+        setting, ``result.warning_threshold``).
     title
         Page title (default: the run's label and strategy).
 

@@ -52,6 +52,8 @@ class RunResult:
         outliers, funding magnitude), one line each naming the file.
     min_liquidation_distance_pct
         Closest the mark came to a liquidation price, in % (``None`` without positions).
+    warning_threshold
+        The account's margin-ratio warning threshold (fraction; reports draw it).
     statistics
         :class:`liqbt.stats.Statistics` (Sharpe, CAGR, win rate, exit reasons...).
     bot
@@ -89,6 +91,7 @@ class RunResult:
     stopped_time: str | None = None
     rejected_orders: int = 0
     data_warnings: list[str] = field(default_factory=list)
+    warning_threshold: float = 0.8
     statistics: Statistics | None = None
     bot: dict[str, Any] = field(default_factory=dict)
     engine: str = "backtrader"
@@ -353,6 +356,7 @@ def collect_result(config: RunConfig, broker: Any, strategy: Any) -> RunResult:
         stopped_time=getattr(strategy, "stopped_time", None),
         rejected_orders=rejected,
         data_warnings=list(getattr(broker, "data_warnings", [])),
+        warning_threshold=config.account.warning_threshold,
         statistics=stats,
         bot=bot_view(strategy, trades),
         timeline=dict(line),
