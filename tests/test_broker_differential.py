@@ -144,11 +144,9 @@ def both(
     back = run("back", actions, **kwargs)
     margin = run("margin", actions, **kwargs)
     if not same_entry:
-        # the same path-vs-submission order also decides which of two fills in one bar closes
-        # a position, so closed trades may differ too, even in number: a buy at the low filled
-        # before a sell at the high grows the long first and the sell then only reduces it
-        # (no trade closes), where submission order closes it first (the equity, compared,
-        # does not differ)
+        # the same path-vs-submission order also decides which of two fills in one bar
+        # closes (or only reduces) a position, so backtrader's closed trades may differ in
+        # pnl and even in number; the equity, fees, fills and position size (compared) do not
         back = replace(back, position=(back.position[0], 0.0), trades=[])
         margin = replace(margin, position=(margin.position[0], 0.0), trades=[])
     assert margin == back

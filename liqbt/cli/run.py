@@ -1,4 +1,4 @@
-"""``liqbt run / compare / sweep / max-leverage``: parse, load the config, delegate, print."""
+"""``liqbt run / compare / sweep``: parse, load the config, delegate, print."""
 
 from __future__ import annotations
 
@@ -407,77 +407,4 @@ def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], fo
     return pages
 
 
-@click.command("max-leverage")
-@click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--margin-modes", default="cross,isolated", show_default=True,
-              help="Comma-separated margin modes.")
-@click.option("--max", "maximum", type=click.FloatRange(min=1), default=125, show_default=True,
-              help="Highest leverage to consider (capped at the tier maximum).")
-@click.option("--step", type=click.Choice(["1", "0.5"]), default="1", show_default=True,
-              help="Leverage granularity.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write DIR/index.html linking the report of each mode's highest surviving "
-                   "leverage and of the first liquidated one.")
-def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
-                 as_json: bool, report_dir: str | None) -> None:
-    """Highest leverage that survives CONFIG's data with no liquidation (bisection)."""
-    from liqbt.outputs import check_report_dir
-    from liqbt.sweep import find_max_leverage
-
-    cfg = _load(config)
-    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
-    found = [
-        _guard(lambda mode=mode: find_max_leverage(cfg, mode, maximum, float(step)))
-        for mode in _modes(margin_modes) or [cfg.margin_mode]
-    ]
-    if report_dir:
-        path = _max_leverage_report(cfg, found, report_dir)
-        if not as_json:
-            click.echo(f"report: {path}", err=True)
-    if as_json:
-        click.echo(json.dumps({"results": [
-            {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
-             "min_liquidation_distance_pct": f.distance_pct, "first_failing_leverage": f.failed_at,
-             "runs": f.runs} for f in found]}))
-        return
-    rows = []
-    for f in found:
-        rows.append([f.margin_mode, "none (1x is liquidated)" if f.leverage is None
-                     else f"{f.leverage:g}x", f.distance_pct,
-                     None if f.failed_at is None else f"{f.failed_at:g}x", f.runs])
-    click.echo(_table(["margin mode", "max leverage", "safety margin %", "liquidated at",
-                       "runs"], rows))
-
-
-def _max_leverage_report(cfg: Any, found: Sequence[Any], report_dir: str) -> Any:
-    """Run each mode's highest surviving and first liquidated leverage again with per-bar
-    detail, write their reports and an index page linking them."""
-    from liqbt.outputs import ReportDir
-    from liqbt.report import Link, write_run_report, write_table_report
-
-    with ReportDir(report_dir) as out:
-        rows = []
-        for f in found:
-            links: list[Any] = []
-            for lev in (f.leverage, f.failed_at):
-                if lev is None:
-                    links.append(None)
-                    continue
-                variant = _guard(lambda lev=lev, f=f: cfg.with_overrides(
-                    {"leverage": lev, "margin_mode": f.margin_mode}))
-                name = f"run-{f.margin_mode}-{lev:g}x.html"
-                write_run_report(_run(variant, timeline=True, quiet=True), out.path / name,
-                                 cfg.account.warning_threshold)
-                links.append(Link(f"{lev:g}x", name))
-            rows.append([f.margin_mode, links[0] or "none (1x is liquidated)", f.distance_pct,
-                         links[1] or "never (up to the maximum)", f.runs])
-        return write_table_report(
-            out.path, "liqbt max-leverage",
-            ["margin mode", "max leverage (report)", "safety margin %",
-             "first liquidated at (report)", "runs"], rows,
-            "Highest leverage with no liquidation on this data, per margin mode; each link "
-            "opens that run's report.")
-
-
-__all__ = ["compare", "max_leverage", "run", "sweep"]
+__all__ = ["compare", "run", "sweep"]
