@@ -9,6 +9,8 @@ import json
 import backtrader as bt
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scripted import events_of, run
 
 from liqbt.cli import main
@@ -185,3 +187,99 @@ def test_mm_and_margin_ratio_equal_in_broker_account_and_calculator(name):
         assert snap.margin_ratio == pytest.approx(account.margin_ratio(pos))
         assert snap.positions[0].liquidation_price == pytest.approx(
             account.liquidation_price(pos)[0])
+
+
+# --- item 10: one property holds the calculator to the broker on every bundled profile -------
+PROFILES = ("binance", "bybit", "okx", "bitget", "gate", "simple")
+
+
+def _market_of(name: str) -> tuple[str, float]:
+    profile = load_profile(name)
+    return ("ETHUSDT", 3_000.0) if profile.symbols.get("ETHUSDT") is not None else (
+        "BTCUSDT", 60_000.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    name=st.sampled_from(PROFILES),
+    mode=st.sampled_from(("cross", "isolated")),
+    leverage=st.sampled_from((2, 5, 10, 20)),
+    notional=st.floats(300, 3_000),
+    short=st.booleans(),
+    more=st.floats(0, 1),
+    move=st.floats(-0.03, 0.03),
+    rate=st.floats(-0.002, 0.002),
+    added=st.floats(0, 150),
+)
+def test_calculator_and_broker_agree_after_fills_funding_and_added_margin(
+    name, mode, leverage, notional, short, more, move, rate, added
+):
+    """The broker's figures after two fills, a funding payment and added margin (isolated) are
+    what ``liqbt calc`` computes from the same state (wallet, size, entry, mark, margin,
+    leverage): MM, margin ratio, LP and BP. Independently of both, the trigger holds with
+    equality at the LP: margin balance = MM + closing fee (+ order margin) there."""
+    symbol, price = _market_of(name)
+    size = round(notional / price, 3)
+    assume(size > 0)
+    side = -1 if short else 1
+    moved = price * (1 + move)
+    flat = (price, price, price, price)
+    bars = [flat, flat, flat, flat, (price, max(price, moved), min(price, moved), moved),
+            (moved,) * 4]
+    nan = float("nan")
+    seen: dict[str, object] = {}
+
+    def order(s, qty):
+        if qty > 0:
+            (s.buy if side > 0 else s.sell)(data=s.datas[0], size=qty)
+
+    def add(s):
+        if mode == "isolated" and added > 0 and s.broker.positions_of(s.datas[0]):
+            s.broker.add_margin(s.datas[0], min(added, s.broker.get_cash()))
+
+    def capture(s):
+        legs = s.broker.positions_of(s.datas[0])
+        if legs:
+            pos = legs[0]
+            seen.update(
+                pos=(pos.size, pos.entry_price, pos.mark_price, pos.margin),
+                wallet=s.broker.account.wallet_balance,
+                mm=s.broker.account.maintenance_margin(pos),
+                ratio=s.broker.margin_ratio(s.datas[0]),
+                lp=s.broker.liquidation_price(s.datas[0]),
+                bp=s.broker.bankruptcy_price(s.datas[0]),
+            )
+            account = s.broker.account
+            lp = seen["lp"]
+            if lp is not None:
+                mark = pos.mark_price
+                pos.mark_price = lp
+                figures = account.margin_figures(pos)
+                seen["excess_at_lp"] = figures.excess
+                seen["notional_at_lp"] = abs(pos.size) * lp
+                pos.mark_price = mark
+
+    broker, _ = run(
+        {symbol: (bars, dict(leverage=leverage, margin_mode=mode,
+                             frame_extra={"funding_rate": [nan, nan, nan, rate, nan, nan]}))},
+        actions={1: lambda s: order(s, size), 2: lambda s: order(s, round(size * more, 3)),
+                 4: add, 6: capture},
+        cash=2_000.0, exchange=name,
+    )
+    assume("pos" in seen)
+    q, entry, mark, margin = seen["pos"]
+    snap = evaluate(broker.profile, seen["wallet"], [PositionInput(
+        symbol, "long" if q > 0 else "short", abs(q), entry, mark, mode,
+        margin=margin if mode == "isolated" else None, leverage=leverage)])
+    (result,) = snap.positions
+    assert snap.maintenance_margin == pytest.approx(seen["mm"], rel=1e-12, abs=1e-9)
+    assert snap.margin_ratio == pytest.approx(seen["ratio"], rel=1e-12, abs=1e-12)
+    if seen["lp"] is None:
+        assert result.liquidation_price is None
+    else:
+        assert result.liquidation_price == pytest.approx(seen["lp"], rel=1e-12)
+        assert abs(seen["excess_at_lp"]) <= 1e-9 * seen["notional_at_lp"]
+    if seen["bp"] is None:
+        assert result.bankruptcy_price is None
+    else:
+        assert result.bankruptcy_price == pytest.approx(seen["bp"], rel=1e-12)
