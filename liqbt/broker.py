@@ -215,6 +215,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._breach_key: tuple[int, int] | None = None
         self._breach_possible = False
         self._event_t: float | None = None
+        self._deferred: dict[Any, datetime] = {}
+        self._finest: Any = None
         self._configured = False
         self._trailing = False  # a trailing stop was accepted: trail stops after each bar
         self._sizers_levered = False
@@ -577,14 +579,46 @@ class MarginBroker(bt.brokers.BackBroker):
         self._after_bar()
 
     def _active_datas(self) -> list[Any]:
-        """Feeds that produced a new bar since the last step (resampled feeds tick slower)."""
+        """Feeds whose bar is walked in this step (margin-model §8, mixed timeframes).
+
+        A feed moves in the step where it produced a new bar, except a liqbt feed (stamped with
+        bar open times, ``bar_timeframe``) that is coarser than the finest one: its bar is
+        complete only at the last fine step inside it, so it is walked there and until then
+        the symbol stays at its last mark (no look-ahead)."""
         datas = []
         for data in self._data_symbol:
             n = len(data)
             if n and self._seen_len.get(data) != n:
                 self._seen_len[data] = n
-                datas.append(data)
+                due = self._completion_time(data)
+                if due is None:
+                    datas.append(data)
+                else:
+                    self._deferred[data] = due
+        if self._deferred:
+            times = [t for t in (self._now(d) for d in datas) if t is not None]
+            now = max(times) if times else None
+            for data, due in list(self._deferred.items()):
+                if now is not None and now >= due:
+                    del self._deferred[data]
+                    datas.append(data)
         return datas
+
+    def _completion_time(self, data: Any) -> datetime | None:
+        """Open time of the last finest bar inside ``data``'s new bar, when ``data`` is a
+        coarser open-time-stamped liqbt feed; ``None`` when its bar is walked at once."""
+        length = getattr(data, "bar_timeframe", None)
+        if length is None:
+            return None
+        if self._finest is None:
+            lengths = [getattr(d, "bar_timeframe", None) for d in self._data_symbol]
+            self._finest = min((x for x in lengths if x is not None), default=length)
+        if length <= self._finest:
+            return None
+        opened = self._now(data)
+        if opened is None:
+            return None
+        return opened + (length - self._finest).to_pytimedelta()
 
     def _expire_orders(self) -> None:
         self._order_book()  # refreshes the list of orders that carry an expiry
@@ -736,18 +770,25 @@ class MarginBroker(bt.brokers.BackBroker):
             rng = ranges.get(symbol)
             prices = [current]
             if rng is not None and rng[0] != rng[1]:
-                caps = [t.cap for t in account.market(symbol).tiers.tiers]
-                fracs = pth.tier_breakpoints(rng[0], rng[1], [p.size for p in legs], caps)
-                prices = [rng[0], rng[1]]
-                for f in fracs:
-                    level = rng[0] + (rng[1] - rng[0]) * f
-                    prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
+                low, high = rng
+                prices = [low, high]
+                tiers = account.market(symbol).tiers
+                if any(
+                    tiers.tier_index(tiers.lookup_value(p.size, low))
+                    != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
+                ):
+                    caps = [t.cap for t in tiers.tiers]
+                    for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
+                        level = low + (high - low) * f
+                        prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
             best = math.inf
             for price in prices:
-                account.set_mark(symbol, price)
+                for p in legs:
+                    p.mark_price = price
                 best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p)
                                      for p in legs))
-            account.set_mark(symbol, current)
+            for p in legs:
+                p.mark_price = current
             total += best
         return total
 

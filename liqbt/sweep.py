@@ -8,6 +8,7 @@ the workers return plain dicts, so a local pool and a Dask cluster give identica
 from __future__ import annotations
 
 import difflib
+import gc
 import itertools
 import json
 import os
@@ -76,6 +77,11 @@ def run_point(config: RunConfig) -> dict[str, Any]:
     result = run_config(config, timeline=False, progress=False)
     row = result.summary()
     row["config_hash"] = config.config_hash()
+    del result
+    # a finished backtest is a web of reference cycles (cerebro, feeds, broker, strategy,
+    # analyzers): free it now rather than at the next full collection, so a worker holds one
+    # run at a time instead of several
+    gc.collect()
     return row
 
 

@@ -240,3 +240,62 @@ def test_real_crash_liquidates_in_the_joint_low_bar_whatever_the_market_order(ma
         assert {e.symbol for e in liqs} == {BTC, ETH}
         assert {str(e.time) for e in liqs} == {bar}, order
         assert broker.getvalue() == 0.0
+
+
+# --- mixed timeframes ---------------------------------------------------------------------
+class _Recorder(bt.Strategy):
+    """Opens BTC and ETH longs on the first bar; records ETH's mark at every step."""
+
+    def __init__(self) -> None:
+        self.eth_marks: list[tuple[str, float]] = []
+
+    def nextstart(self) -> None:
+        self.buy(data=self.getdatabyname(BTC), size=0.1)
+        self.buy(data=self.getdatabyname(ETH), size=2.5)
+
+    def next(self) -> None:
+        pos = self.broker.account.positions.get((ETH, "net"))
+        if pos is not None and pos.size:
+            self.eth_marks.append((str(self.datetime.datetime(0))[11:16], pos.mark_price))
+
+
+def _frame(rows, freq):
+    import pandas as pd
+
+    index = pd.date_range("2024-01-01", periods=len(rows), freq=freq, tz="UTC", name="date")
+    frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index)
+    frame["volume"] = 1.0
+    return frame
+
+
+@pytest.mark.parametrize("order", [(BTC, ETH), (ETH, BTC)])
+def test_coarser_bar_is_walked_when_complete_and_held_before(order):
+    import liqbt
+    from liqbt.feeds import make_feed
+
+    # BTC 5m flat at 100,000; ETH 15m: flat, flat, then the 00:30 bar crashes to 3,000
+    frames = {BTC: _frame([BTC_FLAT] * 12, "5min"),
+              ETH: _frame([ETH_FLAT, ETH_FLAT, (4_000.0, 4_000.0, 3_000.0, 3_000.0),
+                           (3_000.0,) * 4], "15min")}
+    cerebro = bt.Cerebro(stdstats=False)
+    broker = liqbt.MarginBroker(exchange="binance", cash=1100.0, profile_overrides=NO_FEES)
+    cerebro.broker = broker
+    for sym in order:
+        feed = make_feed(frames[sym], name=sym)
+        cerebro.adddata(feed, name=sym)
+        broker.set_market(feed, symbol=sym, leverage=20, margin_mode="cross")
+    cerebro.addstrategy(_Recorder)
+    strategy = cerebro.run()[0]
+
+    # the ETH market order placed on the first bar fills with ETH's 00:15 bar, which completes
+    # at the 00:25 step; the crash bar opening 00:30 completes (and is walked) at 00:40
+    (eth_fill,) = [e for e in events_of(broker, "fill") if e.symbol == ETH and not e.liquidation]
+    assert str(eth_fill.time) == "2024-01-01 00:25:00"
+    liqs = events_of(broker, "liquidation")
+    assert {str(e.time) for e in liqs} == {"2024-01-01 00:40:00"}
+    # g = 1,100 + 2.5·(pE − 4,000) − 0.01·pE − 40 = 0 on ETH's fall 4,000 → 3,000 (BTC flat)
+    eth = next(e for e in liqs if e.symbol == ETH)
+    assert eth.trigger_price == pytest.approx((10_000 - 1_060) / 2.49)
+    # before its bar completes ETH stays at its last close: no look-ahead into the crash
+    assert dict(strategy.eth_marks)["00:30"] == 4_000.0
+    assert dict(strategy.eth_marks)["00:35"] == 4_000.0
