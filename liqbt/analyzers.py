@@ -70,7 +70,8 @@ class MarginTimeline(bt.Analyzer):
     ``equity``, ``exposed`` (any position open), ``margin_ratio`` (the worst of the cross
     account and isolated legs; these three in both modes), ``wallet``, ``margin_balance``
     (cross wallet + cross unrealized PnL), ``available`` and ``symbols``:
-    ``{symbol: {"close", "mark", "liquidation_price", "margin_ratio", "size"}}``
+    ``{symbol: {"open", "high", "low", "close", "mark", "liquidation_price", "margin_ratio",
+    "size"}}``
     (``liquidation_price`` is NaN when flat).
     """
 
@@ -98,8 +99,8 @@ class MarginTimeline(bt.Analyzer):
                 self._datas.append((data, symbol))
                 if self.p.detail:
                     self.rets["symbols"][symbol] = {
-                        k: [] for k in ("close", "mark", "liquidation_price", "margin_ratio",
-                                        "size")
+                        k: [] for k in ("open", "high", "low", "close", "mark",
+                                        "liquidation_price", "margin_ratio", "size")
                     }
 
     def next(self) -> None:
@@ -130,6 +131,9 @@ class MarginTimeline(bt.Analyzer):
             mark_line = getattr(data.lines, "mark_close", None)
             close = float(data.close[0])
             mark = float(mark_line[0]) if mark_line is not None else close
+            row["open"].append(float(data.open[0]))
+            row["high"].append(float(data.high[0]))
+            row["low"].append(float(data.low[0]))
             row["close"].append(close)
             row["mark"].append(mark if not math.isnan(mark) else close)
             lp = broker.liquidation_price(data)

@@ -334,6 +334,14 @@ def bot_view(strategy: Any, trades: list[dict[str, Any]] | None = None) -> dict[
     trades = trades or []
     summary = getattr(strategy, "summary", None)
     view: dict[str, Any] = dict(summary()) if callable(summary) else {}
+    live = getattr(strategy, "live_orders", None)
+    if isinstance(live, dict):
+        # resting orders when the data ended (a grid's open orders), for the report overlay
+        view["open_orders"] = [
+            {"price": float(o.created.price), "size": float(o.size),
+             "symbol": strategy.broker.symbol_of(o.data)}
+            for o in live.values() if o.alive() and o.created.price
+        ]
     cycles = getattr(strategy, "cycles", None)
     if isinstance(cycles, list):
         view["deals"] = [{

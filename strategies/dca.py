@@ -248,6 +248,7 @@ class DcaStrategy(MarginAwareStrategy):
             "estimated_liquidation_price_all_filled": lp,
             "liquidation_price_after_each_fill": steps,
             "first_unreachable_safety_order": unreachable,
+            "take_profit_pct": float(self.p.take_profit),
         }
         lp_text = "none" if lp is None else f"{lp:,.2f}"
         self.log(

@@ -219,15 +219,20 @@ def test_report_into_an_earlier_report_leaves_no_stale_files(tmp_path: Path) -> 
                                      str(rep)]).exit_code == 0
     first = sorted(p.name for p in rep.iterdir())
     assert "price_0_SOLUSDT.png" not in first and "notes.txt" in first
-    assert "price_0_BTCUSDT.png" in first
-    # a sweep report into the same folder removes the run report's charts (manifest)
+    assert "index.html" in first and not any(n.endswith(".png") for n in first)
+    # a compare report writes one page per run ...
+    res = CliRunner().invoke(main, ["compare", str(cfg), "--leverage", "2,10", "--quiet",
+                                    "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    assert {"run-3.html", "run-4.html"} <= {p.name for p in rep.iterdir()}
+    # ... and a sweep report into the same folder with fewer run pages removes the rest
     res = CliRunner().invoke(main, ["sweep", str(cfg), "--set", "leverage=2,10", "--set",
                                     "margin_mode=cross,isolated", "--workers", "1",
-                                    "--no-cache", "--report", str(rep)])
+                                    "--no-cache", "--run-reports", "2", "--report", str(rep)])
     assert res.exit_code == 0, res.output
     second = sorted(p.name for p in rep.iterdir())
-    assert "price_0_BTCUSDT.png" not in second and "notes.txt" in second
-    assert "heatmap_0.png" in second and "index.html" in second
+    assert "run-3.html" not in second and "notes.txt" in second
+    assert {"index.html", "run-1.html", "run-2.html"} <= set(second)
 
 
 def test_ctrl_c_restores_the_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,6 +166,18 @@ def _bot_lines(bot: dict[str, Any]) -> list[str]:
     return out
 
 
+def _check_outputs(checks: Sequence[Callable[[], Any]]) -> None:
+    """Run every output-path check; one CLI error listing all their problems."""
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise click.ClickException(str(ValidationError(problems)))
+
+
 def _run(config: Any, timeline: bool, quiet: bool) -> Any:
     from liqbt.runner import run_config
 
@@ -176,19 +188,29 @@ def _run(config: Any, timeline: bool, quiet: bool) -> Any:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write index.html with charts to this directory.")
+              help="Write DIR/index.html: one self-contained interactive report (charts, "
+                   "statistics, trades).")
+@click.option("--trades-csv", "trades_csv", type=click.Path(dir_okay=False),
+              help="Write the round trips to FILE.csv.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
-def run(config: str, as_json: bool, report_dir: str | None, quiet: bool, strict: bool) -> None:
+def run(config: str, as_json: bool, report_dir: str | None, trades_csv: str | None,
+        quiet: bool, strict: bool) -> None:
     """Run the backtest described by CONFIG (a TOML run config)."""
-    from liqbt.outputs import ReportDir, check_report_dir
+    from liqbt.outputs import ReportDir, check_output_file, check_report_dir
 
     cfg = _load(config, strict)
-    if report_dir:
-        _guard(lambda: check_report_dir(report_dir))  # before the run, not after it
+    # output paths are checked before the run (all problems at once), not after it
+    _check_outputs([lambda: report_dir and check_report_dir(report_dir),
+                    lambda: trades_csv and check_output_file(trades_csv, (".csv",),
+                                                             "--trades-csv")])
     result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
     if not as_json:
         _warn_data(result)
+    if trades_csv:
+        from liqbt.report import write_trades_csv
+
+        write_trades_csv(result, trades_csv)
     if report_dir:
         from liqbt.report import write_run_report
 
@@ -209,20 +231,36 @@ def run(config: str, as_json: bool, report_dir: str | None, quiet: bool, strict:
 @click.option("--leverage", "leverages", default=None,
               help="Comma-separated leverages (default: the config's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write DIR/index.html (the comparison) linking one report per run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
 def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool,
-            quiet: bool, strict: bool) -> None:
+            report_dir: str | None, quiet: bool, strict: bool) -> None:
     """Run CONFIG once per margin mode (and leverage) and show the results side by side."""
+    from liqbt.outputs import ReportDir, check_report_dir
+
     cfg = _load(config, strict)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     levs = _csv(leverages, float, "--leverage") or [cfg.leverage]
+    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
     results = []
     for lev in levs:
         for mode in modes:
             variant = _guard(lambda lev=lev, mode=mode: cfg.with_overrides(
                 {"leverage": lev, "margin_mode": mode}))
-            results.append(_run(variant, timeline=False, quiet=quiet or as_json))
+            results.append(_run(variant, timeline=report_dir is not None,
+                                quiet=quiet or as_json))
+    if report_dir:
+        from liqbt.report import write_compare_report, write_run_report
+
+        with ReportDir(report_dir) as out:
+            pages = [write_run_report(r, out.path / f"run-{i + 1}.html",
+                                      cfg.account.warning_threshold)
+                     for i, r in enumerate(results)]
+            path = write_compare_report(results, out.path, pages)
+        if not as_json:
+            click.echo(f"report: {path}", err=True)
     if not as_json and results:
         _warn_data(results[0])
     if as_json:
@@ -235,6 +273,8 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
         ("final equity (USDT)", lambda r: r.final_equity),
         ("return %", lambda r: r.return_pct),
         ("max drawdown %", lambda r: r.max_drawdown_pct),
+        ("Sharpe", lambda r: r.statistics.sharpe if r.statistics else None),
+        ("win rate % (net)", lambda r: r.statistics.win_rate_pct if r.statistics else None),
         ("fees (USDT)", lambda r: r.fees_paid),
         ("funding (USDT)", lambda r: r.funding_paid),
         ("liquidations", lambda r: r.liquidation_count),
@@ -278,13 +318,18 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
               show_default=True, help="Per-run result cache (resumes interrupted sweeps).")
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the cache.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write index.html with leverage × margin-mode heatmaps.")
+              help="Write DIR/index.html with leverage × margin-mode heatmaps and the runs, "
+                   "linking a report of each of the first --run-reports runs.")
+@click.option("--run-reports", type=click.IntRange(min=0), default=12, show_default=True,
+              help="With --report: how many runs (in --sort order) get their own report "
+                   "(each is run again with per-bar detail).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
           out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
-          report_dir: str | None, as_json: bool, quiet: bool, strict: bool) -> None:
+          report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
+          strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
     from liqbt import sweep as sw
     from liqbt.outputs import ReportDir, check_output_file, check_report_dir
@@ -325,7 +370,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
         from liqbt.report import write_sweep_report
 
         with ReportDir(report_dir) as out:
-            write_sweep_report(outcome.rows, out.path, outcome.keys)
+            pages = _sweep_run_reports(points, rows[:run_reports], out.path, cfg, quiet)
+            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
                                "rows": rows}))
@@ -343,6 +389,24 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
                err=True)
 
 
+def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], folder: Any,
+                       cfg: Any, quiet: bool) -> dict[int, Any]:
+    """Run the configs of ``rows`` again with per-bar detail and write ``run-N.html`` each;
+    returns row index → report path."""
+    from liqbt.report import write_run_report
+
+    by_hash = {p.config.config_hash(): p.config for p in points}
+    pages = {}
+    for i, row in enumerate(rows):
+        config = by_hash.get(row.get("config_hash"))
+        if config is None:
+            continue
+        result = _run(config, timeline=True, quiet=True)
+        pages[i] = write_run_report(result, folder / f"run-{i + 1}.html",
+                                    config.account.warning_threshold)
+    return pages
+
+
 @click.command("max-leverage")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--margin-modes", default="cross,isolated", show_default=True,
@@ -352,16 +416,25 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
 @click.option("--step", type=click.Choice(["1", "0.5"]), default="1", show_default=True,
               help="Leverage granularity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write DIR/index.html linking the report of each mode's highest surviving "
+                   "leverage and of the first liquidated one.")
 def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
-                 as_json: bool) -> None:
+                 as_json: bool, report_dir: str | None) -> None:
     """Highest leverage that survives CONFIG's data with no liquidation (bisection)."""
+    from liqbt.outputs import check_report_dir
     from liqbt.sweep import find_max_leverage
 
     cfg = _load(config)
+    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
     found = [
         _guard(lambda mode=mode: find_max_leverage(cfg, mode, maximum, float(step)))
         for mode in _modes(margin_modes) or [cfg.margin_mode]
     ]
+    if report_dir:
+        path = _max_leverage_report(cfg, found, report_dir)
+        if not as_json:
+            click.echo(f"report: {path}", err=True)
     if as_json:
         click.echo(json.dumps({"results": [
             {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
@@ -375,6 +448,36 @@ def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
                      None if f.failed_at is None else f"{f.failed_at:g}x", f.runs])
     click.echo(_table(["margin mode", "max leverage", "safety margin %", "liquidated at",
                        "runs"], rows))
+
+
+def _max_leverage_report(cfg: Any, found: Sequence[Any], report_dir: str) -> Any:
+    """Run each mode's highest surviving and first liquidated leverage again with per-bar
+    detail, write their reports and an index page linking them."""
+    from liqbt.outputs import ReportDir
+    from liqbt.report import Link, write_run_report, write_table_report
+
+    with ReportDir(report_dir) as out:
+        rows = []
+        for f in found:
+            links: list[Any] = []
+            for lev in (f.leverage, f.failed_at):
+                if lev is None:
+                    links.append(None)
+                    continue
+                variant = _guard(lambda lev=lev, f=f: cfg.with_overrides(
+                    {"leverage": lev, "margin_mode": f.margin_mode}))
+                name = f"run-{f.margin_mode}-{lev:g}x.html"
+                write_run_report(_run(variant, timeline=True, quiet=True), out.path / name,
+                                 cfg.account.warning_threshold)
+                links.append(Link(f"{lev:g}x", name))
+            rows.append([f.margin_mode, links[0] or "none (1x is liquidated)", f.distance_pct,
+                         links[1] or "never (up to the maximum)", f.runs])
+        return write_table_report(
+            out.path, "liqbt max-leverage",
+            ["margin mode", "max leverage (report)", "safety margin %",
+             "first liquidated at (report)", "runs"], rows,
+            "Highest leverage with no liquidation on this data, per margin mode; each link "
+            "opens that run's report.")
 
 
 __all__ = ["compare", "max_leverage", "run", "sweep"]
