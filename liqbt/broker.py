@@ -49,6 +49,9 @@ _TRAILING = (bt.Order.StopTrail, bt.Order.StopTrailLimit)
 # BackBroker fill options MarginBroker does not simulate: refused when set
 _UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 _WARNING_INTERVAL = timedelta(minutes=30)
+# A symbol's mark range is widened by this fraction before its cross term is bounded and
+# remembered, so that the following quiet bars need no evaluation (see _cross_may_breach).
+_SAFE_MARGIN = 0.01
 
 
 def _plain(value: Any) -> Any:
@@ -214,6 +217,11 @@ class MarginBroker(bt.brokers.BackBroker):
         self._legs: dict[str, list[Position]] = {}
         self._breach_key: tuple[int, int] | None = None
         self._breach_possible = False
+        # symbol -> (legs state, low, high, minimum of its cross term over [low, high])
+        self._term_boxes: dict[str, tuple[tuple[Any, ...], float, float, float]] = {}
+        self._cash_key: tuple[Any, ...] | None = None
+        self._cash = 0.0
+        self._stepping = False
         self._event_t: float | None = None
         self._deferred: dict[Any, datetime] = {}
         self._finest: Any = None
@@ -317,7 +325,15 @@ class MarginBroker(bt.brokers.BackBroker):
     # --- queries for strategies ----------------------------------------------------------
     def get_cash(self) -> float:
         """Available balance (USDT): what new orders can still use (margin-model §6)."""
-        return self.account.available_balance(self._order_margin())
+        if self._stepping:
+            return self.account.available_balance(self._order_margin())
+        # between steps the marks stand still: one evaluation per state serves every caller
+        self._order_book()
+        key = (self._bar_no, self.account.version, self._book_signature)
+        if self._cash_key != key:
+            self._cash_key = key
+            self._cash = self.account.available_balance(self._order_margin())
+        return self._cash
 
     getcash = get_cash
 
@@ -575,7 +591,11 @@ class MarginBroker(bt.brokers.BackBroker):
         self.check_submitted()
         self._expire_orders()
         self._bar_no += 1
-        self._joint_step(self._active_datas())
+        self._stepping = True
+        try:
+            self._joint_step(self._active_datas())
+        finally:
+            self._stepping = False
         self._after_bar()
 
     def _active_datas(self) -> list[Any]:
@@ -758,39 +778,45 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cross_floor(self, ranges: dict[str, tuple[float, float]]) -> float:
         """Lowest cross margin balance − MM over the box of marks: each symbol with a range
         anywhere in it, the others at their marks. The condition is a sum of one term per
-        symbol, so the minimum is the sum of the per-symbol minima, each at an end of the range
-        or at a tier breakpoint (both sides of it, for tables that jump)."""
-        account = self.account
+        symbol, so the minimum is the wallet plus the per-symbol minima (:meth:`_term_min`)."""
+        total = self.account.wallet_balance
+        for symbol, legs in self._cross_by_symbol().items():
+            mark = legs[0].mark_price
+            low, high = ranges.get(symbol, (mark, mark))
+            total += self._term_min(legs, low, high)
+        return total
+
+    def _cross_by_symbol(self) -> dict[str, list[Position]]:
         by_symbol: dict[str, list[Position]] = {}
         for pos in self._cross_legs():
             by_symbol.setdefault(pos.symbol, []).append(pos)
-        total = account.wallet_balance
-        for symbol, legs in by_symbol.items():
-            current = legs[0].mark_price
-            rng = ranges.get(symbol)
-            prices = [current]
-            if rng is not None and rng[0] != rng[1]:
-                low, high = rng
-                prices = [low, high]
-                tiers = account.market(symbol).tiers
-                if any(
-                    tiers.tier_index(tiers.lookup_value(p.size, low))
-                    != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
-                ):
-                    caps = [t.cap for t in tiers.tiers]
-                    for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
-                        level = low + (high - low) * f
-                        prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
-            best = math.inf
-            for price in prices:
-                for p in legs:
-                    p.mark_price = price
-                best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p)
-                                     for p in legs))
+        return by_symbol
+
+    def _term_min(self, legs: list[Position], low: float, high: float) -> float:
+        """Minimum of one symbol's term ``Σ (upnl − MM)`` of its cross legs for marks in
+        ``[low, high]`` (core Account figures): at an end of the range or at a tier breakpoint
+        (both sides of it, for tables that jump)."""
+        account = self.account
+        current = legs[0].mark_price
+        prices = [low, high] if low != high else [low]
+        if low != high:
+            tiers = account.market(legs[0].symbol).tiers
+            if any(
+                tiers.tier_index(tiers.lookup_value(p.size, low))
+                != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
+            ):
+                caps = [t.cap for t in tiers.tiers]
+                for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
+                    level = low + (high - low) * f
+                    prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
+        best = math.inf
+        for price in prices:
             for p in legs:
-                p.mark_price = current
-            total += best
-        return total
+                p.mark_price = price
+            best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p) for p in legs))
+        for p in legs:
+            p.mark_price = current
+        return best
 
     def _walk(self, bars: list[_Bar]) -> None:
         """Resolve fills, top-ups and liquidations of every symbol in time order on the clock.
@@ -877,15 +903,36 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _cross_may_breach(self, bars: list[_Bar]) -> bool:
         """Whether the cross condition can hold anywhere in this step with the account as it is
-        now (the box bound of ``_cross_floor``); cached until the account changes."""
+        now (the box bound of ``_cross_floor``); cached until the account changes.
+
+        Each symbol's term is bounded over a box widened by ``_SAFE_MARGIN`` around its range
+        and remembered while its legs are unchanged, so quiet steps and fills of other symbols
+        cost no evaluation (the minimum over a box is never above the minimum over a box it
+        contains); only when that bound is not safe is the exact box evaluated."""
         key = (self.account.version, self._bar_no)
-        if self._breach_key != key:
-            possible = False
-            if any(True for _ in self._cross_legs()):
-                ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-                possible = self._cross_floor(ranges) <= self._cross_tolerance()
-            self._breach_key, self._breach_possible = key, possible
-        return self._breach_possible
+        if self._breach_key == key:
+            return self._breach_possible
+        possible = False
+        by_symbol = self._cross_by_symbol()
+        if by_symbol:
+            ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
+            bound = self.account.wallet_balance
+            for symbol, legs in by_symbol.items():
+                mark = legs[0].mark_price
+                low, high = ranges.get(symbol, (mark, mark))
+                state = tuple((p.leg, p.size, p.entry_price) for p in legs)
+                box = self._term_boxes.get(symbol)
+                if box is None or box[0] != state or not box[1] <= low <= high <= box[2]:
+                    wide_low, wide_high = low * (1 - _SAFE_MARGIN), high * (1 + _SAFE_MARGIN)
+                    box = (state, wide_low, wide_high,
+                           self._term_min(legs, wide_low, wide_high))
+                    self._term_boxes[symbol] = box
+                bound += box[3]
+            tol = self._cross_tolerance()
+            if bound <= tol:
+                possible = self._cross_floor(ranges) <= tol
+        self._breach_key, self._breach_possible = key, possible
+        return possible
 
     def _cross_first_breach(
         self, bars: list[_Bar], k: int, t: float, t_end: float
@@ -937,9 +984,23 @@ class MarginBroker(bt.brokers.BackBroker):
         signature = (len(pending), getattr(last, "ref", 0), self._book_changes)
         if signature == self._book_signature:
             return self._books
-        if self._book_signature and signature[2] != self._book_signature[2]:
-            self._books, self._book_index = {}, {}
+        previous = self._book_signature
         self._book_signature = signature
+        self._reserve_key = None
+        if previous and signature[2] != previous[2]:
+            self._books, self._book_index = {}, {}
+        elif previous and signature[0] > previous[0] > 0 and (
+            getattr(pending[previous[0] - 1], "ref", None) == previous[1]
+        ):
+            # only appended since (the usual case: orders accepted): index the tail alone
+            for i in range(previous[0], signature[0]):
+                order = pending[i]
+                if order is not None and order.alive() and order.ref not in self._book_index:
+                    self._book_index[order.ref] = order
+                    self._book_add(order)
+                    if order.valid:
+                        self._valid_orders.append(order)
+            return self._books
         alive = {o.ref: o for o in pending if o is not None and o.alive()}
         index = self._book_index
         for ref in [r for r in index if r not in alive]:
@@ -949,7 +1010,6 @@ class MarginBroker(bt.brokers.BackBroker):
                 index[ref] = order
                 self._book_add(order)
         self._valid_orders = [o for o in alive.values() if o.valid]
-        self._reserve_key = None
         return self._books
 
     def _book_add(self, order: bt.Order) -> None:
@@ -1228,9 +1288,12 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cancel_for_liquidation(self, data: Any | None) -> None:
         """margin-model §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
         for a cross liquidation (``None``), every order of the account: their frozen margin
-        sits in the cross wallet that the liquidation takes."""
-        for order in list(self.pending):
-            if order is None or not order.alive():
+        sits in the cross wallet that the liquidation takes. Symbol by symbol (then by
+        reference), so the events never depend on the order feeds were added in."""
+        orders = [o for o in self.pending if o is not None]
+        orders.sort(key=lambda o: (self.symbol_of(o.data), o.ref))
+        for order in orders:
+            if not order.alive():
                 continue
             if data is not None and order.data is not data:
                 continue
@@ -1362,7 +1425,8 @@ class MarginBroker(bt.brokers.BackBroker):
         for pos in account.open_positions():
             if pos.margin_mode == "isolated":
                 checks.append((pos, account.margin_ratio(pos)))
-        for pos, ratio in checks:
+        # by name, never by the order positions were first created in (feed order)
+        for pos, ratio in sorted(checks, key=lambda c: (c[0].symbol, c[0].leg)):
             if ratio < threshold:
                 continue
             key = (pos.symbol, pos.leg)

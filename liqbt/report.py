@@ -566,6 +566,7 @@ def _trade_table(result: RunResult) -> Any:
     trades = result.trades
     cols = ["symbol", "side", "size", "entry_time", "entry_price", "exit_time", "exit_price",
             "pnl", "fees", "net", "reason"]
+    numeric = ("pnl", "fees", "net", "entry_price", "exit_price")
     data: dict[str, list[Any]] = {c: [] for c in cols}
     for t in trades:
         for c in cols:
@@ -573,22 +574,24 @@ def _trade_table(result: RunResult) -> Any:
                 data[c].append(t["pnl"] - t["fees"])
             else:
                 v = t.get(c)
-                data[c].append("" if v is None else v)
-    money = NumberFormatter(format="0,0.00")
-    columns = [TableColumn(field=c, title=c.replace("_", " "),
-                           formatter=money if c in ("pnl", "fees", "net", "entry_price",
-                                                    "exit_price") else None)
-               if c in ("pnl", "fees", "net", "entry_price", "exit_price")
-               else TableColumn(field=c, title=c.replace("_", " ")) for c in cols]
+                # an open trade's exit price is NaN (shown as –), its exit time blank
+                data[c].append((math.nan if c in numeric else "") if v is None else v)
+    money = NumberFormatter(format="0,0.00", nan_format="–")
+    columns = [TableColumn(field=c, title=c.replace("_", " "), formatter=money)
+               if c in numeric else TableColumn(field=c, title=c.replace("_", " "))
+               for c in cols]
     return DataTable(source=ColumnDataSource(data), columns=columns, sortable=True,
                      height=min(420, 30 + 25 * max(len(trades), 1)),
                      sizing_mode="stretch_width", name="trades")
 
 
-def run_report_html(result: RunResult, warning_threshold: float = 0.8,
+def run_report_html(result: RunResult, warning_threshold: float | None = None,
                     title: str | None = None) -> str:
     """The run report page (see :func:`write_run_report`)."""
     from bokeh.embed import components
+
+    if warning_threshold is None:
+        warning_threshold = result.warning_threshold
 
     if not result.timeline.get("symbols"):
         raise ValueError("the run has no per-bar timeline: run it with timeline=True")
@@ -611,8 +614,8 @@ def run_report_html(result: RunResult, warning_threshold: float = 0.8,
                      bokeh=True)
 
 
-def write_run_report(result: RunResult, path: str | Path, warning_threshold: float = 0.8,
-                     title: str | None = None) -> Path:
+def write_run_report(result: RunResult, path: str | Path,
+                     warning_threshold: float | None = None, title: str | None = None) -> Path:
     """Write one self-contained interactive HTML report for a run.
 
     Parameters
@@ -622,7 +625,8 @@ def write_run_report(result: RunResult, path: str | Path, warning_threshold: flo
     path
         An ``.html`` file, or a folder (then ``index.html`` inside it).
     warning_threshold
-        The account's margin-ratio warning threshold (drawn on the margin-ratio chart).
+        Margin-ratio warning line of the margin-ratio chart (default: the run's account
+        setting, ``result.warning_threshold``).
     title
         Page title (default: the run's label and strategy).
 

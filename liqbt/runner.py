@@ -52,6 +52,8 @@ class RunResult:
         outliers, funding magnitude), one line each naming the file.
     min_liquidation_distance_pct
         Closest the mark came to a liquidation price, in % (``None`` without positions).
+    warning_threshold
+        The account's margin-ratio warning threshold (fraction; reports draw it).
     statistics
         :class:`liqbt.stats.Statistics` (Sharpe, CAGR, win rate, exit reasons...).
     bot
@@ -87,8 +89,10 @@ class RunResult:
     stopped_reason: str | None = None
     rejected_orders: int = 0
     data_warnings: list[str] = field(default_factory=list)
+    warning_threshold: float = 0.8
     statistics: Statistics | None = None
     bot: dict[str, Any] = field(default_factory=dict)
+    engine: str = "backtrader"
     timeline: dict[str, Any] = field(default_factory=dict, repr=False)
     fills: list[dict[str, Any]] = field(default_factory=list, repr=False)
     launch_report: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -99,6 +103,22 @@ class RunResult:
         """JSON-ready dict (no NaN/inf: those become ``None``)."""
         data = {k: v for k, v in asdict(self).items() if k not in self._REPORT_ONLY}
         return _clean(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        """Rebuild a result from :meth:`to_dict` (the executor's cache); unknown keys are
+        ignored, report-only fields are empty."""
+        import dataclasses
+
+        from liqbt.stats import Statistics
+
+        names = {f.name for f in dataclasses.fields(cls)} - set(cls._REPORT_ONLY)
+        kwargs = {k: v for k, v in data.items() if k in names}
+        stats = kwargs.get("statistics")
+        if isinstance(stats, dict):
+            known = {f.name for f in dataclasses.fields(Statistics)}
+            kwargs["statistics"] = Statistics(**{k: v for k, v in stats.items() if k in known})
+        return cls(**kwargs)
 
     def summary(self) -> dict[str, Any]:
         """One flat row for sweep tables (no lists), with the comparable statistics."""
@@ -138,7 +158,7 @@ def _clean(value: Any) -> Any:
 
 
 def build_cerebro(
-    config: RunConfig, timeline: bool = True, progress: bool = False
+    config: RunConfig, timeline: bool = True, progress: bool = False, data: Any = None
 ) -> tuple[bt.Cerebro, Any]:
     """Cerebro with the config's feeds, broker, strategy and analyzers (not yet run).
 
@@ -150,6 +170,9 @@ def build_cerebro(
         Record per-bar detail for reports (``False`` keeps only equity, for the drawdown).
     progress
         Show a progress bar on stderr (only when stderr is a terminal).
+    data
+        A :class:`liqbt.executor.MarketData` with the windows already loaded (many runs over
+        the same files), or ``None`` to load them here.
 
     Returns
     -------
@@ -177,16 +200,22 @@ def build_cerebro(
     start, end = config.backtest.start, config.backtest.end
     warnings: list[str] = []
     for market in config.markets:
-        candles = load_candles(market.candles, kind="candles", start=start, end=end)
+        if data is not None:
+            candles = data.get("candles", market.candles, start, end)
+        else:
+            candles = load_candles(market.candles, kind="candles", start=start, end=end)
         if candles.empty:
             raise ValidationError(
                 [f"{market.symbol}: no candles in {market.candles} between "
                  f"{start or 'the start'} and {end or 'the end'}"]
             )
-        mark = (load_candles(market.mark, kind="mark", start=start, end=end)
-                if market.mark is not None else None)
-        funding = (load_funding(market.funding, start=start, end=end)
-                   if market.funding is not None else None)
+        mark = funding = None
+        if market.mark is not None:
+            mark = (data.get("mark", market.mark, start, end) if data is not None
+                    else load_candles(market.mark, kind="mark", start=start, end=end))
+        if market.funding is not None:
+            funding = (data.get("funding", market.funding, start, end) if data is not None
+                       else load_funding(market.funding, start=start, end=end))
         feed = make_feed(candles, mark=mark, funding=funding, name=market.symbol)
         warnings += market_warnings(market.symbol, candles, mark, funding,
                                     feed.mark_fallback_bars)
@@ -216,7 +245,8 @@ def max_drawdown_pct(equity: list[float]) -> float:
     return float(drawdown(np.asarray(equity, dtype=float)).max(initial=0.0)) * 100
 
 
-def run_config(config: RunConfig, timeline: bool = True, progress: bool = False) -> RunResult:
+def run_config(config: RunConfig, timeline: bool = True, progress: bool = False,
+               data: Any = None) -> RunResult:
     """Run one backtest.
 
     Parameters
@@ -227,12 +257,14 @@ def run_config(config: RunConfig, timeline: bool = True, progress: bool = False)
         Keep per-bar detail for reports (slower); sweeps pass ``False``.
     progress
         Progress bar on stderr when it is a terminal.
+    data
+        Preloaded :class:`liqbt.executor.MarketData` (see :func:`build_cerebro`).
 
     Returns
     -------
     RunResult
     """
-    cerebro, broker = build_cerebro(config, timeline=timeline, progress=progress)
+    cerebro, broker = build_cerebro(config, timeline=timeline, progress=progress, data=data)
     strategy = cerebro.run()[0]
     return collect_result(config, broker, strategy)
 
@@ -318,6 +350,7 @@ def collect_result(config: RunConfig, broker: Any, strategy: Any) -> RunResult:
         stopped_reason=getattr(strategy, "stopped_reason", None),
         rejected_orders=rejected,
         data_warnings=list(getattr(broker, "data_warnings", [])),
+        warning_threshold=config.account.warning_threshold,
         statistics=stats,
         bot=bot_view(strategy, trades),
         timeline=dict(line),

@@ -1,20 +1,16 @@
-"""Parameter sweeps: the cartesian product of overrides, run on a process pool or on Dask.
+"""Parameter sweeps: the cartesian product of overrides, run through :mod:`liqbt.executor`.
 
-Each run's summary is cached as JSON under ``cache_dir/<config hash>.json``, so an interrupted
-sweep resumes where it stopped and a repeated sweep costs nothing. Runs are deterministic and
-the workers return plain dicts, so a local pool and a Dask cluster give identical rows.
+The executor caches each run's result under ``cache_dir`` (keyed by config hash and engine),
+so an interrupted sweep resumes where it stopped and a repeated sweep costs nothing. Runs are
+deterministic, so a local pool and a Dask cluster give identical rows.
 """
 
 from __future__ import annotations
 
 import difflib
-import gc
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,8 @@ class SweepOutcome:
     computed: int = 0
     cached: int = 0
     keys: list[str] = field(default_factory=list)
+    engine: str = "backtrader"
+    engine_reason: str = ""
 
 
 def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoint]:
@@ -71,38 +69,18 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoin
 
 
 def run_point(config: RunConfig) -> dict[str, Any]:
-    """Worker: run one config and return its summary row (a plain, picklable dict)."""
-    from liqbt.runner import run_config
+    """Run one config in this process and return its summary row (a plain, picklable dict)."""
+    from liqbt.executor import execute
 
-    result = run_config(config, timeline=False, progress=False)
+    return result_row(config, execute([config], engine="backtrader", workers=1)[0])
+
+
+def result_row(config: RunConfig, result: Any) -> dict[str, Any]:
+    """A sweep row: the run summary plus the config hash and the engine that ran it."""
     row = result.summary()
     row["config_hash"] = config.config_hash()
-    del result
-    # a finished backtest is a web of reference cycles (cerebro, feeds, broker, strategy,
-    # analyzers): free it now rather than at the next full collection, so a worker holds one
-    # run at a time instead of several
-    gc.collect()
+    row["engine"] = result.engine
     return row
-
-
-def _cache_path(cache_dir: Path, config: RunConfig) -> Path:
-    return cache_dir / f"{config.config_hash()}.json"
-
-
-def _read_cache(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing or half-written (interrupted): recompute
-
-
-def _write_cache(path: Path, row: dict[str, Any]) -> None:
-    # write-then-rename: an interrupted write never leaves a truncated cache entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(row, fh, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def run_sweep(
@@ -111,8 +89,9 @@ def run_sweep(
     scheduler: str | Any | None = None,
     cache_dir: str | Path | None = None,
     on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    engine: str = "auto",
 ) -> SweepOutcome:
-    """Run every point, reusing cached results.
+    """Run every point through :func:`liqbt.executor.execute`, reusing cached results.
 
     Parameters
     ----------
@@ -121,78 +100,37 @@ def run_sweep(
     workers
         Local process count (default: CPU count). 1 runs in this process.
     scheduler
-        Dask scheduler address (``tcp://host:port``) or a ``distributed.Client``; when given,
-        runs go to Dask instead of the local pool.
+        Dask scheduler address (``tcp://host:port``), a ``distributed.Client`` or a
+        ``LocalCluster``; when given, runs go to Dask instead of the local pool.
     cache_dir
-        Directory of per-config JSON results (keyed by config hash); ``None`` disables caching.
+        Per-run result cache (keyed by config hash and engine); ``None`` disables caching.
     on_result
         Called as ``on_result(index, row)`` when a row is available (progress display).
+    engine
+        ``auto``, ``fast`` or ``backtrader`` (see :func:`liqbt.executor.resolve_engine`).
 
     Returns
     -------
     SweepOutcome
         ``rows[i]`` belongs to ``points[i]``: the overrides (as columns) + the run summary.
     """
-    cache = Path(cache_dir) if cache_dir is not None else None
-    rows: list[dict[str, Any] | None] = [None] * len(points)
-    todo: list[int] = []
-    cached = 0
-    for i, point in enumerate(points):
-        hit = _read_cache(_cache_path(cache, point.config)) if cache is not None else None
-        if hit is not None:
-            rows[i] = hit
-            cached += 1
-            if on_result:
-                on_result(i, hit)
-        else:
-            todo.append(i)
+    from liqbt.executor import execute_detailed
 
-    def done(i: int, row: dict[str, Any]) -> None:
-        rows[i] = row
-        if cache is not None:
-            _write_cache(_cache_path(cache, points[i].config), row)
-        if on_result:
-            on_result(i, row)
+    configs = [p.config for p in points]
+    tick = None
+    if on_result is not None:
+        def tick(i: int, result: Any) -> None:
+            on_result(i, result_row(configs[i], result))
 
-    if todo:
-        configs = [points[i].config for i in todo]
-        if scheduler is not None:
-            _run_dask(scheduler, todo, configs, done)
-        elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
-            for i, cfg in zip(todo, configs, strict=True):
-                done(i, run_point(cfg))
-        else:
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-                futures = {pool.submit(run_point, cfg): i
-                           for i, cfg in zip(todo, configs, strict=True)}
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
+    run = execute_detailed(configs, engine=engine, scheduler=scheduler, progress=tick,
+                           cache_dir=cache_dir, workers=workers)
     keys = list(dict.fromkeys(k for p in points for k, _ in p.overrides))
     out = [
-        {**{k: v for k, v in p.overrides}, **(row or {})}
-        for p, row in zip(points, rows, strict=True)
+        {**{k: v for k, v in p.overrides}, **result_row(p.config, res)}
+        for p, res in zip(points, run.results, strict=True)
     ]
-    return SweepOutcome(out, computed=len(todo), cached=cached, keys=keys)
-
-
-def _run_dask(
-    scheduler: str | Any, todo: list[int], configs: list[RunConfig],
-    done: Callable[[int, dict[str, Any]], None],
-) -> None:
-    from distributed import Client
-    from distributed import as_completed as dask_completed
-
-    own = isinstance(scheduler, str)
-    client = Client(scheduler) if own else scheduler
-    try:
-        # pure=False: identical configs still each get their own task (and cache write)
-        futures = client.map(run_point, configs, pure=False)
-        index = {f.key: i for f, i in zip(futures, todo, strict=True)}
-        for fut in dask_completed(futures):
-            done(index[fut.key], fut.result())
-    finally:
-        if own:
-            client.close()
+    return SweepOutcome(out, computed=run.computed, cached=run.cached, keys=keys,
+                        engine=run.engine, engine_reason=run.reason)
 
 
 #: ``--out`` file types :func:`write_rows` writes.
@@ -212,7 +150,7 @@ def row_columns() -> list[str]:
             hint = str(hints.get(f.name, ""))
             empty[f.name] = ([] if hint.startswith("list") else {} if hint.startswith("dict")
                              else "" if hint == "<class 'str'>" else 0)
-    return [*RunResult(**empty).summary(), "config_hash"]
+    return [*RunResult(**empty).summary(), "config_hash", "engine"]
 
 
 def check_sort_key(key: str | None, swept: Sequence[str]) -> None:

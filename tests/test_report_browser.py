@@ -48,10 +48,8 @@ _PROBE = """(() => {
 })()"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")
-def test_grid_report_renders_in_chromium():
-    result = run_config(load_config(ROOT / "configs" / "grid.toml"))
-    page = write_run_report(result, OUT / "report-grid.html")
+def _render(page: Path, shot: Path) -> tuple[dict | None, list[str], Path]:
+    """Open ``page``, wait until every panel rendered, screenshot it; (state, errors, shot)."""
     with Browser(CHROMIUM, width=1400, height=1000) as browser:
         browser.open(page.as_uri())
         state = None
@@ -61,8 +59,15 @@ def test_grid_report_renders_in_chromium():
                 break
             browser.pump(0.25)
         browser.pump(0.5)
-        shot = browser.screenshot(OUT / "report-grid.png")
-        errors = browser.errors()
+        browser.screenshot(shot)
+        return state, browser.errors(), shot
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")
+def test_grid_report_renders_in_chromium():
+    result = run_config(load_config(ROOT / "configs" / "grid.toml"))
+    page = write_run_report(result, OUT / "report-grid.html")
+    state, errors, shot = _render(page, OUT / "report-grid.png")
     assert errors == []
     assert state is not None, "Bokeh never loaded"
     assert set(PANELS) <= set(state["names"]), state["names"]
@@ -70,6 +75,18 @@ def test_grid_report_renders_in_chromium():
     assert {"summary", "statistics", "exit-reasons", "grid-view", "liquidations"} <= set(
         state["tables"])
     assert shot.stat().st_size > 50_000  # a real picture, not a blank page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")
+def test_dca_report_renders_in_chromium():
+    """The DCA page: the deal table and the ladder, average-entry and take-profit overlay."""
+    result = run_config(load_config(ROOT / "configs" / "dca.toml"))
+    page = write_run_report(result, OUT / "report-dca.html")
+    state, errors, shot = _render(page, OUT / "report-dca.png")
+    assert errors == []
+    assert state is not None and set(PANELS) <= set(state["names"])
+    assert {"deals", "statistics", "liquidations"} <= set(state["tables"])
+    assert shot.stat().st_size > 50_000
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")

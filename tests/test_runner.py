@@ -206,3 +206,11 @@ def test_synthetic_flash_crash_liquidates_20x_not_3x(synth_flash_crash, tmp_path
     assert results[20].liquidation_count == 1 and results[3].liquidation_count == 0
     # isolated: the 20x long loses (almost) exactly its 500 margin, never more
     assert 480 < results[20].liquidations[0]["loss"] <= 500
+
+
+def test_grid_take_profit_is_the_exit_reason_of_its_closing_trade():
+    cfg = load_config(CONFIGS / "grid.toml").with_overrides({"strategy.take_profit": 125500})
+    result = run_config(cfg, timeline=False)
+    assert result.stopped_reason.startswith("take profit 125500 reached")
+    assert result.trades[-1]["reason"] == "take_profit"
+    assert result.statistics.exit_reasons == {"take_profit": 1, "grid": 16}
