@@ -8,16 +8,22 @@ those two pipes, opens one page, and collects the JavaScript errors the page rep
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+_TRAMPOLINE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    "os.close(int(sys.argv[1])); os.close(int(sys.argv[2])); os.execv(sys.argv[3], sys.argv[3:])"
+)
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "headless_shell")
 
 
@@ -41,19 +47,22 @@ class Browser:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
 
-        def wire() -> None:  # in the child: the pipes become fds 3 (commands) and 4 (replies)
-            os.dup2(to_browser_r, 100)
-            os.dup2(from_browser_w, 101)
-            os.dup2(100, 3)
-            os.dup2(101, 4)
-
+        args = [executable, "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+                "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
+                f"--window-size={width},{height}", "about:blank"]
+        # fds ≥ 10, so that moving them to 3 and 4 in the child cannot clobber one another
+        low_r, low_w = to_browser_r, from_browser_w
+        to_browser_r = fcntl.fcntl(low_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        from_browser_w = fcntl.fcntl(low_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(low_r)
+        os.close(low_w)
+        # a tiny Python trampoline puts the pipes on fds 3 (commands) and 4 (replies) and execs
+        # chromium (no preexec_fn: it is unsafe in a process with threads)
         self.proc = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
-             "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
-             f"--window-size={width},{height}", "about:blank"],
+            [sys.executable, "-c", _TRAMPOLINE, str(to_browser_r), str(from_browser_w), *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=False, preexec_fn=wire,  # the two pipe fds must survive to exec
+            pass_fds=(to_browser_r, from_browser_w),
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
