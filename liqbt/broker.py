@@ -192,6 +192,7 @@ class MarginBroker(bt.brokers.BackBroker):
             position_mode=self.p.position_mode,
             settlement=self.p.settlement,
             debit=bool(self.p.debit),
+            order_margin_source=self._order_margin,  # the trigger's order margin (simple)
         )
         self._data_symbol: dict[Any, str] = {}
         self._symbol_data: dict[str, Any] = {}
@@ -590,6 +591,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._lever_sizer(strategy)
         self.check_submitted()
         self._expire_orders()
+        self.account.sync_orders()  # new/cancelled orders may move the trigger (simple)
         self._bar_no += 1
         self._stepping = True
         try:
@@ -768,7 +770,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cross_excess(self) -> float:
         """Cross margin balance − cross maintenance margin (with the profile's closing-fee
         terms), both from the core Account: the cross trigger is ``<= 0`` (margin-model §5)."""
-        return self.account.cross_margin_balance() - self.account.cross_maintenance_margin()
+        return self.account.cross_excess()
 
     def _cross_tolerance(self) -> float:
         # money noise of a sum of notionals: a mark exactly at the LP must count as reached
@@ -779,7 +781,8 @@ class MarginBroker(bt.brokers.BackBroker):
         """Lowest cross margin balance − MM over the box of marks: each symbol with a range
         anywhere in it, the others at their marks. The condition is a sum of one term per
         symbol, so the minimum is the wallet plus the per-symbol minima (:meth:`_term_min`)."""
-        total = self.account.wallet_balance
+        # resting orders' margin counts against the wallet where the profile says so (simple)
+        total = self.account.wallet_balance - self.account.trigger_order_margin()
         for symbol, legs in self._cross_by_symbol().items():
             mark = legs[0].mark_price
             low, high = ranges.get(symbol, (mark, mark))
@@ -793,9 +796,9 @@ class MarginBroker(bt.brokers.BackBroker):
         return by_symbol
 
     def _term_min(self, legs: list[Position], low: float, high: float) -> float:
-        """Minimum of one symbol's term ``Σ (upnl − MM)`` of its cross legs for marks in
-        ``[low, high]`` (core Account figures): at an end of the range or at a tier breakpoint
-        (both sides of it, for tables that jump)."""
+        """Minimum of one symbol's term ``Σ (upnl − MM − closing fee)`` of its cross legs for
+        marks in ``[low, high]`` (core Account figures): at an end of the range or at a tier
+        breakpoint (both sides of it, for tables that jump)."""
         account = self.account
         current = legs[0].mark_price
         prices = [low, high] if low != high else [low]
@@ -813,7 +816,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for price in prices:
             for p in legs:
                 p.mark_price = price
-            best = min(best, sum(p.unrealized_pnl - account.maintenance_margin(p) for p in legs))
+            best = min(best, sum(p.unrealized_pnl - account.trigger_margin(p) for p in legs))
         for p in legs:
             p.mark_price = current
         return best
@@ -916,7 +919,7 @@ class MarginBroker(bt.brokers.BackBroker):
         by_symbol = self._cross_by_symbol()
         if by_symbol:
             ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
-            bound = self.account.wallet_balance
+            bound = self.account.wallet_balance - self.account.trigger_order_margin()
             for symbol, legs in by_symbol.items():
                 mark = legs[0].mark_price
                 low, high = ranges.get(symbol, (mark, mark))
@@ -1362,7 +1365,7 @@ class MarginBroker(bt.brokers.BackBroker):
             pos, size, trigger, execution, settlement, fee_rate, partial, order.ref
         )
         order.addinfo(liquidation_event=event, intrabar_time=self._event_t)
-        self._bt_execute(order, size, settlement, event.fee)
+        self._bt_execute(order, size, settlement, event.fee + event.liquidation_fee)
         self.min_liquidation_distance = min(self.min_liquidation_distance, 0.0)  # LP reached
 
     def _check_wipeout(self) -> None:

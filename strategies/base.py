@@ -135,17 +135,13 @@ class MarginAwareStrategy(bt.Strategy):
 
     def lp_settings(self) -> dict[str, Any]:
         """The margin keywords of :func:`liqbt.core.ladders.ladder_liquidation_price` (and
-        friends) for ``self.data``: the broker market's leverage, tiers and margin mode, the
-        account's wallet balance and the profile's LP formula and taker fee."""
-        market = self.market
-        profile = self.broker.profile
+        friends) for ``self.data``: the broker's market (leverage, tiers, margin mode), its
+        profile and the account's wallet balance, so the estimate is asked of the same margin
+        model the broker liquidates by."""
         return {
-            "leverage": market.leverage,
-            "tiers": market.tiers,
-            "margin_mode": market.margin_mode,
+            "market": self.market,
+            "profile": self.broker.profile,
             "wallet_balance": self.broker.account.wallet_balance,
-            "formula": profile.lp_formula,
-            "taker_fee": profile.taker_fee,
         }
 
     def broker_leverage(self, leverage: float | None) -> float:

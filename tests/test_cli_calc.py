@@ -19,7 +19,8 @@ BINANCE_JSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "freqtr
 BASE = ["calc", "liq-price", "--exchange", "binance", "--symbol", "BTCUSDT", "--side", "long",
         "--entry", "60000", "--size", "1"]
 KEYS = {"symbol", "side", "liquidation_price", "bankruptcy_price", "maintenance_margin", "tier",
-        "mmr", "maintenance_amount", "display_liquidation_price", "past_liquidation"}
+        "mmr", "maintenance_amount", "display_liquidation_price", "past_liquidation",
+        "closing_fee"}
 
 
 def run(*args: str):
@@ -38,7 +39,8 @@ def test_table_output() -> None:
 def test_json_shape_and_values() -> None:
     result = run(*BASE, "--margin", "6000", "--json")
     out = json.loads(result.output)
-    assert set(out) == {"positions", "margin_balance", "maintenance_margin", "margin_ratio"}
+    assert set(out) == {"positions", "margin_balance", "maintenance_margin", "margin_ratio",
+                        "closing_fee", "order_margin", "trigger_margin"}
     pos = out["positions"][0]
     assert set(pos) == KEYS
     # Binance isolated long, tier 2 (0.5 %, cum 50): (6000 + 50 − 60000)/(0.005 − 1)
@@ -46,6 +48,8 @@ def test_json_shape_and_values() -> None:
     assert pos["display_liquidation_price"] == round(pos["liquidation_price"], 2)
     assert (pos["tier"], pos["mmr"], pos["maintenance_amount"]) == (2, 0.005, 50)
     assert out["margin_balance"] == 6000 and out["maintenance_margin"] == 250
+    # Binance has no closing-fee term: the trigger margin is the MM
+    assert (out["closing_fee"], out["order_margin"], out["trigger_margin"]) == (0, 0, 250)
 
 
 def test_one_x_long_has_no_lp() -> None:

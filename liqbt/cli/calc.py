@@ -23,7 +23,10 @@ from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 from liqbt.core.snapshot import PositionInput, Snapshot, evaluate
 from liqbt.core.tiers import TIER_BASES, TIER_STYLES, TierTable
 
-_ACCOUNT_KEYS = {"exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions"}
+_ACCOUNT_KEYS = {
+    "exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions",
+    "order_margin",
+}
 _POSITION_KEYS = {
     "symbol", "side", "size", "entry_price", "mark_price", "margin", "leverage", "mmr",
     "maintenance_amount", "margin_mode",
@@ -158,6 +161,11 @@ def _account_positions(
 @click.option("--maintenance-amount", type=float, help="Maintenance amount with --mmr, USDT.")
 @click.option("--taker-fee", type=float, help="Taker fee rate overriding the profile's.")
 @click.option(
+    "--order-margin", type=float,
+    help="Margin reserved by resting orders, USDT; lowers the cross trigger equity where the "
+    "profile counts it (order_margin_in_trigger: simple).",
+)
+@click.option(
     "--account", type=str, help="Account file (TOML or JSON) with wallet_balance and [[positions]]."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (unrounded floats).")
@@ -176,6 +184,7 @@ def liq_price(
     mmr: float | None,
     maintenance_amount: float | None,
     taker_fee: float | None,
+    order_margin: float | None,
     account: str | None,
     as_json: bool,
 ) -> None:
@@ -264,7 +273,8 @@ def liq_price(
         _fail(problems)
     assert profile is not None
     try:
-        snapshot = evaluate(profile, wallet_balance, positions, pmode)
+        reserved = order_margin if order_margin is not None else data.get("order_margin", 0.0)
+        snapshot = evaluate(profile, wallet_balance, positions, pmode, order_margin=reserved)
     except ValidationError as exc:
         _fail(exc.problems)
         return
@@ -288,6 +298,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
                 "liquidation_price": r.liquidation_price,
                 "bankruptcy_price": r.bankruptcy_price,
                 "maintenance_margin": r.maintenance_margin,
+                "closing_fee": r.closing_fee,
                 "tier": r.tier,
                 "mmr": r.mmr,
                 "maintenance_amount": r.maintenance_amount,
@@ -298,6 +309,9 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "margin_balance": snapshot.margin_balance,
         "maintenance_margin": snapshot.maintenance_margin,
+        "closing_fee": snapshot.closing_fee,
+        "order_margin": snapshot.order_margin,
+        "trigger_margin": snapshot.trigger_margin,
         # JSON has no infinity: a non-positive margin balance (already liquidated) is null
         "margin_ratio": _finite(snapshot.margin_ratio),
     }
@@ -343,6 +357,12 @@ def format_table(profile: ExchangeProfile, snapshot: Snapshot, position_mode: st
         f"{_money(snapshot.maintenance_margin)}  ·  margin ratio "
         + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
     )
+    if snapshot.closing_fee or snapshot.order_margin:
+        # the trigger's other terms: margin ratio = trigger margin / margin balance
+        lines.append(
+            f"trigger margin {_money(snapshot.trigger_margin)} = maintenance margin + closing "
+            f"fee {_money(snapshot.closing_fee)} + order margin {_money(snapshot.order_margin)}"
+        )
     for r in snapshot.past_liquidation:
         side = "long" if r.side > 0 else "short"
         where = "below" if r.side > 0 else "above"

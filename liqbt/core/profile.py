@@ -179,6 +179,10 @@ class ExchangeProfile:
     profile: MM is ``used_margin_mm_rate`` × the initial margin in use.
     ``cross_liquidation_order`` is which cross position is reduced and closed first
     (:data:`liqbt.core.liquidation.CROSS_LIQUIDATION_ORDERS`, margin-model §9).
+    ``order_margin_in_trigger``: the margin frozen by resting orders counts against a cross
+    account's equity in the liquidation trigger (the ``simple`` profile, margin-model §5).
+    The rules are mapped onto the formulas in one place,
+    :func:`liqbt.core.margin_models.margin_model_for`.
     """
 
     name: str
@@ -199,6 +203,7 @@ class ExchangeProfile:
     lp_decimals: int = 2
     funding_interval_hours: float = 8.0
     cross_liquidation_order: str = "largest_loss"
+    order_margin_in_trigger: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def symbol(self, name: str) -> SymbolSpec:
@@ -267,6 +272,12 @@ def _profile_problems(profile: ExchangeProfile) -> list[str]:
         problems.append(f"lp_rounding = {profile.lp_rounding!r} is not one of {LP_ROUNDINGS}")
     if not isinstance(profile.auto_top_up, bool):
         problems.append(f"auto_top_up = {profile.auto_top_up!r} must be true or false")
+    if not isinstance(profile.order_margin_in_trigger, bool):
+        problems.append(f"order_margin_in_trigger = {profile.order_margin_in_trigger!r} must be "
+                        "true or false")
+    if profile.mm_model == "used_margin" and profile.lp_formula not in ("binance", "taker_at_mark"):
+        problems.append(f"mm_model = 'used_margin' needs lp_formula 'binance' or 'taker_at_mark', "
+                        f"not {profile.lp_formula!r}")
     if not isinstance(profile.lp_decimals, int) or not 0 <= profile.lp_decimals <= 12:
         problems.append(f"lp_decimals = {profile.lp_decimals!r} must be an integer in [0, 12]")
     hours = profile.funding_interval_hours
@@ -302,6 +313,7 @@ _RULES = {
     "lp_formula", "mm_model", "used_margin_mm_rate", "partial_liquidation_tiers",
     "partial_liquidation_modes", "auto_top_up", "lp_rounding", "lp_decimals",
     "funding_interval_hours", "tier_style", "tier_basis", "cross_liquidation_order",
+    "order_margin_in_trigger",
 }
 _SYMBOL_FIELDS = {
     "price_tick", "size_step", "min_notional", "tiers", "tiers_source", "tiers_as_of",
