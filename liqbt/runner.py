@@ -87,6 +87,8 @@ class RunResult:
     markets: list[dict[str, Any]]
     strategy: str
     stopped_reason: str | None = None
+    stopped_kind: str | None = None
+    stopped_time: str | None = None
     rejected_orders: int = 0
     data_warnings: list[str] = field(default_factory=list)
     warning_threshold: float = 0.8
@@ -137,6 +139,8 @@ class RunResult:
             "wiped_out": self.wiped_out,
             "min_liquidation_distance_pct": self.min_liquidation_distance_pct,
             "stopped_reason": self.stopped_reason,
+            "stopped_kind": self.stopped_kind,
+            "stopped_time": self.stopped_time,
             **{k: None if st is None else getattr(st, k) for k in _SUMMARY_STATS},
         }
 
@@ -348,6 +352,8 @@ def collect_result(config: RunConfig, broker: Any, strategy: Any) -> RunResult:
                   "auto_top_up": m.auto_top_up} for m in config.markets],
         strategy=config.strategy.name,
         stopped_reason=getattr(strategy, "stopped_reason", None),
+        stopped_kind=getattr(strategy, "stopped_kind", None),
+        stopped_time=getattr(strategy, "stopped_time", None),
         rejected_orders=rejected,
         data_warnings=list(getattr(broker, "data_warnings", [])),
         warning_threshold=config.account.warning_threshold,

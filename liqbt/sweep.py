@@ -7,6 +7,7 @@ deterministic, so a local pool and a Dask cluster give identical rows.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
@@ -76,8 +77,14 @@ def run_point(config: RunConfig) -> dict[str, Any]:
 
 
 def result_row(config: RunConfig, result: Any) -> dict[str, Any]:
-    """A sweep row: the run summary plus the config hash and the engine that ran it."""
+    """A sweep row: the run summary, its outcome (:func:`liqbt.outcome.classify`) and
+    reason, the config hash and the engine that ran it."""
+    from liqbt.outcome import classify
+
     row = result.summary()
+    c = classify(result)
+    row["outcome"] = c.outcome
+    row["outcome_reason"] = c.reason
     row["config_hash"] = config.config_hash()
     row["engine"] = result.engine
     return row
@@ -150,17 +157,41 @@ def row_columns() -> list[str]:
             hint = str(hints.get(f.name, ""))
             empty[f.name] = ([] if hint.startswith("list") else {} if hint.startswith("dict")
                              else "" if hint == "<class 'str'>" else 0)
-    return [*RunResult(**empty).summary(), "config_hash", "engine"]
+    return [*RunResult(**empty).summary(), "outcome", "outcome_reason", "config_hash",
+            "engine"]
+
+
+#: ``--sort`` value of the default risk-aware order (see :func:`sort_rows`)
+RISK = "risk"
 
 
 def check_sort_key(key: str | None, swept: Sequence[str]) -> None:
-    """Raise :class:`ValidationError` when ``key`` is not a row column (before any run)."""
-    known = [*swept, *row_columns()]
+    """Raise :class:`ValidationError` when ``key`` is not ``risk`` nor a row column (before
+    any run)."""
+    known = [RISK, *swept, *row_columns()]
     if key and key not in known:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValidationError([f"--sort {key!r}: no such column{hint}; columns: "
                                f"{', '.join(known)}"])
+
+
+def heatmap_axes(spec: str | None, swept: Sequence[str]) -> tuple[str, str] | None:
+    """The two swept keys a sweep report's heatmaps use: ``spec`` (``"X,Y"``) when given,
+    else ``leverage, margin_mode`` when both are swept, else the first two swept keys
+    (``None`` with fewer than two)."""
+    if spec:
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            raise ValidationError([f"--heatmap {spec!r}: give two different swept keys X,Y"])
+        bad = [p for p in parts if p not in swept]
+        if bad:
+            raise ValidationError([f"--heatmap {spec!r}: {', '.join(bad)} not swept (swept: "
+                                   f"{', '.join(swept)})"])
+        return parts[0], parts[1]
+    if "leverage" in swept and "margin_mode" in swept:
+        return "leverage", "margin_mode"
+    return (swept[0], swept[1]) if len(swept) >= 2 else None
 
 
 def check_scheduler(address: str, timeout: float = 3.0) -> None:
@@ -187,16 +218,39 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
                                f"within {timeout:g} s ({reason})"]) from None
 
 
-def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
-    """Rows sorted by ``key`` descending (best return first); ``None`` values last."""
+def sort_rows(rows: Iterable[dict[str, Any]], key: str | None = RISK,
+              risk_aware: bool = True) -> list[dict[str, Any]]:
+    """Rows in risk-aware order (the default of every sweep table).
+
+    The rule: rows are grouped by outcome, best first (survived, bot stopped, not tradable,
+    liquidated, wiped out; :data:`liqbt.outcome.OUTCOMES`); within a group, by ``key``
+    descending (``risk``: the return), ``None`` values last. So a liquidated run never ranks
+    above a survivor, however high its return. ``risk_aware=False`` sorts by ``key`` only.
+    """
+    from liqbt.outcome import OUTCOMES
+
     rows = list(rows)
     if not key:
         return rows
-    if rows and key not in rows[0]:
+    col = "return_pct" if key == RISK else key
+    if rows and col not in rows[0]:
         raise ValidationError([f"--sort {key!r}: no such column (known: {', '.join(rows[0])})"])
-    with_value = [r for r in rows if r.get(key) is not None]
-    without = [r for r in rows if r.get(key) is None]
-    return sorted(with_value, key=lambda r: r[key], reverse=True) + without
+
+    def group(r: dict[str, Any]) -> int:
+        if not risk_aware:
+            return 0
+        out = r.get("outcome")
+        return OUTCOMES.index(out) if out in OUTCOMES else len(OUTCOMES)
+
+    def order(r: dict[str, Any]) -> tuple[int, int, float]:
+        v = r.get(col)
+        missing = v is None or not isinstance(v, int | float | bool)
+        return (group(r), 1 if missing else 0, 0.0 if missing else -float(v))
+
+    if rows and any(not isinstance(r.get(col), int | float | bool | None) for r in rows):
+        # a text column: plain string order within each outcome group
+        return sorted(rows, key=lambda r: (group(r), str(r.get(col))))
+    return sorted(rows, key=order)
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -221,12 +275,36 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
+class LadderStep:
+    """One rung of the max-leverage ladder: a leverage, its outcome and its risk figures.
+
+    ``safe`` = survived (:mod:`liqbt.outcome`) with at least the requested distance to
+    liquidation (a run without any liquidation price, e.g. cross 1x, is at no distance limit).
+    """
+
+    margin_mode: str
+    leverage: float
+    outcome: str
+    reason: str | None
+    time: str | None
+    min_distance_pct: float | None
+    return_pct: float | None
+    liquidations: int
+    safe: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class MaxLeverage:
     """Result of :func:`find_max_leverage` for one margin mode.
 
-    ``leverage`` is ``None`` when even the lowest candidate was liquidated;
-    ``distance_pct`` is the safety margin (closest approach to liquidation, %) at that
-    leverage; ``failed_at`` the lowest tested leverage that was liquidated.
+    ``leverage`` is the highest candidate such that it and every lower *tradable* candidate
+    are safe (``None`` when the lowest tradable one is not); ``distance_pct`` its closest
+    approach to liquidation (%); ``failed_at`` the lowest tradable candidate that is not safe;
+    ``ladder`` every candidate, lowest first.
     """
 
     margin_mode: str
@@ -234,7 +312,36 @@ class MaxLeverage:
     distance_pct: float | None
     failed_at: float | None
     runs: int
-    tested: tuple[tuple[float, bool], ...]
+    ladder: tuple[LadderStep, ...]
+    min_distance_pct: float = 5.0
+
+    @property
+    def tested(self) -> tuple[tuple[float, bool], ...]:
+        """``(leverage, safe)`` per candidate."""
+        return tuple((s.leverage, s.safe) for s in self.ladder)
+
+    @property
+    def explanation(self) -> str:
+        """One line: the answer and what limits it."""
+        if self.leverage is None:
+            first = next((s for s in self.ladder if s.outcome != "not tradable"), None)
+            if first is None:
+                return f"{self.margin_mode}: no candidate is tradable"
+            return (f"{self.margin_mode}: none safe; {first.leverage:g}x is {first.outcome}"
+                    + (f" ({first.reason})" if first.reason else ""))
+        text = f"{self.margin_mode}: {self.leverage:g}x"
+        limit = next((s for s in self.ladder if s.leverage == self.failed_at), None)
+        if limit is not None:
+            why = (limit.outcome if limit.outcome != "survived" else
+                   f"only {limit.min_distance_pct:.2f} % from liquidation "
+                   f"(< {self.min_distance_pct:g} %)")
+            text += f"; {limit.leverage:g}x is {why}" + (
+                f" ({limit.reason})" if limit.reason else "")
+        untradable = next((s for s in self.ladder if s.leverage > self.leverage
+                           and s.outcome == "not tradable"), None)
+        if untradable is not None and limit is None:
+            text += f"; {untradable.leverage:g}x is not tradable ({untradable.reason})"
+        return text
 
 
 def leverage_candidates(maximum: float, step: float = 1.0) -> list[float]:
@@ -243,86 +350,118 @@ def leverage_candidates(maximum: float, step: float = 1.0) -> list[float]:
     return [1 + k * step for k in range(n + 1)]
 
 
-def find_max_leverage(
-    config: RunConfig, margin_mode: str, maximum: float = 125, step: float = 1.0,
-    run: Callable[[RunConfig], dict[str, Any]] = run_point,
-) -> MaxLeverage:
-    """Bisection for the highest leverage that survives the data without any liquidation.
-
-    Assumes survival is monotone in leverage (a higher leverage never survives when a lower
-    one did not), which holds for a strategy sizing by margin: more leverage means a larger
-    position and a nearer liquidation price. The candidates are ``1, 1+step, ... maximum``
-    capped at the tier maximum of the config's symbols.
-    """
+def _tier_cap(config: RunConfig) -> float:
     from liqbt.core.profile import load_profile
 
     profile = load_profile(config.account.exchange)
-    cap = min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
-    candidates = leverage_candidates(min(maximum, cap), step)
+    return min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
 
-    def allowed(lev: float) -> bool:
-        try:
-            config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
-        except ValidationError:
-            return False
-        return True
 
-    # a position larger than the tier allows at a leverage is refused by the exchange (and by
-    # the config check): only leverages the config is valid at are candidates (monotone: more
-    # leverage, larger position, lower allowed notional)
-    if not allowed(candidates[-1]):
-        lo_ok, hi_bad = -1, len(candidates) - 1
-        while hi_bad - lo_ok > 1:
-            mid = (lo_ok + hi_bad) // 2
-            if allowed(candidates[mid]):
-                lo_ok = mid
-            else:
-                hi_bad = mid
-        if lo_ok < 0:
-            config.with_overrides({"leverage": candidates[0], "margin_mode": margin_mode})
-        candidates = candidates[: lo_ok + 1]
-    tested: dict[float, dict[str, Any]] = {}
+def leverage_ladder(
+    config: RunConfig,
+    margin_modes: Sequence[str],
+    candidates: Sequence[float] | None = None,
+    maximum: float = 125,
+    step: float = 1.0,
+    min_distance_pct: float = 5.0,
+    progress: Callable[[int, int, LadderStep], None] | None = None,
+    **execute_options: Any,
+) -> list[MaxLeverage]:
+    """Run every candidate leverage in every margin mode and answer per mode.
 
-    def survives(k: int) -> bool:
-        lev = candidates[k]
-        if lev not in tested:
-            cfg = config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
-            tested[lev] = run(cfg)
-        row = tested[lev]
-        return not row["liquidations"] and not row["wiped_out"]
+    Every candidate is run (no monotonicity assumption: a bot sized by leverage need not
+    survive less at a higher leverage) and classified by :func:`liqbt.outcome.classify`;
+    candidates the config refuses (a position above the tier's cap at that leverage) are
+    ``not tradable`` without a run. The answer per mode is the highest leverage such that it
+    and every lower tradable candidate survived with at least ``min_distance_pct`` to
+    liquidation.
 
-    lo, hi = -1, len(candidates)  # invariant: candidates[lo] survives, candidates[hi] fails
-    if survives(len(candidates) - 1):
-        lo = len(candidates) - 1
-    elif survives(0):
-        lo, hi = 0, len(candidates) - 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if survives(mid):
-                lo = mid
-            else:
-                hi = mid
-    else:
-        hi = 0
-    best = candidates[lo] if lo >= 0 else None
-    return MaxLeverage(
-        margin_mode,
-        best,
-        tested[best]["min_liquidation_distance_pct"] if best is not None else None,
-        candidates[hi] if hi < len(candidates) else None,
-        len(tested),
-        tuple(sorted((lev, not r["liquidations"] and not r["wiped_out"])
-                     for lev, r in tested.items())),
-    )
+    Parameters
+    ----------
+    config
+        The base config.
+    margin_modes
+        ``cross`` / ``isolated``.
+    candidates
+        Leverages to test; default ``1, 1+step, ... min(maximum, tier maximum)``.
+    min_distance_pct
+        Required closest distance to liquidation, % of the mark.
+    progress
+        ``progress(done, total, step)`` once per candidate as its outcome is known.
+    execute_options
+        Passed to :func:`liqbt.executor.execute` (``engine``, ``scheduler``, ``workers``,
+        ``cache_dir``).
+    """
+    from liqbt import outcome as oc
+    from liqbt.executor import execute
+
+    levs = sorted(set(candidates)) if candidates else leverage_candidates(
+        min(maximum, _tier_cap(config)), step)
+    steps: dict[tuple[str, float], LadderStep] = {}
+    runnable: list[tuple[str, float, RunConfig]] = []
+    total = len(levs) * len(margin_modes)
+    for mode in margin_modes:
+        for lev in levs:
+            try:
+                cfg = config.with_overrides({"leverage": lev, "margin_mode": mode})
+            except ValidationError as exc:
+                steps[(mode, lev)] = LadderStep(mode, lev, oc.NOT_TRADABLE,
+                                                "; ".join(exc.problems), None, None, None, 0,
+                                                False)
+                if progress:
+                    progress(len(steps), total, steps[(mode, lev)])
+                continue
+            runnable.append((mode, lev, cfg))
+
+    def tick(i: int, result: Any) -> None:
+        mode, lev, _ = runnable[i]
+        c = oc.classify(result)
+        dist = result.min_liquidation_distance_pct
+        safe = c.survived and (dist is None or dist >= min_distance_pct)
+        steps[(mode, lev)] = LadderStep(mode, lev, c.outcome, c.reason, c.time, dist,
+                                        result.return_pct, result.liquidation_count, safe)
+        if progress:
+            progress(len(steps), total, steps[(mode, lev)])
+
+    execute([cfg for _, _, cfg in runnable], progress=tick, **execute_options)
+    out = []
+    for mode in margin_modes:
+        ladder = tuple(steps[(mode, lev)] for lev in levs)
+        best: LadderStep | None = None
+        failed: LadderStep | None = None
+        for st in ladder:
+            if st.outcome == oc.NOT_TRADABLE:
+                continue
+            if not st.safe:
+                failed = st
+                break
+            best = st
+        out.append(MaxLeverage(
+            mode, best.leverage if best else None, best.min_distance_pct if best else None,
+            failed.leverage if failed else None,
+            sum(1 for m, _, _ in runnable if m == mode), ladder, min_distance_pct))
+    return out
+
+
+def find_max_leverage(
+    config: RunConfig, margin_mode: str, maximum: float = 125, step: float = 1.0,
+    min_distance_pct: float = 5.0, **options: Any,
+) -> MaxLeverage:
+    """:func:`leverage_ladder` for one margin mode."""
+    return leverage_ladder(config, [margin_mode], maximum=maximum, step=step,
+                           min_distance_pct=min_distance_pct, **options)[0]
 
 
 __all__ = [
+    "LadderStep",
     "MaxLeverage",
     "SweepOutcome",
     "SweepPoint",
     "expand",
     "find_max_leverage",
+    "heatmap_axes",
     "leverage_candidates",
+    "leverage_ladder",
     "run_point",
     "run_sweep",
     "sort_rows",

@@ -20,6 +20,12 @@ from liqbt.core import params as pm
 from liqbt.core.account import MarketConfig
 from liqbt.core.profile import SymbolSpec
 
+#: Kinds of bot stop (``stopped_kind``): why the bot stopped managing its position.
+STOP_KINDS: tuple[str, ...] = (
+    "liquidated", "wiped_out", "order_refused", "below_minimum", "stop_loss", "take_profit",
+    "out_of_range", "stop",
+)
+
 VERBOSE = pm.Param("verbose", "bool", False, doc="print the bot's log lines while running")
 
 
@@ -59,6 +65,9 @@ class MarginAwareStrategy(bt.Strategy):
         if problems:
             raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
         self.stopped_reason: str | None = None
+        # what kind of stop (STOP_KINDS) and when (ISO bar time), for summaries/JSON/reports
+        self.stopped_kind: str | None = None
+        self.stopped_time: str | None = None
         self.margin_events: list[ev.Event] = []
         self.launch_report: dict[str, Any] = {}
         self.log_lines: list[str] = []
@@ -199,14 +208,20 @@ class MarginAwareStrategy(bt.Strategy):
         }
 
     def stop_bot(self, reason: str, close_position: bool = False,
-                 exit_reason: str = "stop") -> None:
+                 exit_reason: str = "stop", kind: str | None = None) -> None:
         """Stop for good: cancel our resting orders, optionally close the position with a
         reduce-only market order tagged ``info.reason = exit_reason`` (the trade list's exit
-        reason: ``stop_loss``, ``take_profit``, ``stop``...), and remember ``reason`` (the
-        first reason wins)."""
+        reason: ``stop_loss``, ``take_profit``, ``stop``...), and remember ``reason``, the stop
+        ``kind`` (one of :data:`STOP_KINDS`; default: ``exit_reason`` when closing, else
+        ``"stop"``) and the bar time (the first stop wins)."""
         if self.stopped_reason is not None:
             return
         self.stopped_reason = reason
+        self.stopped_kind = kind or (exit_reason if close_position else "stop")
+        try:
+            self.stopped_time = self.data.datetime.datetime(0).isoformat() + "Z"
+        except (IndexError, ValueError):
+            self.stopped_time = None
         self.log(f"stopped: {reason}")
         self.cancel_all()
         if close_position and self.position_size and not self.broker.wiped_out:
@@ -252,12 +267,12 @@ class MarginAwareStrategy(bt.Strategy):
         if isinstance(event, ev.Liquidation) and mine:
             self.stop_bot(
                 f"liquidated: {event.side} {event.size:g} at {event.trigger_price:,.2f} "
-                f"(loss {event.loss:,.2f} USDT)"
+                f"(loss {event.loss:,.2f} USDT)", kind="liquidated"
             )
         elif isinstance(event, ev.Wipeout):
-            self.stop_bot(f"account wiped out: {event.reason}")
+            self.stop_bot(f"account wiped out: {event.reason}", kind="wiped_out")
         elif isinstance(event, ev.Rejected) and mine:
-            self.stop_bot(f"order rejected: {event.reason}")
+            self.stop_bot(f"order rejected: {event.reason}", kind="order_refused")
 
     def notify_order(self, order: bt.Order) -> None:
         """Route our fills to :meth:`on_fill`; rejections stop the bot (the Rejected margin
@@ -275,7 +290,7 @@ class MarginAwareStrategy(bt.Strategy):
             self.on_fill(order)
         elif order.status in (bt.Order.Margin, bt.Order.Rejected):
             reason = order.info.get("reject_reason") or order.getstatusname()
-            self.stop_bot(f"order rejected: {reason}")
+            self.stop_bot(f"order rejected: {reason}", kind="order_refused")
         elif order.status in (bt.Order.Canceled, bt.Order.Expired):
             self.on_cancel(order)
 

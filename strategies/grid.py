@@ -189,7 +189,7 @@ class GridStrategy(MarginAwareStrategy):
             self.stop_bot(
                 f"quantity per grid {self.quantity:g} × lowest line {self.levels[0]:g} is below "
                 f"the minimum order value {min_notional:g} USDT: raise investment or leverage, "
-                "or use fewer grids"
+                "or use fewer grids", kind="below_minimum"
             )
             return
         for order in plan.orders:

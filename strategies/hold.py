@@ -154,7 +154,7 @@ class HoldStrategy(MarginAwareStrategy):
                 self.broker.symbol_of(d): pl for d, pl in plans
             }
         if too_small:
-            self.stop_bot("; ".join(too_small))
+            self.stop_bot("; ".join(too_small), kind="below_minimum")
             return
         for data, plan in plans:
             size = plan["size"]

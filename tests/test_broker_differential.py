@@ -138,18 +138,17 @@ def both(
     actions: dict[int, Callable[[Recorder], Any]], same_entry: bool = True, **kwargs: Any
 ) -> Outcome:
     """Run both brokers, assert they agree, return the common outcome. ``same_entry=False``
-    leaves out the position's average entry price and closed trades' pnl, which depend on the
+    leaves out the position's average entry price and the closed trades, which depend on the
     order of two fills in one bar (README "Deliberate differences": path order vs submission
     order)."""
     back = run("back", actions, **kwargs)
     margin = run("margin", actions, **kwargs)
     if not same_entry:
-        # the same path-vs-submission order also decides which of two fills in one bar closes
-        # a position, so a closed trade's pnl may differ too (the equity, compared, does not):
-        # compare how many trades closed
-        back = replace(back, position=(back.position[0], 0.0), trades=[(len(back.trades),)])
-        margin = replace(margin, position=(margin.position[0], 0.0),
-                         trades=[(len(margin.trades),)])
+        # the same path-vs-submission order also decides which of two fills in one bar
+        # closes (or only reduces) a position, so backtrader's closed trades may differ in
+        # pnl and even in number; the equity, fees, fills and position size (compared) do not
+        back = replace(back, position=(back.position[0], 0.0), trades=[])
+        margin = replace(margin, position=(margin.position[0], 0.0), trades=[])
     assert margin == back
     return margin
 

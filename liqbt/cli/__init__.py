@@ -15,7 +15,9 @@ _COMMANDS = {
     "run": "liqbt.cli.run:run",
     "compare": "liqbt.cli.run:compare",
     "sweep": "liqbt.cli.run:sweep",
-    "max-leverage": "liqbt.cli.run:max_leverage",
+    "max-leverage": "liqbt.cli.study:max_leverage",
+    "survival": "liqbt.cli.study:survival",
+    "optimize": "liqbt.cli.study:optimize",
 }
 
 

@@ -1,4 +1,4 @@
-"""``liqbt run / compare / sweep / max-leverage``: parse, load the config, delegate, print."""
+"""``liqbt run / compare / sweep``: parse, load the config, delegate, print."""
 
 from __future__ import annotations
 
@@ -128,7 +128,9 @@ def _result_text(result: Any) -> str:
         f"wiped out         {'yes at ' + str(result.wipeout_time) if result.wiped_out else 'no'}",
     ]
     if result.stopped_reason:
-        out.append(f"strategy stopped  {result.stopped_reason}")
+        when = f" at {result.stopped_time}" if result.stopped_time else ""
+        out.append(f"bot stopped       {result.stopped_kind or 'stop'}{when}: "
+                   f"{result.stopped_reason}")
     out.append(f"liquidations      {result.liquidation_count}")
     if result.liquidations:
         out.append(_table(
@@ -264,12 +266,24 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
     if not as_json and results:
         _warn_data(results[0])
     if as_json:
-        click.echo(json.dumps({"runs": [r.to_dict() for r in results]}))
+        from liqbt.outcome import classify
+
+        click.echo(json.dumps({"runs": [
+            {**r.to_dict(), "outcome": classify(r).outcome,
+             "outcome_reason": classify(r).reason} for r in results]}))
         return
     def first(r: Any, key: str) -> Any:
         return r.liquidations[0][key] if r.liquidations else None
 
+    from liqbt.outcome import classify
+
+    def stop(r: Any) -> Any:
+        return f"{r.stopped_kind} {r.stopped_time or ''}".strip() if r.stopped_kind else None
+
     metrics: list[tuple[str, Callable[[Any], Any]]] = [
+        ("outcome", lambda r: classify(r).outcome),
+        ("why", lambda r: classify(r).reason),
+        ("bot stopped", stop),
         ("final equity (USDT)", lambda r: r.final_equity),
         ("return %", lambda r: r.return_pct),
         ("max drawdown %", lambda r: r.max_drawdown_pct),
@@ -312,8 +326,13 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE.csv or FILE.json.")
-@click.option("--sort", "sort_key", default="return_pct", show_default=True,
-              help="Column to sort by (descending).")
+@click.option("--sort", "sort_key", default="risk", show_default=True,
+              help="Order of the rows: survivors first, then bot stopped, not tradable, "
+                   "liquidated, wiped out; within each group by this column descending "
+                   "(risk = return_pct).")
+@click.option("--heatmap", "heatmap", default=None,
+              help="X,Y: the two swept keys of the report's heatmaps (default: leverage,"
+                   "margin_mode when both are swept, else the first two --set keys).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".liqbt-cache",
               show_default=True, help="Per-run result cache (resumes interrupted sweeps).")
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the cache.")
@@ -327,8 +346,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
-          out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
-          report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
+          out_file: str | None, sort_key: str, heatmap: str | None, cache_dir: str,
+          no_cache: bool, report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
           strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
     from liqbt import sweep as sw
@@ -341,6 +360,7 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     problems: list[str] = []
     for check in (
         lambda: sw.check_sort_key(sort_key, list(grid)),
+        lambda: heatmap and sw.heatmap_axes(heatmap, list(grid)),
         lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
         lambda: report_dir and check_report_dir(report_dir),
         lambda: scheduler and sw.check_scheduler(scheduler),
@@ -371,20 +391,24 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
 
         with ReportDir(report_dir) as out:
             pages = _sweep_run_reports(points, rows[:run_reports], out.path, cfg, quiet)
-            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages)
+            axes = sw.heatmap_axes(heatmap, outcome.keys)
+            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages, axes=axes)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
                                "rows": rows}))
         return
-    columns = [*outcome.keys, "return_pct", "max_drawdown_pct", "final_equity", "fees_paid",
-               "funding_paid", "trades", "liquidations", "first_liquidation", "top_ups",
-               "min_liquidation_distance_pct", "wiped_out"]
+    columns = [*outcome.keys, "outcome", "return_pct", "max_drawdown_pct",
+               "min_liquidation_distance_pct", "liquidations", "first_liquidation",
+               "stopped_kind", "stopped_time", "trades", "final_equity", "fees_paid",
+               "funding_paid", "top_ups"]
     click.echo(_table(columns, [[r.get(c) for c in columns] for r in rows]))
-    # runs where the bot never traded: say why (e.g. grid orders below the minimum notional)
+    # every run that did not simply survive: say why (never only in the CSV)
     for r in rows:
-        if not r.get("trades") and r.get("stopped_reason"):
+        if r.get("outcome") not in (None, "survived") and r.get("outcome_reason"):
             where = " ".join(f"{k}={r.get(k)}" for k in outcome.keys)
-            click.echo(f"no trades at {where}: {r['stopped_reason']}")
+            click.echo(f"{r['outcome']} at {where}: {r['outcome_reason']}")
+    click.echo("rows: survivors first, then bot stopped, not tradable, liquidated, wiped out; "
+               f"within each by {'return_pct' if sort_key == 'risk' else sort_key}", err=True)
     click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache",
                err=True)
 
@@ -407,77 +431,4 @@ def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], fo
     return pages
 
 
-@click.command("max-leverage")
-@click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--margin-modes", default="cross,isolated", show_default=True,
-              help="Comma-separated margin modes.")
-@click.option("--max", "maximum", type=click.FloatRange(min=1), default=125, show_default=True,
-              help="Highest leverage to consider (capped at the tier maximum).")
-@click.option("--step", type=click.Choice(["1", "0.5"]), default="1", show_default=True,
-              help="Leverage granularity.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write DIR/index.html linking the report of each mode's highest surviving "
-                   "leverage and of the first liquidated one.")
-def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
-                 as_json: bool, report_dir: str | None) -> None:
-    """Highest leverage that survives CONFIG's data with no liquidation (bisection)."""
-    from liqbt.outputs import check_report_dir
-    from liqbt.sweep import find_max_leverage
-
-    cfg = _load(config)
-    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
-    found = [
-        _guard(lambda mode=mode: find_max_leverage(cfg, mode, maximum, float(step)))
-        for mode in _modes(margin_modes) or [cfg.margin_mode]
-    ]
-    if report_dir:
-        path = _max_leverage_report(cfg, found, report_dir)
-        if not as_json:
-            click.echo(f"report: {path}", err=True)
-    if as_json:
-        click.echo(json.dumps({"results": [
-            {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
-             "min_liquidation_distance_pct": f.distance_pct, "first_failing_leverage": f.failed_at,
-             "runs": f.runs} for f in found]}))
-        return
-    rows = []
-    for f in found:
-        rows.append([f.margin_mode, "none (1x is liquidated)" if f.leverage is None
-                     else f"{f.leverage:g}x", f.distance_pct,
-                     None if f.failed_at is None else f"{f.failed_at:g}x", f.runs])
-    click.echo(_table(["margin mode", "max leverage", "safety margin %", "liquidated at",
-                       "runs"], rows))
-
-
-def _max_leverage_report(cfg: Any, found: Sequence[Any], report_dir: str) -> Any:
-    """Run each mode's highest surviving and first liquidated leverage again with per-bar
-    detail, write their reports and an index page linking them."""
-    from liqbt.outputs import ReportDir
-    from liqbt.report import Link, write_run_report, write_table_report
-
-    with ReportDir(report_dir) as out:
-        rows = []
-        for f in found:
-            links: list[Any] = []
-            for lev in (f.leverage, f.failed_at):
-                if lev is None:
-                    links.append(None)
-                    continue
-                variant = _guard(lambda lev=lev, f=f: cfg.with_overrides(
-                    {"leverage": lev, "margin_mode": f.margin_mode}))
-                name = f"run-{f.margin_mode}-{lev:g}x.html"
-                write_run_report(_run(variant, timeline=True, quiet=True), out.path / name,
-                                 cfg.account.warning_threshold)
-                links.append(Link(f"{lev:g}x", name))
-            rows.append([f.margin_mode, links[0] or "none (1x is liquidated)", f.distance_pct,
-                         links[1] or "never (up to the maximum)", f.runs])
-        return write_table_report(
-            out.path, "liqbt max-leverage",
-            ["margin mode", "max leverage (report)", "safety margin %",
-             "first liquidated at (report)", "runs"], rows,
-            "Highest leverage with no liquidation on this data, per margin mode; each link "
-            "opens that run's report.")
-
-
-__all__ = ["compare", "max_leverage", "run", "sweep"]
+__all__ = ["compare", "run", "sweep"]
