@@ -22,7 +22,7 @@ from liqbt.core.errors import ValidationError
 
 MANIFEST = ".liqbt-report"
 # names an earlier liqbt report (before manifests) wrote; removed when no manifest exists
-_LEGACY_PATTERNS = ("index.html", "price_*.png", "lp_*.png", "equity*.png", "ratio*.png",
+_LEGACY_PATTERNS = ("index.html", "price_*.png", "liquidation_price_*.png", "equity*.png",
                     "margin_ratio*.png", "heatmap_*.png")
 
 

@@ -163,7 +163,11 @@ def test_grid_round_trips_are_its_matched_pairs():
     result = run_config(load_config(CONFIGS / "grid.toml"), timeline=False)
     grid = [t for t in result.trades if t["reason"] == "grid"]
     assert result.bot["pairs"] == 29
-    assert len(grid) == 30  # the grid's 29 pairs + 1 launch sell closing launch lots
+    # 30 closing grid fills; the bot books 29 pairs: its 126,000 launch sell (2025-10-06 18:55)
+    # filled 0.007999999999999972 of 0.008 against a float-residue position, so the broker
+    # notified it Partial then Canceled and the bot never saw it complete (a broker/bot
+    # rounding issue, left to them)
+    assert len(grid) == 30
     # FIFO matched these against the oldest (launch) lots and showed 7 of them as losses
     assert min(t["pnl"] for t in grid) > 0
     # a counter-order pair: 0.008 BTC × the 1,000 USDT line gap
