@@ -56,6 +56,31 @@ SUPPORTED_EXECTYPES = acc.SUPPORTED_EXECTYPES
 _UNSIMULATED_PARAMS = ("coc", "coo", "slip_perc", "slip_fixed", "filler")
 
 
+def _profile_of(p: Any) -> ExchangeProfile:
+    """The broker's exchange profile from its params, after checking them (all problems at
+    once, :class:`ValidationError`)."""
+    problems = []
+    if p.intrabar not in INTRABAR_PATHS:
+        problems.append(f"intrabar = {p.intrabar!r} is not one of {INTRABAR_PATHS}")
+    if not 0 < float(p.warning_threshold) <= 1:
+        problems.append(f"warning_threshold = {p.warning_threshold!r} must be in (0, 1]")
+    for name in _UNSIMULATED_PARAMS:
+        if getattr(p, name):
+            # silently ignoring them would fill orders differently than the user asked
+            problems.append(
+                f"{name} = {getattr(p, name)!r}: BackBroker's {name} is not simulated "
+                "by MarginBroker (fills are exchange fills on the bar path)"
+            )
+    if problems:
+        raise ValidationError(problems)
+    profile = p.exchange
+    if not isinstance(profile, ExchangeProfile):
+        profile = load_profile(profile)
+    if p.profile_overrides:
+        profile = profile.with_overrides(p.profile_overrides)
+    return profile
+
+
 class MarginBroker(bt.brokers.BackBroker):
     """Backtrader broker with exchange margin rules (see the module docstring).
 
@@ -94,26 +119,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def __init__(self, **kwargs: Any) -> None:
         self.markets = Markets()
         super().__init__(**kwargs)
-        problems = []
-        if self.p.intrabar not in INTRABAR_PATHS:
-            problems.append(f"intrabar = {self.p.intrabar!r} is not one of {INTRABAR_PATHS}")
-        if not 0 < float(self.p.warning_threshold) <= 1:
-            problems.append(f"warning_threshold = {self.p.warning_threshold!r} must be in (0, 1]")
-        for name in _UNSIMULATED_PARAMS:
-            if getattr(self.p, name):
-                # silently ignoring them would fill orders differently than the user asked
-                problems.append(
-                    f"{name} = {getattr(self.p, name)!r}: BackBroker's {name} is not simulated "
-                    "by MarginBroker (fills are exchange fills on the bar path)"
-                )
-        if problems:
-            raise ValidationError(problems)
-        profile = self.p.exchange
-        if not isinstance(profile, ExchangeProfile):
-            profile = load_profile(profile)
-        if self.p.profile_overrides:
-            profile = profile.with_overrides(self.p.profile_overrides)
-        self.profile: ExchangeProfile = profile
+        self.profile: ExchangeProfile = _profile_of(self.p)
         self.init()
 
     # --- backtrader life cycle -----------------------------------------------------------
@@ -128,7 +134,7 @@ class MarginBroker(bt.brokers.BackBroker):
             position_mode=self.p.position_mode,
             settlement=self.p.settlement,
             debit=bool(self.p.debit),
-            order_margin_source=self._order_margin,  # the trigger's order margin (simple)
+            order_margin_source=self.order_margin,  # the trigger's order margin (simple)
         )
         self.book = OrderBook(self.account, self.symbol_of)
         self.walker = JointWalk(self)
@@ -200,13 +206,13 @@ class MarginBroker(bt.brokers.BackBroker):
     def get_cash(self) -> float:
         """Available balance (USDT): what new orders can still use (margin-model §6)."""
         if self._stepping:
-            return self.account.available_balance(self._order_margin())
+            return self.account.available_balance(self.order_margin())
         # between steps the marks stand still: one evaluation per state serves every caller
         self.book.refresh(self.pending)
         key = (self.walker.bar_no, self.account.version, self.book.signature)
         if self._cash_key != key:
             self._cash_key = key
-            self._cash = self.account.available_balance(self._order_margin())
+            self._cash = self.account.available_balance(self.order_margin())
         return self._cash
 
     getcash = get_cash
@@ -298,7 +304,7 @@ class MarginBroker(bt.brokers.BackBroker):
         return self.account.events
 
     # --- order margin and submission -----------------------------------------------------
-    def _order_margin(self, exclude: bt.Order | None = None) -> float:
+    def order_margin(self, exclude: bt.Order | None = None) -> float:
         """Margin reserved by resting orders (USDT, margin-model §6, :mod:`liqbt.orderbook`),
         less ``exclude``'s own when it is resting."""
         total = self.book.reserved_margin(self.pending)
@@ -320,7 +326,7 @@ class MarginBroker(bt.brokers.BackBroker):
             self._owners[order.data] = order.owner
             symbol = self.symbol_of(order.data)
             reason = "account wiped out" if self.wiped_out else acc.rejection(
-                self.account, symbol, order, self._order_margin(exclude=order)
+                self.account, symbol, order, self.order_margin(exclude=order)
             )
             if reason is None:
                 order.addinfo(reserved_opening=acc.opening_size(self.account, symbol, order))
@@ -328,7 +334,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 if order.exectype in acc.TRAILING:
                     self.trailing = True
             else:
-                self._reject(order, reason, order.created.price,
+                self.reject_order(order, reason, order.created.price,
                              rejected=order.exectype not in SUPPORTED_EXECTYPES)
 
     def cancel(self, order: bt.Order, bracket: bool = False) -> None:
@@ -390,33 +396,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._ococheck(order)
                 self._bracketize(order, cancel=True)
 
-    # --- fills --------------------------------------------------------------------------
-    def fill_order(self, order: bt.Order, price: float, maker: bool) -> None:
-        """Execute the whole remaining size of ``order`` at ``price`` through backtrader's
-        order/position machinery and the account (fees, margin, PnL)."""
-        data = order.data
-        symbol = self.symbol_of(data)
-        account = self.account
-        qty = order.executed.remsize
-        fee_rate = self.profile.maker_fee if maker else self.profile.taker_fee
-        leg, reduces = acc.order_leg(account, symbol, order)
-        if reduces:
-            # a reducing order may only shrink its leg: cap it, or cancel it when flat
-            qty = core_orders.reducing_fill(qty, acc.held(account, symbol, leg))
-            if not qty:
-                self.cancel(order)
-                return
-        elif acc.opening_size(account, symbol, order):
-            reason = acc.fill_rejection(account, symbol, order, price, self._order_margin())
-            if reason is not None:
-                self._reject(order, reason, price)  # status Margin
-                return
-        result = self.account.fill(symbol, qty, price, fee_rate, leg, maker, order.ref)
-        self.bt_execute(order, qty, price, result.fee)
-        if order.alive():  # a capped reducing order: the rest has nothing to reduce
-            self.cancel(order)
-
-    def _reject(
+    # --- fills (executed by :mod:`liqbt.fills`) ------------------------------------------
+    def reject_order(
         self, order: bt.Order, reason: str, price: float | None, rejected: bool = False
     ) -> None:
         """Refuse an order: status ``Margin`` (``Rejected`` for what the broker cannot
@@ -438,29 +419,7 @@ class MarginBroker(bt.brokers.BackBroker):
             )
         )
 
-    def bt_execute(self, order: bt.Order, qty: float, price: float, fee: float) -> None:
-        """Update backtrader's position and the order so trades and notifications work."""
-        data = order.data
-        position = self.positions[data]
-        entry_before = position.price
-        before = position.size
-        move = qty
-        if before and (before > 0) != (qty > 0) and abs(abs(qty) - abs(before)) <= 1e-9 * abs(qty):
-            move = -before  # a close that differs from the position by float residue only
-        psize, pprice, opened, closed = position.update(move, price, data.datetime.datetime())
-        comminfo = self.getcommissioninfo(data)
-        pnl = comminfo.profitandloss(-closed, entry_before, price) if closed else 0.0
-        share_closed = abs(closed) / abs(qty) if qty else 0.0
-        order.execute(
-            data.datetime[0], qty, price,
-            closed, abs(closed) * entry_before, fee * share_closed,
-            opened, abs(opened) * price, fee * (1 - share_closed),
-            0.0, pnl, psize, pprice,
-        )
-        order.addcomminfo(comminfo)
-        self._complete(order)
-
-    def _complete(self, order: bt.Order) -> None:
+    def complete(self, order: bt.Order) -> None:
         """The one completion path of a fill, as ``BackBroker`` runs it: the order leaves
         ``pending`` (so its own OCO check cannot cancel it), is notified, its OCO group is
         cancelled, then a filled bracket parent activates its children (from the next bar)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import backtrader as bt
 
+from liqbt import fills
 from liqbt.core import events as ev
 from liqbt.core import liquidation as liq
 
@@ -79,6 +80,6 @@ def force_close(broker: MarginBroker, close: liq.Close, partial: bool) -> None:
         order.ref,
     )
     order.addinfo(liquidation_event=event, intrabar_time=broker.walker.event_t)
-    broker.bt_execute(order, size, close.settlement, event.fee + event.liquidation_fee)
+    fills.execute(broker, order, size, close.settlement, event.fee + event.liquidation_fee)
     walker = broker.walker
     walker.min_liquidation_distance = min(walker.min_liquidation_distance, 0.0)  # LP reached

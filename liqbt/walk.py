@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import backtrader as bt
 
 from liqbt import acceptance as acc
-from liqbt import feedclock
+from liqbt import feedclock, fills
 from liqbt.core import liquidation as liq
 from liqbt.core import path as pth
 from liqbt.core.account import Position
@@ -158,7 +158,7 @@ class JointWalk:
             price = data.close[0]
             if order.pannotated and now > order.dteos:
                 price = order.pannotated
-            self.broker.fill_order(order, price, maker=False)
+            fills.fill(self.broker, order, price, maker=False)
             return
         order.pannotated = data.close[0]
 
@@ -234,7 +234,7 @@ class JointWalk:
                         target.triggered = True
                         broker.book.changed()
                     else:
-                        broker.fill_order(target, price, maker=target.exectype == bt.Order.Limit)
+                        fills.fill(broker, target, price, maker=target.exectype == bt.Order.Limit)
                 elif target is None:
                     broker.liquidate(liq.cross_plan(account))
                 else:
