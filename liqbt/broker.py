@@ -30,12 +30,12 @@ import backtrader as bt
 
 from liqbt.comminfo import LeveragedCommInfo, floor_to_step
 from liqbt.core import events as ev
+from liqbt.core import liquidation as liq
 from liqbt.core import orders as core_orders
 from liqbt.core import path as pth
 from liqbt.core.account import Account, Position
 from liqbt.core.choices import INTRABAR_PATHS
 from liqbt.core.errors import ValidationError
-from liqbt.core.liquidation import LegState, cross_order, partial_reduction
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 
 # execution types simulated exactly as BackBroker does; any other is refused at acceptance
@@ -767,15 +767,6 @@ class MarginBroker(bt.brokers.BackBroker):
     def _cross_legs(self) -> Iterator[Position]:
         return (p for p in self.account.positions.values() if p.size and p.margin_mode == "cross")
 
-    def _cross_excess(self) -> float:
-        """Cross margin balance − cross maintenance margin (with the profile's closing-fee
-        terms), both from the core Account: the cross trigger is ``<= 0`` (margin-model §5)."""
-        return self.account.cross_excess()
-
-    def _cross_tolerance(self) -> float:
-        # money noise of a sum of notionals: a mark exactly at the LP must count as reached
-        notional = sum(abs(p.size) * p.mark_price for p in self._cross_legs())
-        return 1e-9 * max(notional, 1.0)
 
     def _cross_floor(self, ranges: dict[str, tuple[float, float]]) -> float:
         """Lowest cross margin balance − MM over the box of marks: each symbol with a range
@@ -852,10 +843,9 @@ class MarginBroker(bt.brokers.BackBroker):
                     else:
                         self._fill_order(target, price, maker=target.exectype == bt.Order.Limit)
                 elif target is None:
-                    self._on_cross_trigger()
+                    self._liquidate(liq.cross_plan(account))
                 else:
-                    bar = next(b for b in bars if b.symbol == target.symbol)
-                    self._on_trigger(bar.data, bar.symbol, target, price)
+                    self._liquidate(liq.isolated_plan(account, target, price))
                 stop_triggered = kind == 1 and math.isnan(price)
                 if (account.version, len(self.pending)) == before and not stop_triggered:
                     skip[key] = t  # nothing changed: do not fire again at this instant
@@ -931,7 +921,7 @@ class MarginBroker(bt.brokers.BackBroker):
                            self._term_min(legs, wide_low, wide_high))
                     self._term_boxes[symbol] = box
                 bound += box[3]
-            tol = self._cross_tolerance()
+            tol = liq.cross_tolerance(self.account)
             if bound <= tol:
                 possible = self._cross_floor(ranges) <= tol
         self._breach_key, self._breach_possible = key, possible
@@ -955,9 +945,9 @@ class MarginBroker(bt.brokers.BackBroker):
         def excess(at: float) -> float:
             for bar in moving:
                 account.set_mark(bar.symbol, _at(bar.mark, k, at))
-            return self._cross_excess()
+            return self.account.cross_excess()
 
-        tol = self._cross_tolerance()
+        tol = liq.cross_tolerance(self.account)
         if not moving:
             return t if excess(t) <= tol else None
         return pth.first_nonpositive(t, t_end, excess, breakpoints, tol)
@@ -1219,86 +1209,34 @@ class MarginBroker(bt.brokers.BackBroker):
             self._bracketize(order)
 
     # --- liquidation --------------------------------------------------------------------
-    def _on_trigger(self, data: Any, symbol: str, pos: Position, price: float) -> None:
-        """margin-model §9 for an isolated leg at its LP: top up, cancel its orders, re-check,
-        reduce, close at bankruptcy."""
-        account = self.account
-        if account.auto_top_up(pos, self._order_margin()):
-            return  # the walk continues with the new, lower LP
-        self._cancel_for_liquidation(data)
-        if not self._still_triggered(pos, price):
-            return
-        while self._partial_step(pos, price):
-            if not self._still_triggered(pos, price):
-                return
-        execution = {(pos.symbol, pos.leg): price}
-        settle = account.settlement_prices([pos], execution)
-        self._force_close(pos, price, price, settle[(pos.symbol, pos.leg)], partial=False)
-        if not any(True for _ in account.open_positions()):
-            self._check_wipeout()
+    def _liquidate(self, plan: Iterator[liq.Step]) -> None:
+        """Execute a liquidation plan (:mod:`liqbt.core.liquidation`): closes become real
+        market orders tagged ``order.info.liquidation``; the plan re-checks the trigger
+        against the account between steps."""
+        for step in plan:
+            if isinstance(step, liq.CancelOrders):
+                self._cancel_for_liquidation(step.symbol)
+            elif isinstance(step, liq.CloseStep):
+                for close in step.closes:
+                    self._force_close(close, step.partial)
+            elif isinstance(step, liq.Wipeout):
+                if not self.wiped_out:
+                    self.wiped_out = True
+                    self.account.events.append(liq.wipeout_event(self.account, step))
+            else:
+                liq.apply_step(self.account, step)
 
-    def _on_cross_trigger(self) -> None:
-        """margin-model §9 for the cross account at the instant its condition holds, every
-        symbol at its mark of that instant: cancel every order, net hedged legs, partial steps
-        in the profile's ``cross_liquidation_order``, then close every cross leg at the
-        bankruptcy price (:mod:`liqbt.core.liquidation`)."""
-        account = self.account
-        self._cancel_for_liquidation(None)
-        if not self._cross_triggered():
-            return
-        ranked = self._cross_ranking()
-        if account.position_mode == "hedge":
-            for symbol in dict.fromkeys(s for s, _ in ranked):
-                mark = next(p.mark_price for p in self._cross_legs() if p.symbol == symbol)
-                if self._net_hedge(symbol, mark) and not self._cross_triggered():
-                    return
-            ranked = self._cross_ranking()
-        for key in ranked:
-            pos = account.positions[key]
-            while pos.size and self._partial_step(pos, pos.mark_price):
-                if not self._cross_triggered():
-                    return
-        legs = [account.positions[key] for key in self._cross_ranking()]
-        if not legs:
-            return
-        execution = {(p.symbol, p.leg): p.mark_price for p in legs}
-        settle = account.settlement_prices(legs, execution)
-        for pos in legs:
-            key = (pos.symbol, pos.leg)
-            self._force_close(pos, execution[key], execution[key], settle[key], partial=False)
-        if not any(True for _ in account.open_positions()):
-            self._check_wipeout()
-
-    def _cross_ranking(self) -> list[tuple[str, str]]:
-        account = self.account
-        states = [
-            LegState(p.symbol, p.leg, p.unrealized_pnl, account.maintenance_margin(p))
-            for p in self._cross_legs()
-        ]
-        return cross_order(states, self.profile.cross_liquidation_order)
-
-    def _cross_triggered(self) -> bool:
-        return self._cross_excess() <= self._cross_tolerance()
-
-    def _still_triggered(self, pos: Position, price: float) -> bool:
-        if not pos.size:
-            return False
-        lp, direction = self.account.liquidation_price(pos)
-        if lp is None:
-            return False
-        return price <= lp + 1e-9 * lp if direction < 0 else price >= lp - 1e-9 * lp
-
-    def _cancel_for_liquidation(self, data: Any | None) -> None:
-        """margin-model §9 step 1: cancel the orders of the isolated position's feed (``data``) or,
-        for a cross liquidation (``None``), every order of the account: their frozen margin
-        sits in the cross wallet that the liquidation takes. Symbol by symbol (then by
-        reference), so the events never depend on the order feeds were added in."""
+    def _cancel_for_liquidation(self, symbol: str | None) -> None:
+        """margin-model §9 step 1: cancel the orders of the isolated position's symbol or, for a
+        cross liquidation (``None``), every order of the account: their frozen margin sits in
+        the cross wallet that the liquidation takes. Symbol by symbol (then by reference), so
+        the events never depend on the order feeds were added in."""
         orders = [o for o in self.pending if o is not None]
         orders.sort(key=lambda o: (self.symbol_of(o.data), o.ref))
         for order in orders:
             if not order.alive():
                 continue
-            if data is not None and order.data is not data:
+            if symbol is not None and self.symbol_of(order.data) != symbol:
                 continue
             self.cancel(order)
             self.account.events.append(
@@ -1308,80 +1246,26 @@ class MarginBroker(bt.brokers.BackBroker):
                 )
             )
 
-    def _net_hedge(self, symbol: str, price: float) -> bool:
-        """Hedge mode, cross: close the overlapping LONG and SHORT quantity (margin-model §9.2)."""
-        long_pos = self.account.positions.get((symbol, "long"))
-        short_pos = self.account.positions.get((symbol, "short"))
-        if not long_pos or not short_pos or not long_pos.size or not short_pos.size:
-            return False
-        overlap = min(long_pos.size, -short_pos.size)
-        for pos, qty in ((long_pos, -overlap), (short_pos, overlap)):
-            self._force_close(pos, price, price, price, partial=True, qty=qty,
-                              fee_rate=self.profile.taker_fee)
-        return True
-
-    def _partial_step(self, pos: Position, price: float) -> bool:
-        """Reduce a large position one partial-liquidation step (margin-model §9 step 3,
-        :func:`liqbt.core.liquidation.partial_reduction`). Returns whether a step was taken.
-
-        No step is taken once the margin balance cannot pay the fee to close the position
-        (a gap at or past bankruptcy): a partial close there would take the loss out of the
-        wallet, which an isolated liquidation never touches; the full close settles at the
-        bankruptcy price instead.
-        """
-        if pos.margin_mode not in self.profile.partial_liquidation_modes:
-            return False
-        if pos.margin_mode == "isolated":
-            balance = pos.margin + pos.unrealized_pnl
-        else:
-            balance = self.account.cross_margin_balance()
-        reduce = partial_reduction(
-            pos.size, price, self.account.market(pos.symbol).tiers,
-            self.profile.partial_liquidation_tiers, balance, self.profile.taker_fee,
-        )
-        if reduce <= 0:
-            return False
-        qty = -pos.side * reduce
-        self._force_close(pos, price, price, price, partial=True, qty=qty,
-                          fee_rate=self.profile.taker_fee)
-        return True
-
-    def _force_close(
-        self, pos: Position, trigger: float, execution: float, settlement: float,
-        partial: bool, qty: float | None = None, fee_rate: float = 0.0,
-    ) -> None:
+    def _force_close(self, close: liq.Close, partial: bool) -> None:
         """Close (part of) a leg with a real market order tagged as a liquidation."""
-        data = self._symbol_data[pos.symbol]
-        size = -pos.size if qty is None else qty
+        pos = self.account.positions[(close.symbol, close.leg)]
+        data = self._symbol_data[close.symbol]
+        size = close.qty
         owner = self._owners.get(data)
         maker = self.sell if size < 0 else self.buy
         order = maker(
-            owner, data, abs(size), price=execution, exectype=bt.Order.Market,
-            _checksubmit=False, liquidation=True, partial_liquidation=partial, leg=pos.leg,
+            owner, data, abs(size), price=close.execution, exectype=bt.Order.Market,
+            _checksubmit=False, liquidation=True, partial_liquidation=partial, leg=close.leg,
         )
         if order in self.pending:
             self.pending.remove(order)
         event = self.account.book_liquidation(
-            pos, size, trigger, execution, settlement, fee_rate, partial, order.ref
+            pos, size, close.trigger, close.execution, close.settlement, close.fee_rate,
+            partial, order.ref,
         )
         order.addinfo(liquidation_event=event, intrabar_time=self._event_t)
-        self._bt_execute(order, size, settlement, event.fee + event.liquidation_fee)
+        self._bt_execute(order, size, close.settlement, event.fee + event.liquidation_fee)
         self.min_liquidation_distance = min(self.min_liquidation_distance, 0.0)  # LP reached
-
-    def _check_wipeout(self) -> None:
-        if self.wiped_out:
-            return
-        equity = self.account.equity()
-        smallest = min(
-            (m.spec.min_notional / m.leverage for m in self.account.markets.values()),
-            default=0.0,
-        )
-        if equity <= max(smallest, 1e-9):
-            self.wiped_out = True
-            self.account.events.append(
-                ev.Wipeout(self.account.clock, equity,
-                           f"equity {equity:.2f} USDT cannot open the smallest order")
-            )
 
     # --- after the bar --------------------------------------------------------------------
     def _track_distance(self, legs: list[Position], mark: list[float]) -> None:
