@@ -105,3 +105,21 @@ def test_refused_line_is_retried_not_stopped() -> None:
     assert strat.refused_orders > 0
     assert strat.summary()["refused_orders"] == strat.refused_orders
     assert "refused, retried on later bars" in "\n".join(strat.log_lines)
+
+
+def test_dca_refused_safety_order_is_retried() -> None:
+    from liqbt.strategies import DcaStrategy
+
+    # 130 USDT at 2x: the 100 USDT base order fits, the safety orders (200, 400) cannot
+    closes = [50_000, 50_000, 49_500, 48_500, 47_000, 46_000, 47_000, 48_500, 50_000]
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = liqbt.MarginBroker(exchange="binance", cash=130.0)
+    data = bt.feeds.PandasData(dataname=path_bars(closes), timeframe=bt.TimeFrame.Minutes,
+                               compression=5)
+    cerebro.adddata(data, name="BTCUSDT")
+    cerebro.broker.set_market(data, symbol="BTCUSDT", leverage=2, margin_mode="isolated")
+    cerebro.addstrategy(DcaStrategy, base_order=100, safety_order=200, max_safety_orders=2,
+                        price_deviation=2.0, step_scale=1.0, volume_scale=2.0, take_profit=1.0)
+    strat = cerebro.run()[0]
+    assert strat.stopped_reason is None
+    assert strat.refused_orders >= 2 and strat.summary()["refused_orders"] == strat.refused_orders

@@ -304,6 +304,12 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
     click.echo(_table(["", *(r.label for r in results)], rows))
 
 
+def _engine_check(engine: str, configs: Sequence[Any]) -> None:
+    from liqbt.executor import resolve_engine
+
+    resolve_engine(engine, configs)
+
+
 def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
     from liqbt.config import parse_value
 
@@ -324,6 +330,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes (default: CPU count).")
 @click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
+@click.option("--engine", default="auto", show_default=True,
+              help="auto (fast engine when it supports every run), fast or backtrader.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE.csv or FILE.json.")
 @click.option("--sort", "sort_key", default="risk", show_default=True,
@@ -346,7 +354,7 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
-          out_file: str | None, sort_key: str, heatmap: str | None, cache_dir: str,
+          engine: str, out_file: str | None, sort_key: str, heatmap: str | None, cache_dir: str,
           no_cache: bool, report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
           strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
@@ -361,6 +369,7 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     for check in (
         lambda: sw.check_sort_key(sort_key, list(grid)),
         lambda: heatmap and sw.heatmap_axes(heatmap, list(grid)),
+        lambda: _engine_check(engine, [p.config for p in points]),
         lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
         lambda: report_dir and check_report_dir(report_dir),
         lambda: scheduler and sw.check_scheduler(scheduler),
@@ -379,7 +388,7 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
             bar.__enter__()
         outcome = _guard(lambda: sw.run_sweep(
             points, workers=workers, scheduler=scheduler,
-            cache_dir=None if no_cache else cache_dir, on_result=tick))
+            cache_dir=None if no_cache else cache_dir, on_result=tick, engine=engine))
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -409,8 +418,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
             click.echo(f"{r['outcome']} at {where}: {r['outcome_reason']}")
     click.echo("rows: survivors first, then bot stopped, not tradable, liquidated, wiped out; "
                f"within each by {'return_pct' if sort_key == 'risk' else sort_key}", err=True)
-    click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache",
-               err=True)
+    click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache; "
+               f"{outcome.engine_reason}", err=True)
 
 
 def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], folder: Any,
