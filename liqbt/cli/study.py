@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from liqbt.cli.run import _csv, _guard, _load, _modes, _table
+from liqbt.cli.run import _csv, _guard, _load, _modes, _table, precheck
 from liqbt.core.errors import ValidationError
 
 
@@ -35,18 +35,6 @@ def _exec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         fn = opt(fn)
     return fn
-
-
-def _precheck(checks: list[Callable[[], Any]]) -> None:
-    """Run every check, report every problem at once (before any run)."""
-    problems: list[str] = []
-    for check in checks:
-        try:
-            check()
-        except ValidationError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise click.ClickException(str(ValidationError(problems)))
 
 
 def _common_checks(configs: list[Any], engine: str, scheduler: str | None,
@@ -99,7 +87,7 @@ def max_leverage(config: str, margin_modes: str, leverages: str | None, maximum:
     cfg = _load(config)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     cands = _csv(leverages, float, "--leverage")
-    _precheck(_common_checks([cfg], engine, scheduler, report_dir))
+    precheck(_common_checks([cfg], engine, scheduler, report_dir))
     quiet = quiet or as_json
 
     def tick(done: int, total: int, s: Any) -> None:
@@ -188,7 +176,7 @@ def survival(config: str, leverages: str, margin_modes: str | None, every: str, 
     if not levs:
         raise click.BadParameter("give at least one leverage", param_hint="--leverage")
     modes = _modes(margin_modes) or [cfg.margin_mode]
-    _precheck([*_common_checks([cfg], engine, scheduler, report_dir),
+    precheck([*_common_checks([cfg], engine, scheduler, report_dir),
                lambda: st.parse_duration(every, "--every"),
                lambda: st.parse_duration(horizon, "--horizon"),
                lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES)])
@@ -289,7 +277,7 @@ def optimize(config: str, params: tuple[str, ...], objective: str,
         if problems:
             raise ValidationError(problems)
 
-    _precheck([parse_all, *_common_checks([cfg], engine, scheduler, report_dir),
+    precheck([parse_all, *_common_checks([cfg], engine, scheduler, report_dir),
                lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES)])
     quiet = quiet or as_json
 
