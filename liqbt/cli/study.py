@@ -148,6 +148,30 @@ def _ladder_report(cfg: Any, found: list[Any], report_dir: str) -> Any:
         return write_ladder_report(found, out.path, links=links)
 
 
+def _survival_run_reports(cfg: Any, study: Any, folder: Any) -> dict[tuple[str, str, float], str]:
+    """Full run reports (run again with per-bar detail) of the failed runs at each worst start
+    date's lowest failing leverage; maps ``(start, margin mode, leverage)`` to the file name."""
+    from liqbt.cli.run import _run
+    from liqbt.outcome import LIQUIDATED, STOPPED, WIPED_OUT
+    from liqbt.report import write_run_report
+
+    links: dict[tuple[str, str, float], str] = {}
+    for worst in study.worst_starts:
+        lev = worst["lowest_failing_leverage"]
+        for r in study.runs:
+            if (r.start, r.leverage) != (worst["start"], lev) or r.outcome not in (
+                    LIQUIDATED, WIPED_OUT, STOPPED):
+                continue
+            variant = _guard(lambda r=r: cfg.with_overrides(
+                {"start": r.start, "end": r.end, "leverage": r.leverage,
+                 "margin_mode": r.margin_mode}))
+            name = f"run-{r.start[:10]}-{r.margin_mode}-{r.leverage:g}x.html"
+            write_run_report(_run(variant, timeline=True, quiet=True), folder / name,
+                             cfg.account.warning_threshold)
+            links[(r.start, r.margin_mode, r.leverage)] = name
+    return links
+
+
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--leverage", "leverages", default="1,2,3,5,10,20", show_default=True,
@@ -198,7 +222,8 @@ def survival(config: str, leverages: str, margin_modes: str | None, every: str, 
         from liqbt.study_report import write_survival_report
 
         with ReportDir(report_dir) as out:
-            write_survival_report(result, out.path, every, horizon)
+            links = _survival_run_reports(cfg, result, out.path)
+            write_survival_report(result, out.path, every, horizon, links=links)
     if as_json:
         click.echo(json.dumps({"engine": result.engine,
                                "cells": [c.to_dict() for c in result.cells],
