@@ -46,6 +46,8 @@ class RunResult:
         ``"no funding data"`` when no market had funding events.
     min_liquidation_distance_pct
         Closest the mark came to a liquidation price, in % (``None`` without positions).
+    engine
+        ``backtrader`` (MarginBroker) or ``fast`` (:mod:`liqbt.fast`).
     timeline, fills, launch_report
         Report material (not in :meth:`to_dict`): per-bar series, fill events, the
         strategy's launch report (grid levels...).
@@ -75,6 +77,7 @@ class RunResult:
     strategy: str
     stopped_reason: str | None = None
     rejected_orders: int = 0
+    engine: str = "backtrader"
     timeline: dict[str, Any] = field(default_factory=dict, repr=False)
     fills: list[dict[str, Any]] = field(default_factory=list, repr=False)
     launch_report: dict[str, Any] = field(default_factory=dict, repr=False)
