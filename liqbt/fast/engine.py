@@ -186,7 +186,7 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
         size = notional / price
         if step:
             size = round(int(size / step + 1e-9) * step, 12)
-        ok = not size * close < spec.min_notional
+        ok = not (size <= 0 or size * close < spec.min_notional)
         bi = np.array([kn.BOT_HOLD, 1 if direction == "long" else -1, int(ok)], np.int64)
         bp = np.array([size])
         extra.update(size=size, close=close, margin=margin, leverage=leverage,
@@ -231,7 +231,7 @@ def _grid_params(kwargs: dict[str, Any], data: MarketArrays, lev: float, balance
             quantity = int(quantity / step + 1e-9) * step
         quantity = round(quantity, 12)
         start_level = ladders.nearest_level(levels, price)
-        ok = not quantity * levels[0] < spec.min_notional
+        ok = not (quantity <= 0 or quantity * levels[0] < spec.min_notional)
     sl, tp = kwargs.get("stop_loss"), kwargs.get("take_profit")
     bi = np.array([
         kn.BOT_GRID, {"long": 0, "short": 1, "neutral": 2}[direction], launch, start_level,
@@ -377,7 +377,8 @@ def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
         return (f"liquidated: {e['side']} {e['size']:g} at {e['trigger_price']:,.2f} "
                 f"(loss {e['loss']:,.2f} USDT)")
     if code == kn.S_WIPE:
-        return f"account wiped out: equity {float(stats[12]):.2f} USDT cannot open the smallest order"
+        return (f"account wiped out: equity {float(stats[12]):.2f} USDT cannot open the "
+                "smallest order")
     if code == kn.S_REJECT:
         return "order rejected: " + _reject_text(int(stats[7]), float(stats[8]),
                                                  float(stats[9]), symbol, p)

@@ -28,7 +28,6 @@ from liqbt.fast.margin import (
     CAPNOT,
     DEBIT,
     EN,
-    FEES,
     FUND,
     INIT,
     INS,
@@ -49,7 +48,6 @@ from liqbt.fast.margin import (
     SZ,
     TAKER,
     TOPUP,
-    USED,
     W,
     available_balance,
     cross_at,
@@ -183,6 +181,10 @@ def run(
     reach = np.zeros(capacity, np.int64)
     for t in range(n):
         bar_stop = S_NONE  # first stopping event of the bar (delivered after the walk)
+        bar_liq = -1
+        bar_rk = -1
+        bar_v1 = 0.0
+        bar_v2 = 0.0
         n_notes = 0
         # --- 1. accept or reject submitted orders ------------------------------------------
         for k in range(n_orders):
@@ -223,11 +225,10 @@ def run(
                 stats[6] += 1
                 if bar_stop == S_NONE:
                     bar_stop = S_REJECT
-                    stats[7] = reason
-                    stats[8] = v1
-                    stats[9] = v2
-                    stats[16] = ob[k, OQ]
-        # --- 2. the bar ------------------------------------------------------------------------
+                    bar_rk = reason
+                    bar_v1 = v1
+                    bar_v2 = v2
+        # --- 2. the bar --------------------------------------------------------------------
         st[MK] = mo[t]
         if st[SZ] != 0.0 and not math.isnan(fr[t]):
             payment = st[SZ] * mo[t] * fr[t]
@@ -356,12 +357,12 @@ def run(
                                     stats[6] += 1
                                     if bar_stop == S_NONE:
                                         bar_stop = S_REJECT
-                                        stats[7] = reject
-                                        stats[8] = v1
-                                        stats[9] = v2
+                                        bar_rk = reject
+                                        bar_v1 = v1
+                                        bar_v2 = v2
                         if ok:
                             old = st[SZ]
-                            closed, fee = fill(st, fp, ip, qty, price, fee_rate)
+                            _closed, fee = fill(st, fp, ip, qty, price, fee_rate)
                             fills = _grow(fills, nf)
                             fills[nf, 0] = t
                             fills[nf, 1] = qty
@@ -415,7 +416,7 @@ def run(
                                         True, taker, fills, nf, liqs, nl, stats)
                                     if bar_stop == S_NONE:
                                         bar_stop = S_LIQ
-                                        stats[11] = nl - 1
+                                        bar_liq = nl - 1
                                     if not _still(st, fp, ip, tiers, price):
                                         full = False
                                         break
@@ -426,7 +427,7 @@ def run(
                                         False, 0.0, fills, nf, liqs, nl, stats)
                                     if bar_stop == S_NONE:
                                         bar_stop = S_LIQ
-                                        stats[11] = nl - 1
+                                        bar_liq = nl - 1
                                     if st[SZ] == 0.0 and not wiped:
                                         e = equity(st, ip)
                                         smallest = fp[MINNOT] / lev
@@ -455,6 +456,10 @@ def run(
             stop = bar_stop
             stats[0] = stop
             stats[1] = t
+            stats[7] = bar_rk
+            stats[8] = bar_v1
+            stats[9] = bar_v2
+            stats[11] = bar_liq
             for k in range(n_orders):
                 if oi[k, OSTAT] != DEAD:
                     oi[k, OSTAT] = DEAD
