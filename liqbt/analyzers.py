@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -68,9 +67,11 @@ class MarginTimeline(bt.Analyzer):
         position size. ``False``: only time and equity (cheap; enough for the drawdown).
 
     ``get_analysis()`` returns a dict of equal-length lists: ``time`` (naive UTC datetimes),
-    ``equity``, ``wallet``, ``margin_balance`` (cross wallet + cross unrealized PnL),
-    ``available``, ``margin_ratio`` (the worst of the cross account and isolated legs), and
-    ``symbols``: ``{symbol: {"close", "mark", "liquidation_price", "margin_ratio", "size"}}``
+    ``equity``, ``exposed`` (any position open), ``margin_ratio`` (the worst of the cross
+    account and isolated legs; these three in both modes), ``wallet``, ``margin_balance``
+    (cross wallet + cross unrealized PnL), ``available`` and ``symbols``:
+    ``{symbol: {"open", "high", "low", "close", "mark", "liquidation_price", "margin_ratio",
+    "size"}}``
     (``liquidation_price`` is NaN when flat).
     """
 
@@ -79,8 +80,10 @@ class MarginTimeline(bt.Analyzer):
     def start(self) -> None:
         self.rets["time"] = []
         self.rets["equity"] = []
+        self.rets["exposed"] = []
+        self.rets["margin_ratio"] = []
         if self.p.detail:
-            for key in ("wallet", "margin_balance", "available", "margin_ratio"):
+            for key in ("wallet", "margin_balance", "available"):
                 self.rets[key] = []
             self.rets["symbols"] = {}
         self._datas: list[tuple[Any, str]] = []
@@ -96,8 +99,8 @@ class MarginTimeline(bt.Analyzer):
                 self._datas.append((data, symbol))
                 if self.p.detail:
                     self.rets["symbols"][symbol] = {
-                        k: [] for k in ("close", "mark", "liquidation_price", "margin_ratio",
-                                        "size")
+                        k: [] for k in ("open", "high", "low", "close", "mark",
+                                        "liquidation_price", "margin_ratio", "size")
                     }
 
     def next(self) -> None:
@@ -107,22 +110,30 @@ class MarginTimeline(bt.Analyzer):
             self._bind()
         self.rets["time"].append(self.strategy.datetime.datetime(0))
         self.rets["equity"].append(account.equity())
+        open_legs = list(account.open_positions())
+        self.rets["exposed"].append(bool(open_legs))
+        ratio = 0.0
+        if open_legs:
+            # cheap when flat (the common case in sweeps): only computed with a position
+            ratios = [account.margin_ratio()] if any(
+                p.margin_mode == "cross" for p in open_legs) else []
+            ratios += [account.margin_ratio(p) for p in open_legs
+                       if p.margin_mode == "isolated"]
+            ratio = max(ratios, default=0.0)
+        self.rets["margin_ratio"].append(ratio)
         if not self.p.detail:
             return
         self.rets["wallet"].append(account.wallet_balance)
         self.rets["margin_balance"].append(account.cross_margin_balance())
         self.rets["available"].append(broker.get_cash())
-        ratios = [account.margin_ratio()] if account.cross_positions() else []
-        ratios += [
-            account.margin_ratio(p) for p in account.open_positions()
-            if p.margin_mode == "isolated"
-        ]
-        self.rets["margin_ratio"].append(max(ratios, default=0.0))
         for data, symbol in self._datas:
             row = self.rets["symbols"][symbol]
             mark_line = getattr(data.lines, "mark_close", None)
             close = float(data.close[0])
             mark = float(mark_line[0]) if mark_line is not None else close
+            row["open"].append(float(data.open[0]))
+            row["high"].append(float(data.high[0]))
+            row["low"].append(float(data.low[0]))
             row["close"].append(close)
             row["mark"].append(mark if not math.isnan(mark) else close)
             lp = broker.liquidation_price(data)
@@ -150,15 +161,17 @@ class Trades(bt.Analyzer):
     """Round trips rebuilt from the broker's fills by FIFO matching, per symbol and leg.
 
     Rule: fills open *lots*; every fill that reduces a position (a **closing fill**) is matched
-    first-in-first-out against the open lots of its symbol and leg and reported as **one**
-    round trip of the closing fill's size. So
+    against the open lots of its symbol and leg and reported as **one** round trip of the
+    closing fill's size: first the lot opened by the order named in its ``info.pair_ref`` (a
+    grid counter-order names the fill it answers, so grid round trips are the grid's matched
+    pairs), then first-in-first-out. So
 
     * a bot that builds a position and goes flat with one order (hold, DCA take-profit, stop,
       liquidation) gets one entry per cycle: size = the whole position, entry = its average
       entry and first entry time (what backtrader's trade gave before);
     * a grid that never goes flat gets one entry per closing grid fill (each completed
-      buy→sell pair of a long grid, sell→buy of a short grid), matched to the oldest open lot
-      (the launch market order's lots first, then the grid buys in fill order);
+      buy→sell pair of a long grid, sell→buy of a short grid), matched to its pair's lot
+      (closing orders placed at launch take the launch market order's lots, oldest first);
     * a fill that reverses a one-way position closes the matched lots and opens a new lot with
       the rest.
 
@@ -183,11 +196,88 @@ class Trades(bt.Analyzer):
 
     def stop(self) -> None:
         broker = self.strategy.broker
+        trades: list[dict[str, Any]] = []
+        # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
+        lots: dict[tuple[str, str], list[list[Any]]] = {}
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in getattr(broker, "events", []):
+            if isinstance(e, ev.Liquidation):
+                trip = last.get((e.symbol, e.leg))
+                if trip is not None and trip["reason"] == "liquidation":
+                    sign = 1.0 if trip["side"] == "long" else -1.0
+                    trip["exit_price"] = float(e.settlement_price)
+                    trip["pnl"] = sign * trip["size"] * (e.settlement_price - trip["entry_price"])
+                continue
+            if not isinstance(e, ev.Fill) or not e.size:
+                continue
+            key = (e.symbol, e.leg)
+            book = lots.setdefault(key, [])
+            qty = float(e.size)
+            fee_unit = float(e.fee) / abs(qty)
+            closing = bool(book) and (book[0][1] > 0) != (qty > 0)
+            info = {} if e.order_ref is None else self._info.get(e.order_ref, {})
+            if closing and info.get("pair_ref") is not None:
+                # a grid counter-order closes the lot of the fill it answers first, so its
+                # round trip is the grid's matched pair (not the oldest lot)
+                at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
+                book.insert(0, book.pop(at))
+            if closing:
+                want = abs(qty)
+                matched = notional = fees = 0.0
+                first_time = book[0][0]
+                side = "long" if book[0][1] > 0 else "short"
+                while book and want > 1e-12:
+                    lot = book[0]
+                    take = min(want, abs(lot[1]))
+                    matched += take
+                    notional += take * lot[2]
+                    fees += take * lot[3]
+                    want -= take
+                    lot[1] -= take if lot[1] > 0 else -take
+                    if abs(lot[1]) <= 1e-12:
+                        book.pop(0)
+                entry = notional / matched
+                sign = 1.0 if side == "long" else -1.0
+                trip = {
+                    "symbol": e.symbol,
+                    "side": side,
+                    "size": round(matched, 12),
+                    "entry_time": iso(first_time),
+                    "entry_price": entry,
+                    "exit_time": iso(e.time),
+                    "exit_price": float(e.price),
+                    "pnl": sign * matched * (float(e.price) - entry),
+                    "fees": fees + matched * fee_unit,
+                    "reason": "liquidation" if e.liquidation else _reason(info),
+                }
+                trades.append(trip)
+                last[key] = trip
+                rest = want if qty > 0 else -want
+            else:
+                rest = qty
+            if abs(rest) > 1e-12:
+                book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
         account = getattr(broker, "account", None)
-        marks = {} if account is None else {
-            key: float(pos.mark_price) for key, pos in account.positions.items()
-        }
-        trades = round_trips(getattr(broker, "events", []), self._info, marks)
+        for (symbol, leg), book in lots.items():
+            if not book:
+                continue
+            size = sum(abs(lot[1]) for lot in book)
+            pos = account.positions.get((symbol, leg)) if account is not None else None
+            mark = float(pos.mark_price) if pos is not None and pos.mark_price else math.nan
+            sign = 1.0 if book[0][1] > 0 else -1.0
+            entry = sum(abs(lot[1]) * lot[2] for lot in book) / size
+            trades.append({
+                "symbol": symbol,
+                "side": "long" if sign > 0 else "short",
+                "size": round(size, 12),
+                "entry_time": iso(book[0][0]),
+                "entry_price": entry,
+                "exit_time": None,
+                "exit_price": None,
+                "pnl": sign * size * (mark - entry) if math.isfinite(mark) else 0.0,
+                "fees": sum(abs(lot[1]) * lot[3] for lot in book),
+                "reason": "open",
+            })
         self.rets["trades"] = trades
 
 
@@ -227,92 +317,3 @@ class Progress(bt.Analyzer):
 
 
 __all__ = ["Liquidations", "MarginTimeline", "Progress", "Trades", "iso"]
-
-
-def round_trips(
-    events: Iterable[ev.Event],
-    info_by_ref: Mapping[int, Mapping[str, Any]],
-    marks: Mapping[tuple[str, str], float],
-) -> list[dict[str, Any]]:
-    """Round trips of a run's fill and liquidation events by FIFO matching (the rule of
-    :class:`Trades`): ``info_by_ref`` is the ``order.info`` of each order ref (for the reason),
-    ``marks`` the last mark per ``(symbol, leg)`` (for lots still open).
-
-    Shared by the :class:`Trades` analyzer and the fast engine (:mod:`liqbt.fast`).
-    """
-    trades: list[dict[str, Any]] = []
-    # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit]
-    lots: dict[tuple[str, str], list[list[Any]]] = {}
-    last: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in events:
-        if isinstance(e, ev.Liquidation):
-            trip = last.get((e.symbol, e.leg))
-            if trip is not None and trip["reason"] == "liquidation":
-                sign = 1.0 if trip["side"] == "long" else -1.0
-                trip["exit_price"] = float(e.settlement_price)
-                trip["pnl"] = sign * trip["size"] * (e.settlement_price - trip["entry_price"])
-            continue
-        if not isinstance(e, ev.Fill) or not e.size:
-            continue
-        key = (e.symbol, e.leg)
-        book = lots.setdefault(key, [])
-        qty = float(e.size)
-        fee_unit = float(e.fee) / abs(qty)
-        closing = bool(book) and (book[0][1] > 0) != (qty > 0)
-        if closing:
-            want = abs(qty)
-            matched = notional = fees = 0.0
-            first_time = book[0][0]
-            side = "long" if book[0][1] > 0 else "short"
-            while book and want > 1e-12:
-                lot = book[0]
-                take = min(want, abs(lot[1]))
-                matched += take
-                notional += take * lot[2]
-                fees += take * lot[3]
-                want -= take
-                lot[1] -= take if lot[1] > 0 else -take
-                if abs(lot[1]) <= 1e-12:
-                    book.pop(0)
-            entry = notional / matched
-            sign = 1.0 if side == "long" else -1.0
-            info = {} if e.order_ref is None else info_by_ref.get(e.order_ref, {})
-            trip = {
-                "symbol": e.symbol,
-                "side": side,
-                "size": round(matched, 12),
-                "entry_time": iso(first_time),
-                "entry_price": entry,
-                "exit_time": iso(e.time),
-                "exit_price": float(e.price),
-                "pnl": sign * matched * (float(e.price) - entry),
-                "fees": fees + matched * fee_unit,
-                "reason": "liquidation" if e.liquidation else _reason(info),
-            }
-            trades.append(trip)
-            last[key] = trip
-            rest = want if qty > 0 else -want
-        else:
-            rest = qty
-        if abs(rest) > 1e-12:
-            book.append([e.time, rest, float(e.price), fee_unit])
-    for (symbol, leg), book in lots.items():
-        if not book:
-            continue
-        size = sum(abs(lot[1]) for lot in book)
-        mark = marks.get((symbol, leg)) or math.nan
-        sign = 1.0 if book[0][1] > 0 else -1.0
-        entry = sum(abs(lot[1]) * lot[2] for lot in book) / size
-        trades.append({
-            "symbol": symbol,
-            "side": "long" if sign > 0 else "short",
-            "size": round(size, 12),
-            "entry_time": iso(book[0][0]),
-            "entry_price": entry,
-            "exit_time": None,
-            "exit_price": None,
-            "pnl": sign * size * (mark - entry) if math.isfinite(mark) else 0.0,
-            "fees": sum(abs(lot[1]) * lot[3] for lot in book),
-            "reason": "open",
-        })
-    return trades

@@ -10,9 +10,9 @@ Example::
 
     [[market]]
     symbol = "BTCUSDT"
-    candles = "../datasets/btcusdt-5m.feather"    # relative to this file
-    mark = "../datasets/btcusdt-5m-mark.feather"
-    funding = "../datasets/btcusdt-5m-funding_rate.feather"
+    candles = "../datasets/2025-10/BTCUSDT-5m.feather"    # relative to this file
+    mark = "../datasets/2025-10/BTCUSDT-1h-mark.feather"
+    funding = "../datasets/2025-10/BTCUSDT-5m-funding_rate.feather"
     leverage = 10
     margin_mode = "isolated"
 
@@ -21,8 +21,8 @@ Example::
     grids = 20                    # strategy params (or in a [strategy.params] table)
 
     [backtest]
-    start = "2024-03-01"
-    end = "2024-03-15"
+    start = "2025-10-05"
+    end = "2025-10-15"
     intrabar = "heuristic"
 
 Every problem found is collected and raised together as one
@@ -32,10 +32,8 @@ Every problem found is collected and raised together as one
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -43,17 +41,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from liqbt.core.choices import INTRABAR_PATHS, MARGIN_MODES, POSITION_MODES, SETTLEMENTS
 from liqbt.core.errors import ValidationError
-
-POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
-SETTLEMENTS: tuple[str, ...] = ("bankruptcy", "liquidation_price")
-MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
-INTRABAR_PATHS: tuple[str, ...] = ("heuristic", "pessimistic", "optimistic")
 
 _ACCOUNT_KEYS = ("exchange", "balance", "position_mode", "settlement", "debit",
                  "warning_threshold")
 _MARKET_KEYS = ("symbol", "candles", "mark", "funding", "leverage", "margin_mode", "auto_top_up")
-_BACKTEST_KEYS = ("start", "end", "intrabar")
+_BACKTEST_KEYS = ("start", "end", "intrabar", "strict_data")
 _SECTIONS = ("account", "market", "strategy", "backtest")
 # bump when the meaning of a cached result changes (RunResult fields, accounting)
 _HASH_VERSION = "liqbt-run-2"
@@ -109,6 +103,8 @@ class BacktestSettings:
     start: str | None = None
     end: str | None = None
     intrabar: str = "heuristic"
+    #: turn data-quality warnings (gaps, coverage, outliers, funding) into an error
+    strict_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -294,8 +290,13 @@ def config_from_dict(
     symbols = [m.symbol for m in markets]
     for sym in sorted({s for s in symbols if symbols.count(s) > 1}):
         problems.append(f"market.symbol = {sym!r} appears more than once")
-    _check_markets(account, markets, problems)
-    strategy = _strategy(_table(data, "strategy", problems), base, problems)
+    # one cross-check pass against the exchange rules (profile, tiers, minimum order values)
+    profile = _check_markets(account, markets, problems)
+    n_before = len(problems)
+    strategy, strategy_cls = _strategy(_table(data, "strategy", problems), base, problems)
+    strategy_ok = len(problems) == n_before
+    if profile is not None and strategy_ok and hasattr(strategy_cls, "account_checks"):
+        _check_strategy(strategy_cls, strategy, account, markets, profile, problems)
     backtest = _backtest(_table(data, "backtest", problems), problems)
     if problems:
         raise ValidationError(problems, source)
@@ -409,17 +410,35 @@ def _market(i: int, raw: Any, base: Path, problems: list[str]) -> MarketSettings
     )
 
 
+def _check_strategy(
+    cls: Any, strategy: StrategySettings, account: AccountSettings,
+    markets: tuple[MarketSettings, ...], profile: Any, problems: list[str],
+) -> None:
+    """The bot's own cross-checks against the account and each market's exchange rules."""
+    from liqbt.core.profile import normalize_symbol
+    from liqbt.strategies import MarketContext
+
+    contexts = []
+    for m in markets:
+        spec = profile.symbols.get(normalize_symbol(m.symbol))
+        if spec is None:
+            return  # already reported by _check_markets
+        contexts.append(MarketContext(m.symbol, m.leverage, m.margin_mode, spec))
+    problems.extend(cls.account_checks(strategy.kwargs, account.balance, contexts, "strategy."))
+
+
 def _check_markets(
     account: AccountSettings, markets: tuple[MarketSettings, ...], problems: list[str]
-) -> None:
-    """Check symbols, leverage and top-up against the exchange profile (with overrides)."""
-    from liqbt.core.profile import load_profile, normalize_symbol
+) -> Any:
+    """Check symbols, leverage and top-up against the exchange profile (with overrides);
+    returns the profile (``None`` when it cannot be loaded)."""
+    from liqbt.core.profile import known_symbols_text, load_profile, normalize_symbol
 
     try:
         profile = load_profile(account.exchange)
     except ValidationError as exc:
         problems.extend(f"account.exchange = {account.exchange!r}: {p}" for p in exc.problems)
-        return
+        return None
     if account.profile_overrides:
         known = {f.name for f in fields(profile)} - {"symbols", "name"}
         unknown = [k for k, _ in account.profile_overrides if k not in known]
@@ -441,7 +460,7 @@ def _check_markets(
         if spec is None:
             problems.append(
                 f"{prefix}.symbol = {m.symbol!r} is not in profile {profile.name!r} "
-                f"(known: {', '.join(sorted(profile.symbols))})"
+                f"({known_symbols_text(profile.symbols, m.symbol)})"
             )
             continue
         top = spec.tiers.tiers[0].max_leverage
@@ -452,6 +471,7 @@ def _check_markets(
             )
         if m.auto_top_up and not profile.auto_top_up:
             problems.append(f"{prefix}.auto_top_up = true is not offered by {profile.name}")
+    return profile
 
 
 def _backtest(raw: dict[str, Any], problems: list[str]) -> BacktestSettings:
@@ -464,7 +484,8 @@ def _backtest(raw: dict[str, Any], problems: list[str]) -> BacktestSettings:
         problems.append(f"backtest.end = {end!r} must be after backtest.start = {start!r}")
     intrabar = _choice("backtest.intrabar", raw.get("intrabar", "heuristic"),
                        INTRABAR_PATHS, problems)
-    return BacktestSettings(start, end, intrabar)
+    strict = _bool("backtest.strict_data", raw.get("strict_data", False), problems)
+    return BacktestSettings(start, end, intrabar, strict)
 
 
 def _time(name: str, value: Any, problems: list[str]) -> str | None:
@@ -504,58 +525,21 @@ def _split_strategy_path(name: str) -> tuple[str | None, str, str]:
 
 
 def load_strategy_class(name: str) -> type:
-    """The ``bt.Strategy`` subclass named by a config: ``grid``/``dca``/``hold`` (via
-    ``liqbt.strategies.load_strategy``), ``/path/file.py:Class`` or ``module:Class``.
+    """The ``bt.Strategy`` subclass named by a config (``grid``/``dca``/``hold``,
+    ``/path/file.py:Class`` or ``module:Class``), through liqbt's one strategy loader
+    :func:`liqbt.strategies.load_strategy`.
 
     Raises
     ------
     ValidationError
-        When it cannot be found.
+        When it cannot be found (the loader's message, prefixed with the config field).
     """
-    import backtrader as bt
+    from liqbt.strategies import StrategyLoadError, load_strategy
 
     try:
-        from liqbt.strategies import load_strategy  # type: ignore[attr-defined]
-    except ImportError:
-        load_strategy = None
-    path, cls_name, _ = _split_strategy_path(name)
-    if path is None and load_strategy is not None:
-        try:
-            cls = load_strategy(name)
-        except ValidationError:
-            raise
-        except Exception as exc:  # a registry miss reads best as a validation problem
-            raise ValidationError([f"strategy.name = {name!r}: {exc}"]) from None
-        return cls
-    if path is not None:
-        file = Path(path)
-        if not file.exists():
-            raise ValidationError([f"strategy.name = {name!r}: file not found ({file})"])
-        mod_name = "liqbt_user_" + hashlib.sha1(str(file).encode()).hexdigest()[:12]
-        module = sys.modules.get(mod_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(mod_name, file)
-            if spec is None or spec.loader is None:
-                raise ValidationError([f"strategy.name = {name!r}: cannot import {file}"])
-            module = importlib.util.module_from_spec(spec)
-            # registered before exec so that pickling (process pools) can find the classes
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-    elif ":" in name:
-        mod, _, cls_name = name.partition(":")
-        try:
-            module = importlib.import_module(mod)
-        except ImportError as exc:
-            raise ValidationError([f"strategy.name = {name!r}: {exc}"]) from None
-    else:
-        raise ValidationError(
-            [f"strategy.name = {name!r}: unknown strategy (liqbt.strategies is not available; "
-             "use 'path/to/file.py:Class')"]
-        )
-    cls = getattr(module, cls_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, bt.Strategy)):
-        raise ValidationError([f"strategy.name = {name!r}: no bt.Strategy class {cls_name!r}"])
-    return cls
+        return load_strategy(name)
+    except StrategyLoadError as exc:
+        raise ValidationError([f"strategy.name = {name!r}: {exc}"]) from None
 
 
 def strategy_param_names(cls: type) -> list[str]:
@@ -563,12 +547,15 @@ def strategy_param_names(cls: type) -> list[str]:
     return list(cls.params._getkeys())  # type: ignore[attr-defined]
 
 
-def _strategy(raw: dict[str, Any], base: Path, problems: list[str]) -> StrategySettings:
+def _strategy(
+    raw: dict[str, Any], base: Path, problems: list[str]
+) -> tuple[StrategySettings, type | None]:
+    """The strategy settings and class (``None`` when it cannot be loaded)."""
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         problems.append(f"strategy.name = {name!r} must be 'grid', 'dca', 'hold' or "
                         "'path/to/file.py:Class'")
-        return StrategySettings("?")
+        return StrategySettings("?"), None
     path, cls_name, _ = _split_strategy_path(name)
     if path is not None:
         file = Path(path)
@@ -585,6 +572,21 @@ def _strategy(raw: dict[str, Any], base: Path, problems: list[str]) -> StrategyS
         cls = load_strategy_class(name)
     except ValidationError as exc:
         problems.extend(exc.problems)
+        return StrategySettings(name, tuple(sorted(params.items()))), None
+    declared = getattr(cls, "parameters", None)
+    if declared is not None:
+        # a liqbt bot: types, bounds, choices and relations from its declaration; params a
+        # subclass added the plain backtrader way (undeclared) are passed through unchecked
+        names = {p.name for p in declared}
+        extra = set(strategy_param_names(cls)) - names
+        checked = {k: v for k, v in params.items() if k not in extra}
+        found = cls.parameter_problems(checked, "strategy.")
+        problems.extend(found)
+        if not found:
+            from liqbt.core.params import resolved
+
+            full = resolved(declared, checked)
+            params = {k: (full[k] if k in names else v) for k, v in params.items()}
     else:
         known = strategy_param_names(cls)
         for key in params:
@@ -593,7 +595,7 @@ def _strategy(raw: dict[str, Any], base: Path, problems: list[str]) -> StrategyS
                     f"strategy.{key} = {params[key]!r}: unknown param of {cls.__name__} "
                     f"(known: {', '.join(known) or 'none'})"
                 )
-    return StrategySettings(name, tuple(sorted(params.items())))
+    return StrategySettings(name, tuple(sorted(params.items()))), cls
 
 
 def parse_value(text: str) -> Any:

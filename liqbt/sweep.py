@@ -1,18 +1,17 @@
-"""Parameter sweeps: the cartesian product of overrides, run on a process pool or on Dask.
+"""Parameter sweeps: the cartesian product of overrides, run through :mod:`liqbt.executor`.
 
-Each run's summary is cached as JSON under ``cache_dir/<config hash>.json``, so an interrupted
-sweep resumes where it stopped and a repeated sweep costs nothing. Runs are deterministic and
-the workers return plain dicts, so a local pool and a Dask cluster give identical rows.
+The executor caches each run's result under ``cache_dir`` (keyed by config hash and engine),
+so an interrupted sweep resumes where it stopped and a repeated sweep costs nothing. Runs are
+deterministic, so a local pool and a Dask cluster give identical rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,8 @@ class SweepOutcome:
     computed: int = 0
     cached: int = 0
     keys: list[str] = field(default_factory=list)
+    engine: str = "backtrader"
+    engine_reason: str = ""
 
 
 def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoint]:
@@ -47,6 +48,15 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoin
     keys = list(grid)
     points: list[SweepPoint] = []
     problems: list[str] = []
+    # each value on its own first: a bad value is named once, not once per combination
+    for key in keys:
+        for value in grid[key]:
+            try:
+                base.with_overrides({key: value})
+            except ValidationError as exc:
+                problems.extend(f"[{key}={value}] {p}" for p in exc.problems)
+    if problems:
+        raise ValidationError(list(dict.fromkeys(problems)), base.source)
     for values in itertools.product(*(grid[k] for k in keys)):
         overrides = tuple(zip(keys, values, strict=True))
         try:
@@ -60,33 +70,18 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[SweepPoin
 
 
 def run_point(config: RunConfig) -> dict[str, Any]:
-    """Worker: run one config and return its summary row (a plain, picklable dict)."""
-    from liqbt.runner import run_config
+    """Run one config in this process and return its summary row (a plain, picklable dict)."""
+    from liqbt.executor import execute
 
-    result = run_config(config, timeline=False, progress=False)
+    return result_row(config, execute([config], engine="backtrader", workers=1)[0])
+
+
+def result_row(config: RunConfig, result: Any) -> dict[str, Any]:
+    """A sweep row: the run summary plus the config hash and the engine that ran it."""
     row = result.summary()
     row["config_hash"] = config.config_hash()
+    row["engine"] = result.engine
     return row
-
-
-def _cache_path(cache_dir: Path, config: RunConfig) -> Path:
-    return cache_dir / f"{config.config_hash()}.json"
-
-
-def _read_cache(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing or half-written (interrupted): recompute
-
-
-def _write_cache(path: Path, row: dict[str, Any]) -> None:
-    # write-then-rename: an interrupted write never leaves a truncated cache entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(row, fh, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def run_sweep(
@@ -95,8 +90,9 @@ def run_sweep(
     scheduler: str | Any | None = None,
     cache_dir: str | Path | None = None,
     on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    engine: str = "auto",
 ) -> SweepOutcome:
-    """Run every point, reusing cached results.
+    """Run every point through :func:`liqbt.executor.execute`, reusing cached results.
 
     Parameters
     ----------
@@ -105,78 +101,91 @@ def run_sweep(
     workers
         Local process count (default: CPU count). 1 runs in this process.
     scheduler
-        Dask scheduler address (``tcp://host:port``) or a ``distributed.Client``; when given,
-        runs go to Dask instead of the local pool.
+        Dask scheduler address (``tcp://host:port``), a ``distributed.Client`` or a
+        ``LocalCluster``; when given, runs go to Dask instead of the local pool.
     cache_dir
-        Directory of per-config JSON results (keyed by config hash); ``None`` disables caching.
+        Per-run result cache (keyed by config hash and engine); ``None`` disables caching.
     on_result
         Called as ``on_result(index, row)`` when a row is available (progress display).
+    engine
+        ``auto``, ``fast`` or ``backtrader`` (see :func:`liqbt.executor.resolve_engine`).
 
     Returns
     -------
     SweepOutcome
         ``rows[i]`` belongs to ``points[i]``: the overrides (as columns) + the run summary.
     """
-    cache = Path(cache_dir) if cache_dir is not None else None
-    rows: list[dict[str, Any] | None] = [None] * len(points)
-    todo: list[int] = []
-    cached = 0
-    for i, point in enumerate(points):
-        hit = _read_cache(_cache_path(cache, point.config)) if cache is not None else None
-        if hit is not None:
-            rows[i] = hit
-            cached += 1
-            if on_result:
-                on_result(i, hit)
-        else:
-            todo.append(i)
+    from liqbt.executor import execute_detailed
 
-    def done(i: int, row: dict[str, Any]) -> None:
-        rows[i] = row
-        if cache is not None:
-            _write_cache(_cache_path(cache, points[i].config), row)
-        if on_result:
-            on_result(i, row)
+    configs = [p.config for p in points]
+    tick = None
+    if on_result is not None:
+        def tick(i: int, result: Any) -> None:
+            on_result(i, result_row(configs[i], result))
 
-    if todo:
-        configs = [points[i].config for i in todo]
-        if scheduler is not None:
-            _run_dask(scheduler, todo, configs, done)
-        elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
-            for i, cfg in zip(todo, configs, strict=True):
-                done(i, run_point(cfg))
-        else:
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-                futures = {pool.submit(run_point, cfg): i
-                           for i, cfg in zip(todo, configs, strict=True)}
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
+    run = execute_detailed(configs, engine=engine, scheduler=scheduler, progress=tick,
+                           cache_dir=cache_dir, workers=workers)
     keys = list(dict.fromkeys(k for p in points for k, _ in p.overrides))
     out = [
-        {**{k: v for k, v in p.overrides}, **(row or {})}
-        for p, row in zip(points, rows, strict=True)
+        {**{k: v for k, v in p.overrides}, **result_row(p.config, res)}
+        for p, res in zip(points, run.results, strict=True)
     ]
-    return SweepOutcome(out, computed=len(todo), cached=cached, keys=keys)
+    return SweepOutcome(out, computed=run.computed, cached=run.cached, keys=keys,
+                        engine=run.engine, engine_reason=run.reason)
 
 
-def _run_dask(
-    scheduler: str | Any, todo: list[int], configs: list[RunConfig],
-    done: Callable[[int, dict[str, Any]], None],
-) -> None:
-    from distributed import Client
-    from distributed import as_completed as dask_completed
+#: ``--out`` file types :func:`write_rows` writes.
+ROW_SUFFIXES: tuple[str, ...] = (".csv", ".json")
+def row_columns() -> list[str]:
+    """Columns of every sweep row besides the swept keys: :meth:`RunResult.summary`'s keys
+    (read from an empty result, so they are never listed twice) and ``config_hash``."""
+    import dataclasses
+    import typing
 
-    own = isinstance(scheduler, str)
-    client = Client(scheduler) if own else scheduler
+    from liqbt.runner import RunResult
+
+    hints = typing.get_type_hints(RunResult)
+    empty: dict[str, Any] = {}
+    for f in dataclasses.fields(RunResult):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            hint = str(hints.get(f.name, ""))
+            empty[f.name] = ([] if hint.startswith("list") else {} if hint.startswith("dict")
+                             else "" if hint == "<class 'str'>" else 0)
+    return [*RunResult(**empty).summary(), "config_hash", "engine"]
+
+
+def check_sort_key(key: str | None, swept: Sequence[str]) -> None:
+    """Raise :class:`ValidationError` when ``key`` is not a row column (before any run)."""
+    known = [*swept, *row_columns()]
+    if key and key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValidationError([f"--sort {key!r}: no such column{hint}; columns: "
+                               f"{', '.join(known)}"])
+
+
+def check_scheduler(address: str, timeout: float = 3.0) -> None:
+    """Raise :class:`ValidationError` unless ``address`` is ``tcp://HOST:PORT`` (or
+    ``tls://``) and something listens there, within ``timeout`` seconds (instead of Dask's
+    30 s connect timeout and a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
     try:
-        # pure=False: identical configs still each get their own task (and cache write)
-        futures = client.map(run_point, configs, pure=False)
-        index = {f.key: i for f, i in zip(futures, todo, strict=True)}
-        for fut in dask_completed(futures):
-            done(index[fut.key], fut.result())
-    finally:
-        if own:
-            client.close()
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+        raise ValidationError([f"--scheduler {address!r}: expected tcp://HOST:PORT "
+                               "(a Dask scheduler address, e.g. tcp://127.0.0.1:8786)"])
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValidationError([f"--scheduler {address!r}: cannot reach a scheduler there "
+                               f"within {timeout:g} s ({reason})"]) from None
 
 
 def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
@@ -193,30 +202,56 @@ def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str,
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as ``.csv`` or ``.json`` (chosen by the suffix)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".json":
-        p.write_text(json.dumps(list(rows), indent=2, sort_keys=False) + "\n")
-    elif p.suffix.lower() == ".csv":
-        import csv
+    from liqbt.outputs import atomic_replace
 
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        with p.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
+    p = Path(path)
+    if p.suffix.lower() not in ROW_SUFFIXES:
         raise ValidationError([f"--out {str(p)!r}: use a .csv or .json file"])
+    with atomic_replace(p) as tmp:
+        if p.suffix.lower() == ".json":
+            tmp.write_text(json.dumps(list(rows), indent=2, sort_keys=False) + "\n")
+        else:
+            import csv
+
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
     return p
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """One rung of the max-leverage ladder: a leverage, its outcome and its risk figures.
+
+    ``safe`` = survived (:mod:`liqbt.outcome`) with at least the requested distance to
+    liquidation (a run without any liquidation price, e.g. cross 1x, is at no distance limit).
+    """
+
+    margin_mode: str
+    leverage: float
+    outcome: str
+    reason: str | None
+    time: str | None
+    min_distance_pct: float | None
+    return_pct: float | None
+    liquidations: int
+    safe: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
 class MaxLeverage:
     """Result of :func:`find_max_leverage` for one margin mode.
 
-    ``leverage`` is ``None`` when even the lowest candidate was liquidated;
-    ``distance_pct`` is the safety margin (closest approach to liquidation, %) at that
-    leverage; ``failed_at`` the lowest tested leverage that was liquidated.
+    ``leverage`` is the highest candidate such that it and every lower *tradable* candidate
+    are safe (``None`` when the lowest tradable one is not); ``distance_pct`` its closest
+    approach to liquidation (%); ``failed_at`` the lowest tradable candidate that is not safe;
+    ``ladder`` every candidate, lowest first.
     """
 
     margin_mode: str
@@ -224,7 +259,36 @@ class MaxLeverage:
     distance_pct: float | None
     failed_at: float | None
     runs: int
-    tested: tuple[tuple[float, bool], ...]
+    ladder: tuple[LadderStep, ...]
+    min_distance_pct: float = 5.0
+
+    @property
+    def tested(self) -> tuple[tuple[float, bool], ...]:
+        """``(leverage, safe)`` per candidate."""
+        return tuple((s.leverage, s.safe) for s in self.ladder)
+
+    @property
+    def explanation(self) -> str:
+        """One line: the answer and what limits it."""
+        if self.leverage is None:
+            first = next((s for s in self.ladder if s.outcome != "not tradable"), None)
+            if first is None:
+                return f"{self.margin_mode}: no candidate is tradable"
+            return (f"{self.margin_mode}: none safe; {first.leverage:g}x is {first.outcome}"
+                    + (f" ({first.reason})" if first.reason else ""))
+        text = f"{self.margin_mode}: {self.leverage:g}x"
+        limit = next((s for s in self.ladder if s.leverage == self.failed_at), None)
+        if limit is not None:
+            why = (limit.outcome if limit.outcome != "survived" else
+                   f"only {limit.min_distance_pct:.2f} % from liquidation "
+                   f"(< {self.min_distance_pct:g} %)")
+            text += f"; {limit.leverage:g}x is {why}" + (
+                f" ({limit.reason})" if limit.reason else "")
+        untradable = next((s for s in self.ladder if s.leverage > self.leverage
+                           and s.outcome == "not tradable"), None)
+        if untradable is not None and limit is None:
+            text += f"; {untradable.leverage:g}x is not tradable ({untradable.reason})"
+        return text
 
 
 def leverage_candidates(maximum: float, step: float = 1.0) -> list[float]:
@@ -233,64 +297,117 @@ def leverage_candidates(maximum: float, step: float = 1.0) -> list[float]:
     return [1 + k * step for k in range(n + 1)]
 
 
-def find_max_leverage(
-    config: RunConfig, margin_mode: str, maximum: float = 125, step: float = 1.0,
-    run: Callable[[RunConfig], dict[str, Any]] = run_point,
-) -> MaxLeverage:
-    """Bisection for the highest leverage that survives the data without any liquidation.
-
-    Assumes survival is monotone in leverage (a higher leverage never survives when a lower
-    one did not), which holds for a strategy sizing by margin: more leverage means a larger
-    position and a nearer liquidation price. The candidates are ``1, 1+step, ... maximum``
-    capped at the tier maximum of the config's symbols.
-    """
+def _tier_cap(config: RunConfig) -> float:
     from liqbt.core.profile import load_profile
 
     profile = load_profile(config.account.exchange)
-    cap = min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
-    candidates = leverage_candidates(min(maximum, cap), step)
-    tested: dict[float, dict[str, Any]] = {}
+    return min(profile.symbol(m.symbol).tiers.tiers[0].max_leverage for m in config.markets)
 
-    def survives(k: int) -> bool:
-        lev = candidates[k]
-        if lev not in tested:
-            cfg = config.with_overrides({"leverage": lev, "margin_mode": margin_mode})
-            tested[lev] = run(cfg)
-        row = tested[lev]
-        return not row["liquidations"] and not row["wiped_out"]
 
-    lo, hi = -1, len(candidates)  # invariant: candidates[lo] survives, candidates[hi] fails
-    if survives(len(candidates) - 1):
-        lo = len(candidates) - 1
-    elif survives(0):
-        lo, hi = 0, len(candidates) - 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if survives(mid):
-                lo = mid
-            else:
-                hi = mid
-    else:
-        hi = 0
-    best = candidates[lo] if lo >= 0 else None
-    return MaxLeverage(
-        margin_mode,
-        best,
-        tested[best]["min_liquidation_distance_pct"] if best is not None else None,
-        candidates[hi] if hi < len(candidates) else None,
-        len(tested),
-        tuple(sorted((lev, not r["liquidations"] and not r["wiped_out"])
-                     for lev, r in tested.items())),
-    )
+def leverage_ladder(
+    config: RunConfig,
+    margin_modes: Sequence[str],
+    candidates: Sequence[float] | None = None,
+    maximum: float = 125,
+    step: float = 1.0,
+    min_distance_pct: float = 5.0,
+    progress: Callable[[int, int, LadderStep], None] | None = None,
+    **execute_options: Any,
+) -> list[MaxLeverage]:
+    """Run every candidate leverage in every margin mode and answer per mode.
+
+    Every candidate is run (no monotonicity assumption: a bot sized by leverage need not
+    survive less at a higher leverage) and classified by :func:`liqbt.outcome.classify`;
+    candidates the config refuses (a position above the tier's cap at that leverage) are
+    ``not tradable`` without a run. The answer per mode is the highest leverage such that it
+    and every lower tradable candidate survived with at least ``min_distance_pct`` to
+    liquidation.
+
+    Parameters
+    ----------
+    config
+        The base config.
+    margin_modes
+        ``cross`` / ``isolated``.
+    candidates
+        Leverages to test; default ``1, 1+step, ... min(maximum, tier maximum)``.
+    min_distance_pct
+        Required closest distance to liquidation, % of the mark.
+    progress
+        ``progress(done, total, step)`` once per candidate as its outcome is known.
+    execute_options
+        Passed to :func:`liqbt.executor.execute` (``engine``, ``scheduler``, ``workers``,
+        ``cache_dir``).
+    """
+    from liqbt import outcome as oc
+    from liqbt.executor import execute
+
+    levs = sorted(set(candidates)) if candidates else leverage_candidates(
+        min(maximum, _tier_cap(config)), step)
+    steps: dict[tuple[str, float], LadderStep] = {}
+    runnable: list[tuple[str, float, RunConfig]] = []
+    total = len(levs) * len(margin_modes)
+    for mode in margin_modes:
+        for lev in levs:
+            try:
+                cfg = config.with_overrides({"leverage": lev, "margin_mode": mode})
+            except ValidationError as exc:
+                steps[(mode, lev)] = LadderStep(mode, lev, oc.NOT_TRADABLE,
+                                                "; ".join(exc.problems), None, None, None, 0,
+                                                False)
+                if progress:
+                    progress(len(steps), total, steps[(mode, lev)])
+                continue
+            runnable.append((mode, lev, cfg))
+
+    def tick(i: int, result: Any) -> None:
+        mode, lev, _ = runnable[i]
+        c = oc.classify(result)
+        dist = result.min_liquidation_distance_pct
+        safe = c.survived and (dist is None or dist >= min_distance_pct)
+        steps[(mode, lev)] = LadderStep(mode, lev, c.outcome, c.reason, c.time, dist,
+                                        result.return_pct, result.liquidation_count, safe)
+        if progress:
+            progress(len(steps), total, steps[(mode, lev)])
+
+    execute([cfg for _, _, cfg in runnable], progress=tick, **execute_options)
+    out = []
+    for mode in margin_modes:
+        ladder = tuple(steps[(mode, lev)] for lev in levs)
+        best: LadderStep | None = None
+        failed: LadderStep | None = None
+        for st in ladder:
+            if st.outcome == oc.NOT_TRADABLE:
+                continue
+            if not st.safe:
+                failed = st
+                break
+            best = st
+        out.append(MaxLeverage(
+            mode, best.leverage if best else None, best.min_distance_pct if best else None,
+            failed.leverage if failed else None,
+            sum(1 for m, _, _ in runnable if m == mode), ladder, min_distance_pct))
+    return out
+
+
+def find_max_leverage(
+    config: RunConfig, margin_mode: str, maximum: float = 125, step: float = 1.0,
+    min_distance_pct: float = 5.0, **options: Any,
+) -> MaxLeverage:
+    """:func:`leverage_ladder` for one margin mode."""
+    return leverage_ladder(config, [margin_mode], maximum=maximum, step=step,
+                           min_distance_pct=min_distance_pct, **options)[0]
 
 
 __all__ = [
+    "LadderStep",
     "MaxLeverage",
     "SweepOutcome",
     "SweepPoint",
     "expand",
     "find_max_leverage",
     "leverage_candidates",
+    "leverage_ladder",
     "run_point",
     "run_sweep",
     "sort_rows",

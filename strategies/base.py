@@ -9,12 +9,34 @@ account cannot back.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import backtrader as bt
 
 from liqbt.core import events as ev
+from liqbt.core import params as pm
 from liqbt.core.account import MarketConfig
+from liqbt.core.profile import SymbolSpec
+
+#: Kinds of bot stop (``stopped_kind``): why the bot stopped managing its position.
+STOP_KINDS: tuple[str, ...] = (
+    "liquidated", "wiped_out", "order_refused", "below_minimum", "stop_loss", "take_profit",
+    "out_of_range", "stop",
+)
+
+VERBOSE = pm.Param("verbose", "bool", False, doc="print the bot's log lines while running")
+
+
+@dataclass(frozen=True)
+class MarketContext:
+    """What a config says about one market, for :meth:`MarginAwareStrategy.account_checks`."""
+
+    symbol: str
+    leverage: float
+    margin_mode: str
+    spec: SymbolSpec
 
 
 class MarginAwareStrategy(bt.Strategy):
@@ -32,13 +54,20 @@ class MarginAwareStrategy(bt.Strategy):
         What :meth:`log` printed (kept for tests and reports).
     """
 
-    params: Any = (("verbose", False),)
-    param_docs: ClassVar[dict[str, str]] = {
-        "verbose": "bool; False; print the bot's log lines while running",
-    }
+    #: Declared parameters (:class:`liqbt.core.params.Param`); ``params`` is built from it.
+    parameters: ClassVar[tuple[pm.Param, ...]] = (VERBOSE,)
+    params: Any = pm.bt_params(parameters)
 
     def __init__(self) -> None:
+        problems = self.parameter_problems(
+            {p.name: getattr(self.p, p.name) for p in self.parameters}
+        )
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
         self.stopped_reason: str | None = None
+        # what kind of stop (STOP_KINDS) and when (ISO bar time), for summaries/JSON/reports
+        self.stopped_kind: str | None = None
+        self.stopped_time: str | None = None
         self.margin_events: list[ev.Event] = []
         self.launch_report: dict[str, Any] = {}
         self.log_lines: list[str] = []
@@ -69,34 +98,59 @@ class MarginAwareStrategy(bt.Strategy):
         """The broker's market settings of ``self.data`` (leverage, margin mode, tiers)."""
         return self.broker.account.market(self.symbol)
 
-    def check_params(
-        self, owner: str, choices: dict[str, tuple[str, ...]], problems: list[str]
-    ) -> None:
-        """Raise one ``ValueError("<owner>: ...")`` listing every bad parameter: each
-        ``choices`` entry (parameter name → allowed values) the parameter is not one of, then
-        the caller's other ``problems``. Does nothing when all is well."""
-        found = [
-            f"{name} = {getattr(self.p, name)!r} is not one of {allowed}"
-            for name, allowed in choices.items()
-            if getattr(self.p, name) not in allowed
-        ]
-        found += problems
-        if found:
-            raise ValueError(f"{owner}: " + "; ".join(found))
+    # --- parameter declaration ---------------------------------------------------------
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """Checks between parameters; ``values`` holds the individually valid ones only."""
+        return []
+
+    @classmethod
+    def parameter_problems(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """Every problem with ``values`` (unknown names, types, bounds, relations)."""
+        return pm.validate(cls.parameters, values, prefix=prefix, owner=cls.__name__,
+                           relations=cls.relations)
+
+    @classmethod
+    def account_checks(
+        cls, values: Mapping[str, Any], balance: float, markets: Sequence[MarketContext],
+        prefix: str = "",
+    ) -> list[str]:
+        """Cross-checks against the account and exchange rules (run at config load, once the
+        parameters themselves are valid): a ``leverage`` parameter above a market's top
+        tier. Bots extend this with their own rules."""
+        full = pm.resolved(cls.parameters, values)
+        problems = []
+        leverage = full.get("leverage")
+        for m in markets:
+            top = m.spec.tiers.tiers[0].max_leverage
+            if leverage is not None and leverage > top:
+                problems.append(f"{prefix}leverage = {leverage:g} is above {top:g}, the tier "
+                                f"maximum of {m.symbol}")
+        return problems
+
+    @staticmethod
+    def notional_cap_problem(
+        what: str, notional: float, leverage: float, market: MarketContext
+    ) -> list[str]:
+        """A position of ``notional`` USDT at ``leverage`` that the exchange's tier table
+        (:meth:`liqbt.core.tiers.TierTable.max_notional`) does not allow."""
+        cap = market.spec.tiers.max_notional(leverage)
+        # cap 0: the leverage is above every tier, which the market check reports already
+        if cap == 0 or notional <= cap * (1 + 1e-9):
+            return []
+        return [f"{what} is a position of {notional:,.0f} USDT at {leverage:g}x; "
+                f"{market.symbol}'s tiers allow at most {cap:,.0f} USDT at that leverage "
+                "(lower the leverage or the amount)"]
 
     def lp_settings(self) -> dict[str, Any]:
         """The margin keywords of :func:`liqbt.core.ladders.ladder_liquidation_price` (and
-        friends) for ``self.data``: the broker market's leverage, tiers and margin mode, the
-        account's wallet balance and the profile's LP formula and taker fee."""
-        market = self.market
-        profile = self.broker.profile
+        friends) for ``self.data``: the broker's market (leverage, tiers, margin mode), its
+        profile and the account's wallet balance, so the estimate is asked of the same margin
+        model the broker liquidates by."""
         return {
-            "leverage": market.leverage,
-            "tiers": market.tiers,
-            "margin_mode": market.margin_mode,
+            "market": self.market,
+            "profile": self.broker.profile,
             "wallet_balance": self.broker.account.wallet_balance,
-            "formula": profile.lp_formula,
-            "taker_fee": profile.taker_fee,
         }
 
     def broker_leverage(self, leverage: float | None) -> float:
@@ -153,16 +207,25 @@ class MarginAwareStrategy(bt.Strategy):
             "stopped_reason": self.stopped_reason,
         }
 
-    def stop_bot(self, reason: str, close_position: bool = False) -> None:
+    def stop_bot(self, reason: str, close_position: bool = False,
+                 exit_reason: str = "stop", kind: str | None = None) -> None:
         """Stop for good: cancel our resting orders, optionally close the position with a
-        reduce-only market order, and remember ``reason`` (the first reason wins)."""
+        reduce-only market order tagged ``info.reason = exit_reason`` (the trade list's exit
+        reason: ``stop_loss``, ``take_profit``, ``stop``...), and remember ``reason``, the stop
+        ``kind`` (one of :data:`STOP_KINDS`; default: ``exit_reason`` when closing, else
+        ``"stop"``) and the bar time (the first stop wins)."""
         if self.stopped_reason is not None:
             return
         self.stopped_reason = reason
+        self.stopped_kind = kind or (exit_reason if close_position else "stop")
+        try:
+            self.stopped_time = self.data.datetime.datetime(0).isoformat() + "Z"
+        except (IndexError, ValueError):
+            self.stopped_time = None
         self.log(f"stopped: {reason}")
         self.cancel_all()
         if close_position and self.position_size and not self.broker.wiped_out:
-            self.close(data=self.data, reduce_only=True)
+            self.close(data=self.data, reduce_only=True, reason=exit_reason)
 
     def place(
         self, size: float, price: float | None = None, reduce_only: bool = False, **info: Any
@@ -204,12 +267,12 @@ class MarginAwareStrategy(bt.Strategy):
         if isinstance(event, ev.Liquidation) and mine:
             self.stop_bot(
                 f"liquidated: {event.side} {event.size:g} at {event.trigger_price:,.2f} "
-                f"(loss {event.loss:,.2f} USDT)"
+                f"(loss {event.loss:,.2f} USDT)", kind="liquidated"
             )
         elif isinstance(event, ev.Wipeout):
-            self.stop_bot(f"account wiped out: {event.reason}")
+            self.stop_bot(f"account wiped out: {event.reason}", kind="wiped_out")
         elif isinstance(event, ev.Rejected) and mine:
-            self.stop_bot(f"order rejected: {event.reason}")
+            self.stop_bot(f"order rejected: {event.reason}", kind="order_refused")
 
     def notify_order(self, order: bt.Order) -> None:
         """Route our fills to :meth:`on_fill`; rejections stop the bot (the Rejected margin
@@ -227,7 +290,7 @@ class MarginAwareStrategy(bt.Strategy):
             self.on_fill(order)
         elif order.status in (bt.Order.Margin, bt.Order.Rejected):
             reason = order.info.get("reject_reason") or order.getstatusname()
-            self.stop_bot(f"order rejected: {reason}")
+            self.stop_bot(f"order rejected: {reason}", kind="order_refused")
         elif order.status in (bt.Order.Canceled, bt.Order.Expired):
             self.on_cancel(order)
 

@@ -18,20 +18,21 @@ Entry filter (``ta`` library, computed once over the feed's close array in ``sta
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import backtrader as bt
 import pandas as pd
 
-from liqbt.core import ladders
+from liqbt.core import choices, ladders
+from liqbt.core.choices import ENTRY_FILTERS
+from liqbt.core.params import Param, bt_params, resolved
 
-from .base import MarginAwareStrategy
-
-ENTRY_FILTERS: tuple[str, ...] = ("none", "rsi", "bollinger")
+from .base import VERBOSE, MarginAwareStrategy, MarketContext
 
 
 class DcaStrategy(MarginAwareStrategy):
-    """DCA bot. See the module docstring and :attr:`param_docs`.
+    """DCA bot. See the module docstring and :attr:`parameters`.
 
     Attributes
     ----------
@@ -47,59 +48,80 @@ class DcaStrategy(MarginAwareStrategy):
         ``stop_loss``).
     """
 
-    params: Any = (
-        ("direction", "long"),
-        ("base_order", 100.0),
-        ("safety_order", 100.0),
-        ("max_safety_orders", 5),
-        ("price_deviation", 1.0),
-        ("step_scale", 1.0),
-        ("volume_scale", 1.0),
-        ("take_profit", 1.0),
-        ("stop_loss", None),
-        ("cooldown", 0),
-        ("max_cycles", 0),
-        ("entry_filter", "none"),
-        ("rsi_period", 14),
-        ("rsi_below", 30.0),
-        ("bb_period", 20),
-        ("bb_dev", 2.0),
-        ("verbose", False),
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("direction", "choice", "long", choices=choices.DIRECTIONS,
+              doc="side of every cycle"),
+        Param("base_order", "number", 100.0, (0, None), "USDT notional",
+              "market order opening a cycle", low_open=True),
+        Param("safety_order", "number", 100.0, (0, None), "USDT notional",
+              "first safety order (limit)", low_open=True),
+        Param("max_safety_orders", "int", 5, (0, 100), "count", "safety orders per cycle"),
+        Param("price_deviation", "number", 1.0, (0, 100), "%",
+              "deviation of the first safety order from the entry", low_open=True,
+              high_open=True),
+        Param("step_scale", "number", 1.0, (0, None), "factor",
+              "each next deviation step is this times the previous", low_open=True),
+        Param("volume_scale", "number", 1.0, (0, None), "factor",
+              "each next safety order is this times the previous", low_open=True),
+        Param("take_profit", "number", 1.0, (0, None), "%",
+              "take-profit distance from the average entry", low_open=True, required=True),
+        Param("stop_loss", "number", None, (0, 100), "%",
+              "stop-loss distance from the average entry (bar close)", low_open=True,
+              high_open=True),
+        Param("cooldown", "int", 0, (0, None), "bars",
+              "bars from the closing fill to the next base order (0: same bar)"),
+        Param("max_cycles", "int", 0, (0, None), "count", "stop after this many cycles",
+              default_text="0 (unlimited)"),
+        Param("entry_filter", "choice", "none", choices=ENTRY_FILTERS,
+              doc="condition for a new base order (ta library)"),
+        Param("rsi_period", "int", 14, (2, None), "bars", "RSI window"),
+        Param("rsi_below", "number", 30.0, (0, 100), "RSI points",
+              "long entry when RSI is below (short: above 100 − it)"),
+        Param("bb_period", "int", 20, (2, None), "bars", "Bollinger window"),
+        Param("bb_dev", "number", 2.0, (0, None), "standard deviations",
+              "Bollinger band width", low_open=True),
+        VERBOSE,
     )
-    param_docs: ClassVar[dict[str, str]] = {
-        "direction": "long|short; long; side of every cycle",
-        "base_order": "USDT notional; 100; market order opening a cycle",
-        "safety_order": "USDT notional; 100; first safety order (limit)",
-        "max_safety_orders": "count; 5; safety orders per cycle",
-        "price_deviation": "%; 1.0; deviation of the first safety order from the entry",
-        "step_scale": "factor; 1.0; each next deviation step is this times the previous",
-        "volume_scale": "factor; 1.0; each next safety order is this times the previous",
-        "take_profit": "%; 1.0; take-profit distance from the average entry",
-        "stop_loss": "%; none; stop-loss distance from the average entry (bar close)",
-        "cooldown": "bars; 0; bars from the closing fill to the next base order (0: same bar)",
-        "max_cycles": "count; 0 (unlimited); stop after this many cycles",
-        "entry_filter": "none|rsi|bollinger; none; condition for a new base order (ta library)",
-        "rsi_period": "bars; 14; RSI window",
-        "rsi_below": "RSI points; 30; long entry when RSI is below (short: above 100 − it)",
-        "bb_period": "bars; 20; Bollinger window",
-        "bb_dev": "standard deviations; 2.0; Bollinger band width",
-        "verbose": "bool; False; print the bot's log lines",
-    }
+    params: Any = bt_params(parameters)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """The ladder must be buildable (the core's dca_ladder decides: e.g. a long ladder
+        whose deviations reach 100 % has safety orders at or below zero)."""
+        needed = ("base_order", "safety_order", "max_safety_orders", "price_deviation",
+                  "step_scale", "volume_scale", "direction")
+        if any(values.get(k) is None for k in needed):
+            return []
+        try:
+            ladders.dca_ladder(values["base_order"], values["safety_order"],
+                               values["max_safety_orders"], values["price_deviation"],
+                               values["step_scale"], values["volume_scale"], 1.0,
+                               values["direction"])
+        except ValueError as exc:
+            return [f"{prefix}price_deviation = {values['price_deviation']!r}, "
+                    f"step_scale = {values['step_scale']!r}: {exc}"]
+        return []
+
+    @classmethod
+    def account_checks(cls, values: Mapping[str, Any], balance: float,
+                       markets: Sequence[MarketContext], prefix: str = "") -> list[str]:
+        """The whole ladder (base + every safety order) within the tier allowed at the
+        market's leverage."""
+        problems = super().account_checks(values, balance, markets, prefix)
+        full = resolved(cls.parameters, values)
+        ladder = ladders.dca_ladder(full["base_order"], full["safety_order"],
+                                    full["max_safety_orders"], full["price_deviation"],
+                                    full["step_scale"], full["volume_scale"], 1.0,
+                                    full["direction"])
+        for m in markets[:1]:
+            problems += cls.notional_cap_problem(
+                f"{prefix}base_order + {full['max_safety_orders']} safety orders",
+                ladder[-1].total_notional, m.leverage, m)
+        return problems
 
     def __init__(self) -> None:
         super().__init__()
         p = self.p
-        problems = []
-        if p.take_profit is None or p.take_profit <= 0:
-            problems.append(f"take_profit = {p.take_profit!r} must be a percentage > 0")
-        self.check_params(
-            "DcaStrategy",
-            {"direction": ladders.DIRECTIONS, "entry_filter": ENTRY_FILTERS},
-            problems,
-        )
-        # fail before the run on impossible ladders (validated with a unit entry price)
-        ladders.dca_ladder(p.base_order, p.safety_order, p.max_safety_orders,
-                           p.price_deviation, p.step_scale, p.volume_scale, 1.0, p.direction)
         self.side = 1 if p.direction == "long" else -1
         self.cycles: list[dict[str, Any]] = []
         self.ladder: tuple[ladders.LadderOrder, ...] = ()
@@ -226,6 +248,7 @@ class DcaStrategy(MarginAwareStrategy):
             "estimated_liquidation_price_all_filled": lp,
             "liquidation_price_after_each_fill": steps,
             "first_unreachable_safety_order": unreachable,
+            "take_profit_pct": float(self.p.take_profit),
         }
         lp_text = "none" if lp is None else f"{lp:,.2f}"
         self.log(
@@ -297,6 +320,11 @@ class DcaStrategy(MarginAwareStrategy):
         # next() of that same bar (it fills at the next open)
         self._next_start = len(self) + int(self.p.cooldown)
         self.log(f"cycle {len(self.cycles)} closed by {reason} at {exit_price:g}")
+
+    def open_deal(self) -> dict[str, Any] | None:
+        """The cycle still open when the run ended (liquidated or cut by the data's end), as
+        far as it got (``start``, ``entry``, ``safety_filled``, ``average``, ``size``)."""
+        return dict(self._cycle) if self.in_cycle and self._cycle else None
 
     def stop(self) -> None:
         """End of the run: log the results."""

@@ -21,17 +21,19 @@ the next open.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import backtrader as bt
 
-from liqbt.core import ladders
+from liqbt.core import choices, ladders
+from liqbt.core.params import Param, bt_params, resolved
 
-from .base import MarginAwareStrategy
+from .base import VERBOSE, MarginAwareStrategy, MarketContext
 
 
 class GridStrategy(MarginAwareStrategy):
-    """Grid bot. See the module docstring and :attr:`param_docs` for the parameters.
+    """Grid bot. See the module docstring and :attr:`parameters` for the parameters.
 
     Attributes
     ----------
@@ -47,51 +49,68 @@ class GridStrategy(MarginAwareStrategy):
         Why the bot stopped (``None`` while running).
     """
 
-    params: Any = (
-        ("direction", "long"),
-        ("lower", None),
-        ("upper", None),
-        ("grids", 10),
-        ("spacing", "arithmetic"),
-        ("investment", None),
-        ("leverage", None),
-        ("trigger_price", None),
-        ("stop_loss", None),
-        ("take_profit", None),
-        ("out_of_range", "stay"),
-        ("quantity_rule", "levels"),
-        ("verbose", False),
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("direction", "choice", "long", choices=choices.GRID_DIRECTIONS,
+              doc="grid direction"),
+        Param("lower", "number", None, (0, None), "USDT", "lowest grid line", required=True,
+              low_open=True),
+        Param("upper", "number", None, (0, None), "USDT", "highest grid line", required=True,
+              low_open=True),
+        Param("grids", "int", 10, (1, 1000), "count",
+              "number of grid intervals (grids + 1 lines)"),
+        Param("spacing", "choice", "arithmetic", choices=choices.SPACINGS,
+              doc="equal price gaps or equal ratios"),
+        Param("investment", "number", None, (0, None), "USDT", "margin committed to the grid",
+              low_open=True, default_text="all available balance at launch"),
+        Param("leverage", "number", None, (1, None), "x", "leverage used to size the grid",
+              default_text="the broker market's leverage"),
+        Param("trigger_price", "number", None, (0, None), "USDT",
+              "launch only once the price crosses this level", low_open=True),
+        Param("stop_loss", "number", None, (0, None), "USDT",
+              "close everything and stop when the close reaches it (from the launch side)",
+              low_open=True),
+        Param("take_profit", "number", None, (0, None), "USDT",
+              "close everything and stop when the close reaches it (from the launch side)",
+              low_open=True),
+        Param("out_of_range", "choice", "stay", choices=choices.OUT_OF_RANGE,
+              doc="on a close outside [lower, upper]: keep the orders or close everything "
+                  "and stop"),
+        Param("quantity_rule", "choice", "levels", choices=choices.QUANTITY_RULES,
+              doc="quantity per grid = investment × leverage / Σ order-line prices, or / "
+                  "(grids × launch price)"),
+        VERBOSE,
     )
-    param_docs: ClassVar[dict[str, str]] = {
-        "direction": "long|short|neutral; long; grid direction",
-        "lower": "USDT; required; lowest grid line",
-        "upper": "USDT; required; highest grid line",
-        "grids": "count; 10; number of grid intervals (grids + 1 lines)",
-        "spacing": "arithmetic|geometric; arithmetic; equal price gaps or equal ratios",
-        "investment": "USDT; all available balance at launch; margin committed to the grid",
-        "leverage": "x; the broker market's leverage; leverage used to size the grid",
-        "trigger_price": "USDT; none; launch only once the price crosses this level",
-        "stop_loss": "USDT; none; close everything and stop when the close reaches it "
-                     "(from the launch side)",
-        "take_profit": "USDT; none; close everything and stop when the close reaches it "
-                       "(from the launch side)",
-        "out_of_range": "stay|stop; stay; on a close outside [lower, upper]: keep the orders "
-                        "or close everything and stop",
-        "quantity_rule": "levels|reference; levels; quantity per grid = investment × leverage "
-                         "/ Σ order-line prices, or / (grids × launch price)",
-        "verbose": "bool; False; print the bot's log lines",
-    }
+    params: Any = bt_params(parameters)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """``lower < upper``."""
+        lower, upper = values.get("lower"), values.get("upper")
+        if lower is not None and upper is not None and lower >= upper:
+            return [f"{prefix}lower = {lower!r} must be below {prefix}upper = {upper!r}"]
+        return []
+
+    @classmethod
+    def account_checks(cls, values: Mapping[str, Any], balance: float,
+                       markets: Sequence[MarketContext], prefix: str = "") -> list[str]:
+        """Investment within the balance; the full grid's notional (investment × leverage)
+        within the tier allowed at that leverage."""
+        problems = super().account_checks(values, balance, markets, prefix)
+        full = resolved(cls.parameters, values)
+        investment = full["investment"]
+        if investment is not None and investment > balance:
+            problems.append(f"{prefix}investment = {investment:g} is above account.balance = "
+                            f"{balance:g}")
+        base = min(investment if investment is not None else balance, balance)
+        for m in markets[:1]:
+            leverage = full["leverage"] or m.leverage
+            problems += cls.notional_cap_problem(
+                f"{prefix}investment = {base:g} × leverage", base * leverage, leverage, m)
+        return problems
 
     def __init__(self) -> None:
         super().__init__()
         p = self.p
-        problems = []
-        if p.lower is None or p.upper is None:
-            problems.append("lower and upper are required")
-        if p.out_of_range not in ("stay", "stop"):
-            problems.append(f"out_of_range = {p.out_of_range!r} is not 'stay' or 'stop'")
-        self.check_params("GridStrategy", {"direction": ladders.GRID_DIRECTIONS}, problems)
-        # validates lower/upper/grids/spacing early, before any bar
         self.levels: tuple[float, ...] = ladders.grid_levels(
             float(p.lower), float(p.upper), int(p.grids), p.spacing
         )
@@ -171,7 +190,7 @@ class GridStrategy(MarginAwareStrategy):
             self.stop_bot(
                 f"quantity per grid {self.quantity:g} × lowest line {self.levels[0]:g} is below "
                 f"the minimum order value {min_notional:g} USDT: raise investment or leverage, "
-                "or use fewer grids"
+                "or use fewer grids", kind="below_minimum"
             )
             return
         for order in plan.orders:
@@ -191,12 +210,15 @@ class GridStrategy(MarginAwareStrategy):
         # neutral: long inventory lives below the start line, short inventory above it
         return level < self._start_level if buy else level > self._start_level
 
-    def _place_grid(self, level: int, buy: bool) -> None:
+    def _place_grid(self, level: int, buy: bool, pair_ref: int | None = None) -> None:
         if self.stopped_reason is not None:
             return
         opening = self._is_opening(level, buy)
         size = self.quantity if buy else -self.quantity
-        order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level)
+        # pair_ref: the fill this counter-order answers (trade lists match the pair on it)
+        tags = {} if pair_ref is None else {"pair_ref": pair_ref}
+        order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level,
+                           **tags)
         self._grid_orders[order.ref] = (level, opening)
 
     def on_fill(self, order: bt.Order) -> None:
@@ -212,7 +234,7 @@ class GridStrategy(MarginAwareStrategy):
             self.grid_profit += self.quantity * gap
         counter = level + 1 if buy else level - 1
         if 0 <= counter < len(self.levels):
-            self._place_grid(counter, not buy)
+            self._place_grid(counter, not buy, pair_ref=order.ref)
 
     def on_cancel(self, order: bt.Order) -> None:
         self._grid_orders.pop(order.ref, None)
@@ -227,11 +249,14 @@ class GridStrategy(MarginAwareStrategy):
     def _check_exits(self, close: float) -> None:
         p = self.p
         if self._reached(p.stop_loss, close):
-            self.stop_bot(f"stop loss {p.stop_loss:g} reached (close {close:g})", True)
+            self.stop_bot(f"stop loss {p.stop_loss:g} reached (close {close:g})", True,
+                          exit_reason="stop_loss")
         elif self._reached(p.take_profit, close):
-            self.stop_bot(f"take profit {p.take_profit:g} reached (close {close:g})", True)
+            self.stop_bot(f"take profit {p.take_profit:g} reached (close {close:g})", True,
+                          exit_reason="take_profit")
         elif p.out_of_range == "stop" and not self.levels[0] <= close <= self.levels[-1]:
-            self.stop_bot(f"price {close:g} left the grid range", True)
+            self.stop_bot(f"price {close:g} left the grid range", True,
+                          exit_reason="out_of_range")
 
     def stop(self) -> None:
         """End of the run: log the grid's results."""

@@ -9,12 +9,15 @@ balance on the first bar is split equally. With one feed the behaviour is the si
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import backtrader as bt
 
-from .base import MarginAwareStrategy
+from liqbt.core import choices
+from liqbt.core.params import Param, bt_params
+
+from .base import VERBOSE, MarginAwareStrategy, MarketContext
 
 
 class HoldStrategy(MarginAwareStrategy):
@@ -35,26 +38,53 @@ class HoldStrategy(MarginAwareStrategy):
         total).
     """
 
-    params: Any = (
-        ("direction", "long"),
-        ("margin", None),
-        ("leverage", None),
-        ("price_buffer", 0.005),
-        ("verbose", False),
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("direction", "choice", "long", choices=choices.DIRECTIONS,
+              doc="side of the positions"),
+        Param("margin", "number_or_table", None, (0, None), "USDT or {SYMBOL = USDT}",
+              "margin (incl. the taker fee) to commit, split equally between markets when "
+              "one number", low_open=True, default_text="all available balance"),
+        Param("leverage", "number", None, (1, None), "x", "leverage used for the size",
+              default_text="each broker market's leverage"),
+        Param("price_buffer", "number", 0.005, (0, 1), "fraction",
+              "headroom for the next open above the close", high_open=True),
+        VERBOSE,
     )
-    param_docs: ClassVar[dict[str, str]] = {
-        "direction": "long|short; long; side of the positions",
-        "margin": "USDT or {SYMBOL = USDT}; all available balance; margin (incl. the taker "
-                  "fee) to commit, split equally between markets when one number",
-        "leverage": "x; each broker market's leverage; leverage used for the size",
-        "price_buffer": "fraction; 0.005; headroom for the next open above the close",
-        "verbose": "bool; False; print the bot's log lines",
-    }
+    params: Any = bt_params(parameters)
+
+    @classmethod
+    def account_checks(cls, values: Mapping[str, Any], balance: float,
+                       markets: Sequence[MarketContext], prefix: str = "") -> list[str]:
+        """A margin table names every market exactly; the margin fits in the balance."""
+        problems = super().account_checks(values, balance, markets, prefix)
+        margin = values.get("margin")
+        if isinstance(margin, Mapping):
+            symbols = [m.symbol for m in markets]
+            missing = [s for s in symbols if s not in margin]
+            unknown = [s for s in margin if s not in symbols]
+            if missing or unknown:
+                problems.append(f"{prefix}margin must name every market exactly (missing "
+                                f"{missing}, unknown {unknown})")
+            total = sum(float(v) for v in margin.values())
+        else:
+            total = None if margin is None else float(margin)
+        if total is not None and total > balance:
+            problems.append(f"{prefix}margin = {margin!r} (total {total:g}) is above "
+                            f"account.balance = {balance:g}")
+        leverage = values.get("leverage")
+        for m in markets:
+            share = (margin.get(m.symbol) if isinstance(margin, Mapping)
+                     else (total if total is not None else balance) / len(markets))
+            if share is None:
+                continue
+            lev = float(leverage or m.leverage)
+            problems += cls.notional_cap_problem(
+                f"{prefix}margin for {m.symbol} = {float(share):g} × leverage",
+                float(share) * lev, lev, m)
+        return problems
 
     def __init__(self) -> None:
         super().__init__()
-        if self.p.direction not in ("long", "short"):
-            raise ValueError(f"HoldStrategy: direction = {self.p.direction!r} is not long|short")
         self.entered = False
 
     def _feeds(self) -> list[tuple[Any, str]]:
@@ -125,7 +155,7 @@ class HoldStrategy(MarginAwareStrategy):
                 self.broker.symbol_of(d): pl for d, pl in plans
             }
         if too_small:
-            self.stop_bot("; ".join(too_small))
+            self.stop_bot("; ".join(too_small), kind="below_minimum")
             return
         for data, plan in plans:
             size = plan["size"]

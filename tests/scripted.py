@@ -54,10 +54,14 @@ def run(
     markets: dict[str, tuple[Sequence[Bar], dict[str, Any]]],
     actions: dict[int, Callable[[Scripted], None]] | None = None,
     cash: float = 1000.0,
+    sizer: tuple[type, dict[str, Any]] | None = None,
     **broker_kwargs: Any,
 ) -> tuple[liqbt.MarginBroker, Scripted]:
-    """Run ``Scripted`` over one feed per symbol: ``{symbol: (bars, market kwargs)}``."""
+    """Run ``Scripted`` over one feed per symbol: ``{symbol: (bars, market kwargs)}``;
+    ``sizer`` is ``(SizerClass, params)`` for ``cerebro.addsizer``."""
     cerebro = bt.Cerebro(stdstats=False)
+    if sizer is not None:
+        cerebro.addsizer(sizer[0], **sizer[1])
     broker = liqbt.MarginBroker(exchange=broker_kwargs.pop("exchange", "binance"), cash=cash,
                                 **broker_kwargs)
     cerebro.broker = broker

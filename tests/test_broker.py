@@ -124,10 +124,15 @@ def test_cross_multi_symbol_closes_every_cross_position():
     assert {e.symbol for e in liqs} == {BTC, "ETHUSDT"}
     fees = (3000 + 3000) * 0.0005
     wallet = 1000 - fees
-    # ETH LP with BTC held at its mark 60,000 (MM 0.05·60,000·0.4 % = 12, upnl 0)
-    eth_lp = (wallet - 12 + 0 - 1.0 * 3000) / (1.0 * 0.004 - 1.0)  # ETHUSDT tier 1: 0.4 %
+    # joint walk (margin-model §8): on the clock's middle third ETH falls 3,000 → 2,000 while
+    # BTC (flat bar, low first) rises 59,950 → 60,050; at fraction s of that third
+    # g(s) = WB + 0.05·(pB − 60,000) + 1·(pE − 3,000) − 0.4 %·0.05·pB − 0.4 %·pE with
+    # pB = 59,950 + 100 s, pE = 3,000 − 1,000 s: g = (WB − 2.5 − 11.99 − 12) − 991.02 s
+    s = (wallet - 2.5 - 11.99 - 12) / 991.02
     eth_liq = next(e for e in liqs if e.symbol == "ETHUSDT")
-    assert eth_liq.trigger_price == pytest.approx(eth_lp, rel=1e-9)
+    btc_liq = next(e for e in liqs if e.symbol == BTC)
+    assert eth_liq.trigger_price == pytest.approx(3000 - 1000 * s, rel=1e-9)
+    assert btc_liq.trigger_price == pytest.approx(59_950 + 100 * s, rel=1e-9)
     assert broker.account.wallet_balance == 0.0
     assert not list(broker.account.open_positions())
 

@@ -208,6 +208,10 @@ def test_margin_ratio_warning_at_most_every_30_minutes():
 
 
 def test_liquidation_price_settlement_charges_the_liquidation_fee():
+    """issue 10 item 9: settled at the LP, the liquidation fee is taken from what is left of the
+    isolated margin and never from the wallet beyond it. 20x long 0.2 @ 60,000: M = 600,
+    LP = (600 − 12,000)/(0.2·0.004 − 0.2) = 11,400/0.1992; M + upnl at LP = MM = 0.2·LP·0.4 %
+    = 45.78 < the 1.25 % fee 143.07, so the fee is 45.78 and the position returns nothing."""
     bars = [FLAT, FLAT, FLAT, (60_000, 60_000, 56_000, 57_500), FLAT]
     broker, _ = run({"BTCUSDT": (bars, dict(leverage=20, margin_mode="isolated"))},
                     actions={1: lambda s: s.buy(data=s.datas[0], size=0.2)},
@@ -215,11 +219,64 @@ def test_liquidation_price_settlement_charges_the_liquidation_fee():
     (liq,) = events_of(broker, "liquidation")
     lp = 11_400 / 0.1992
     assert liq.settlement_price == pytest.approx(lp)
-    fee = 0.2 * lp * 0.0125
-    # the trader keeps M + upnl at LP minus the clearance fee
-    kept = 600 + 0.2 * (lp - 60_000) - fee
-    assert broker.getvalue() == pytest.approx(1000 - 6 - 600 + kept, rel=1e-12)
-    assert liq.insurance_fund_delta == pytest.approx(fee)
+    left = 600 + 0.2 * (lp - 60_000)  # = MM at the LP
+    assert left == pytest.approx(0.2 * lp * 0.004)
+    assert liq.liquidation_fee == pytest.approx(left)
+    assert broker.getvalue() == pytest.approx(1000 - 6 - 600, rel=1e-12)  # wallet untouched
+    assert broker.account.fees_paid == pytest.approx(6 + left)
+    assert liq.insurance_fund_delta == pytest.approx(0.0, abs=1e-9)
+    assert broker.account.insurance_fund == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("rate", "equity"), [
+    # 1.25 %: the fee 119.23 exceeds what is left (38.15): the trader keeps the wallet's 500
+    (0.0125, 500.0),
+    # 0.2 %: the fee 19.08 is paid from the 38.15 left: 500 + 38.15 − 19.08
+    (0.002, 500 + (500 - 10_000 + 9_500 / 0.996) - 0.002 * 9_500 / 0.996),
+])
+def test_isolated_liquidation_fee_never_comes_from_the_wallet(rate, equity):
+    """issue 10 item 9 example: isolated 20x long 1 BTC @ 10,000 (M = 500) on a 1,000 wallet,
+    no trading fees, settlement at the liquidation price. Binance LP = (500 − 10,000)/(0.004 −
+    1) = 9,500/0.996 = 9,538.15; what is left of M there is 500 − 461.85 = 38.15 (= MM). The
+    fee is min(rate × LP, 38.15); ``fees_paid`` includes it; the fund delta of each event sums
+    to the run's total."""
+    bars = [(10_000.0,) * 4] * 3 + [(10_000, 10_000, 9_000, 9_100), (9_100.0,) * 4]
+    broker, _ = run({"BTCUSDT": (bars, dict(leverage=20, margin_mode="isolated"))},
+                    actions={1: lambda s: s.buy(data=s.datas[0], size=1)}, cash=1000,
+                    settlement="liquidation_price",
+                    profile_overrides={"liquidation_fee": rate, "maker_fee": 0.0,
+                                       "taker_fee": 0.0})
+    (liq,) = events_of(broker, "liquidation")
+    lp = 9_500 / 0.996
+    assert liq.trigger_price == pytest.approx(lp)
+    assert broker.getvalue() == pytest.approx(equity, rel=1e-12)
+    assert broker.account.fees_paid == pytest.approx(liq.liquidation_fee)
+    assert liq.liquidation_fee == pytest.approx(min(rate * lp, 500 + lp - 10_000))
+    funds = sum(e.insurance_fund_delta for e in events_of(broker, "liquidation"))
+    assert funds == pytest.approx(broker.account.insurance_fund, abs=1e-12)
+
+
+def test_cross_residue_is_part_of_the_liquidation_event():
+    """issue 10 item 9: a cross liquidation's cleared residue belongs to its event, so the events'
+    ``insurance_fund_delta`` add up to the account's ``insurance_fund`` (bankruptcy settlement,
+    two cross symbols)."""
+    eth = (3000.0, 3001.0, 2999.0, 3000.0)
+    btc_bars = [FLAT, FLAT, (60_000, 60_000, 50_000, 51_000), FLAT]
+    eth_bars = [eth, eth, (3000, 3000, 2500, 2600), eth]
+
+    def place(s):
+        s.buy(data=s.datas[0], size=0.2)
+        s.buy(data=s.datas[1], size=2)
+
+    broker, _ = run({"BTCUSDT": (btc_bars, dict(leverage=20, margin_mode="cross")),
+                     "ETHUSDT": (eth_bars, dict(leverage=20, margin_mode="cross"))},
+                    actions={1: place}, cash=1500)
+    liqs = events_of(broker, "liquidation")
+    assert liqs
+    assert broker.account.wallet_balance == 0.0
+    assert sum(e.insurance_fund_delta for e in liqs) == pytest.approx(
+        broker.account.insurance_fund, abs=1e-12)
+    assert broker.getvalue() == pytest.approx(0.0, abs=1e-9)
 
 
 def test_hedge_mode_orders_name_the_leg_they_close():

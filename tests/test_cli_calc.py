@@ -19,7 +19,8 @@ BINANCE_JSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "freqtr
 BASE = ["calc", "liq-price", "--exchange", "binance", "--symbol", "BTCUSDT", "--side", "long",
         "--entry", "60000", "--size", "1"]
 KEYS = {"symbol", "side", "liquidation_price", "bankruptcy_price", "maintenance_margin", "tier",
-        "mmr", "maintenance_amount", "display_liquidation_price"}
+        "mmr", "maintenance_amount", "display_liquidation_price", "past_liquidation",
+        "closing_fee"}
 
 
 def run(*args: str):
@@ -38,7 +39,8 @@ def test_table_output() -> None:
 def test_json_shape_and_values() -> None:
     result = run(*BASE, "--margin", "6000", "--json")
     out = json.loads(result.output)
-    assert set(out) == {"positions", "margin_balance", "maintenance_margin", "margin_ratio"}
+    assert set(out) == {"positions", "margin_balance", "maintenance_margin", "margin_ratio",
+                        "closing_fee", "order_margin", "trigger_margin"}
     pos = out["positions"][0]
     assert set(pos) == KEYS
     # Binance isolated long, tier 2 (0.5 %, cum 50): (6000 + 50 − 60000)/(0.005 − 1)
@@ -46,6 +48,8 @@ def test_json_shape_and_values() -> None:
     assert pos["display_liquidation_price"] == round(pos["liquidation_price"], 2)
     assert (pos["tier"], pos["mmr"], pos["maintenance_amount"]) == (2, 0.005, 50)
     assert out["margin_balance"] == 6000 and out["maintenance_margin"] == 250
+    # Binance has no closing-fee term: the trigger margin is the MM
+    assert (out["closing_fee"], out["order_margin"], out["trigger_margin"]) == (0, 0, 250)
 
 
 def test_one_x_long_has_no_lp() -> None:
@@ -80,7 +84,7 @@ def test_taker_fee_override() -> None:
     [
         (["--size", "-1"], ["size = -1.0 must be > 0"]),
         (["--exchange", "nope"], ["unknown exchange 'nope'"]),
-        (["--symbol", "DOGEUSDT"], ["'DOGEUSDT' is not in profile 'binance'"]),
+        (["--symbol", "DOGEUSDX"], ["'DOGEUSDX' is not in profile 'binance' (318 symbols"]),
         (["--leverage", "150"], ["leverage 150× is above the maximum 100×"]),
         (["--leverage", "150", "--mark", "-5", "--margin", "0"],
          ["leverage 150×", "mark_price = -5.0 must be > 0", "margin = 0.0 must be > 0"]),
@@ -244,3 +248,19 @@ def test_import_real_binance_snapshot() -> None:
         table = tiers_from_ccxt(BINANCE_JSON, symbol)
         assert len(table.tiers) == 12
         assert table.tiers == profile.symbol(symbol).tiers.tiers
+
+
+def test_cross_position_already_past_liquidation_is_said() -> None:
+    args = ["calc", "liq-price", "--exchange", "binance", "--symbol", "BTCUSDT", "--side",
+            "long", "--size", "1", "--entry", "60000", "--mode", "cross", "--wallet", "100"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    # MM = 60,000 × 0.5 % − 50 = 250 > margin balance 100: LP 60,150.75 is above the mark
+    assert res.output.splitlines()[-1] == (
+        "PAST LIQUIDATION: the BTCUSDT long is already liquidated at this mark: mark 60,000.00 "
+        "is below its liquidation price 60,150.75 (margin ratio 250.00 % >= 100 %); the "
+        "exchange would not let it open (add margin or reduce the size)")
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert data["positions"][0]["past_liquidation"] is True
+    healthy = CliRunner().invoke(main, [*args[:-1], "10000"])
+    assert "PAST LIQUIDATION" not in healthy.output

@@ -38,6 +38,21 @@ def test_run_table_and_report(tmp_path):
     assert res.exit_code == 0, res.output
     assert "liquidations      1" in res.output and "2024-01-01T00:50:00Z" in res.output
     assert (tmp_path / "rep" / "index.html").exists()
+    assert "statistics" in res.output and "exit reasons           liquidation 1" in res.output
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path):
+    cfg = write_config(tmp_path, leverage=10)
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(main, ["run", str(cfg), "--report", str(tmp_path / "file" / "rep"),
+                                    "--trades-csv", str(tmp_path / "t.txt")])
+    assert res.exit_code == 1
+    assert "--report" in res.output and "--trades-csv" in res.output
+    assert "statistics" not in res.output  # nothing ran
+    res = CliRunner().invoke(main, ["run", str(cfg), "--quiet", "--trades-csv",
+                                    str(tmp_path / "t.csv")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "t.csv").read_text().startswith("symbol,side,size,")
 
 
 def test_compare_table(tmp_path):
@@ -64,7 +79,9 @@ def test_sweep_cli_out_and_cache(tmp_path):
     assert data["computed"] == 4 and len(data["rows"]) == 4
     assert data["rows"][0]["return_pct"] >= data["rows"][-1]["return_pct"]
     assert (tmp_path / "out.csv").read_text().count("\n") == 5
-    assert (tmp_path / "rep" / "heatmap_0.png").exists()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert '"heatmap"' in page and "<a href='run-1.html'>open</a>" in page
+    assert (tmp_path / "rep" / "run-4.html").exists()
     again = json.loads(CliRunner().invoke(main, args).output)
     assert again["cached"] == 4 and again["rows"] == data["rows"]
 
@@ -75,6 +92,13 @@ def test_max_leverage_cli(tmp_path):
                                     "--max", "10"])
     assert res.exit_code == 0, res.output
     assert "4x" in res.output and "5x" in res.output
+    res = CliRunner().invoke(main, ["max-leverage", str(cfg), "--margin-modes", "isolated",
+                                    "--max", "10", "--report", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "<a href='run-isolated-4x.html'>4x</a>" in page
+    assert "<a href='run-isolated-5x.html'>5x</a>" in page
+    assert "liquidations" in (tmp_path / "rep" / "run-isolated-5x.html").read_text()
 
 
 def test_errors_are_click_errors(tmp_path):

@@ -1,4 +1,4 @@
-"""liqbt.core stays pure: no backtrader, pandas, numpy, click, matplotlib or dask."""
+"""liqbt.core stays pure: no backtrader, pandas, numpy, click, matplotlib, bokeh or dask."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "liqbt" / "core"
-FORBIDDEN = {"backtrader", "pandas", "numpy", "click", "matplotlib", "dask"}
+FORBIDDEN = {"backtrader", "pandas", "numpy", "click", "matplotlib", "bokeh", "dask"}
 MODULES = sorted(p for p in CORE.glob("*.py"))
 
 

@@ -219,3 +219,37 @@ def test_cli_download(archive: Server, tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, bad_args)
     assert bad.exit_code != 0
     assert "HTTP 404" in bad.output
+
+
+def test_second_shorter_download_merges_never_truncates(archive: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    full = download_binance(SYMBOL, "1h", "2021-04-30", "2021-05-01", out, mark=True,
+                            funding=True, base_url=archive.url)
+    before = {k: p.read_bytes() for k, p in full.items()}
+    # a shorter range into the same folder: candles, mark and funding all keep their rows
+    download_binance(SYMBOL, "1h", "2021-05-01", "2021-05-01", out, mark=True, funding=True,
+                     base_url=archive.url)
+    assert len(load_candles(full["candles"])) == 48
+    assert len(load_candles(full["mark"])) == 48
+    assert len(load_funding(full["funding"])) == 6
+    assert {k: p.read_bytes() for k, p in full.items()} == before  # same rows, same bytes
+    # a later range appends
+    download_binance(SYMBOL, "1h", "2021-05-02", "2021-05-02", out, base_url=archive.url)
+    candles = load_candles(full["candles"])
+    assert len(candles) == 72 and candles.attrs["gaps"] == []
+    # --erase replaces
+    res = CliRunner().invoke(main, ["data", "download", "--symbol", SYMBOL, "--timeframe", "1h",
+                                    "--start", "2021-05-01", "--end", "2021-05-01", "--out",
+                                    str(out), "--base-url", archive.url, "--erase"])
+    assert res.exit_code == 0, res.output
+    assert len(load_candles(full["candles"])) == 24
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_download_refuses_bad_dates_before_any_request(archive: Server, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["data", "download", "--symbol", SYMBOL, "--start",
+                                    "yesterday", "--end", "2021-05-01", "--out",
+                                    str(tmp_path / "o"), "--base-url", archive.url])
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: --start 'yesterday' is not a date/time (use YYYY-MM-DD")
+    assert archive.requests == [] and not (tmp_path / "o").exists()

@@ -1,9 +1,8 @@
-"""Crash-scenario generator, the synth/inspect CLI and the bundled dataset."""
+"""Crash-scenario generator and the synth/inspect CLI."""
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -153,72 +152,3 @@ def test_cli_inspect_reports_gaps(tmp_path: Path) -> None:
     save_candles(data.candles.drop(index=data.candles.index[10:13]), path)
     res = CliRunner().invoke(main, ["data", "inspect", str(path)])
     assert "gaps:      1 (3 bars)" in res.output
-
-
-# ------------------------------------------------------------------ bundled dataset
-
-
-def readme_commands() -> list[list[str]]:
-    text = (DATASETS / "README.md").read_text()
-    lines = [ln for ln in text.splitlines() if ln.startswith("liqbt data synth ")]
-    assert len(lines) == 3, "datasets/README.md must hold one regeneration command per symbol"
-    return [shlex.split(line) for line in lines]
-
-
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["btcusdt", "ethusdt", "solusdt"])
-def test_bundled_dataset_matches_regeneration_command(tmp_path: Path, index: int) -> None:
-    argv = readme_commands()[index]
-    out_at = argv.index("--out") + 1
-    bundled = Path(argv[out_at])
-    assert bundled.parts[0] == "datasets"
-    argv[out_at] = str(tmp_path / bundled.name)
-    res = CliRunner().invoke(main, argv[1:])
-    assert res.exit_code == 0, res.output
-    for suffix in ("", "-mark", "-funding_rate"):
-        name = bundled.name.replace(".feather", f"{suffix}.feather")
-        mine = tmp_path / name
-        theirs = DATASETS / name
-        assert theirs.exists(), f"missing bundled file {theirs}"
-        if name.endswith("funding_rate.feather"):
-            pd.testing.assert_frame_equal(load_funding(mine), load_funding(theirs))
-        else:
-            pd.testing.assert_frame_equal(load_candles(mine), load_candles(theirs))
-        assert mine.read_bytes() == theirs.read_bytes(), f"{name} differs byte-wise"
-
-
-def test_bundled_multi_pair_datasets_align() -> None:
-    # the three-pair config needs the same bars on every symbol and each its own price level
-    frames = {s: load_candles(DATASETS / f"{s}-5m.feather", gaps="refuse")
-              for s in ("btcusdt", "ethusdt", "solusdt")}
-    index = frames["btcusdt"].index
-    for frame in frames.values():
-        assert (frame.index == index).all()
-    assert frames["ethusdt"]["open"].iloc[0] == pytest.approx(3_000, rel=0.01)
-    assert frames["solusdt"]["open"].iloc[0] == pytest.approx(150, rel=0.01)
-    # SOL's crash is deeper than BTC's: a 10x isolated SOL long cannot survive it
-    assert max_drawdown(frames["solusdt"]) > max_drawdown(frames["btcusdt"]) > 0.1
-
-
-def test_bundled_dataset_properties() -> None:
-    candles = load_candles(DATASETS / "btcusdt-5m.feather", gaps="refuse")
-    mark = load_candles(DATASETS / "btcusdt-5m-mark.feather", gaps="refuse")
-    funding = load_funding(DATASETS / "btcusdt-5m-funding_rate.feather")
-    total = sum(p.stat().st_size for p in DATASETS.glob("*.feather"))
-    assert total < 5_000_000
-    assert candles.attrs["timeframe"] == pd.Timedelta("5min")
-    assert 21 <= (candles.index[-1] - candles.index[0]).days <= 31
-    assert candles["open"].iloc[0] == pytest.approx(60_000, rel=0.01)
-    assert (candles.index == mark.index).all()
-    assert set(funding.index.hour) == {0, 8, 16}
-    # deep enough for a 20x long (> 5 % adverse move within a day) ...
-    lows = candles["low"].to_numpy()
-    highs = candles["high"].to_numpy()
-    day = 288
-    worst_day = max(1 - lows[i : i + day].min() / highs[i] for i in range(0, len(lows) - day, 12))
-    assert worst_day > 0.08
-    # ... but never a 3x liquidation: deepest peak-to-trough well under 30 %
-    assert max_drawdown(candles) < 0.20
-    assert max_drawdown(mark) < 0.20
-    # first half is range-bound (for grid bots)
-    first = candles.iloc[: len(candles) // 2]
-    assert first["high"].max() / first["low"].min() - 1 < 0.10

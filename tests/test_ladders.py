@@ -6,9 +6,16 @@ import pytest
 
 from liqbt.core import ladders
 from liqbt.core import margin as mg
+from liqbt.core.account import Account, MarketConfig
 from liqbt.core.profile import load_profile
 
-TIERS = load_profile("binance").symbol("BTCUSDT").tiers
+BINANCE = load_profile("binance")
+TIERS = BINANCE.symbol("BTCUSDT").tiers
+
+
+def market(leverage: float, mode: str = "isolated", exchange: str = "binance") -> MarketConfig:
+    """The broker's market settings of BTCUSDT, as ``broker.account.market(...)`` gives them."""
+    return Account(load_profile(exchange), 0.0).set_market("BTCUSDT", leverage, mode)
 
 
 def test_arithmetic_grid_levels() -> None:
@@ -110,33 +117,34 @@ def test_ladder_liquidation_price_isolated_by_hand() -> None:
     entry = 3000 / q
     margin = 300.0
     expected = (margin + 0 - q * entry) / (q * 0.004 - q)  # Binance tier 1: mmr 0.4 %, cum 0
-    lp = ladders.ladder_liquidation_price(ladder, "long", 10, TIERS)
+    lp = ladders.ladder_liquidation_price(ladder, "long", market(10), BINANCE)
     assert lp == pytest.approx(expected)
     assert lp == pytest.approx(42_842.35, abs=0.01)  # 2700 / (0.0632749 × 0.996)
 
 
 def test_ladder_liquidation_price_cross_uses_wallet() -> None:
     fills = [(50_000.0, 0.1)]
-    lp = ladders.ladder_liquidation_price(fills, "long", 10, TIERS, "cross", wallet_balance=1000)
+    lp = ladders.ladder_liquidation_price(fills, "long", market(10, "cross"), BINANCE,
+                                          wallet_balance=1000)
     # (WB − q·E) / (q·mmr − q) = (1000 − 5000) / (0.0004 − 0.1)
     assert lp == pytest.approx(-4000 / (0.0004 - 0.1))
-    iso = ladders.ladder_liquidation_price(fills, "long", 10, TIERS)
+    iso = ladders.ladder_liquidation_price(fills, "long", market(10), BINANCE)
     assert iso == pytest.approx(mg.isolated_liquidation_price(1, 0.1, 50_000, 500, TIERS))
     assert lp < iso  # the larger wallet behind the cross position moves the LP away
     with pytest.raises(ValueError, match="wallet_balance"):
-        ladders.ladder_liquidation_price(fills, "long", 10, TIERS, "cross")
+        ladders.ladder_liquidation_price(fills, "long", market(10, "cross"), BINANCE)
 
 
 def test_ladder_liquidation_price_one_x_long_has_none() -> None:
-    assert ladders.ladder_liquidation_price([(100.0, 1.0)], "long", 1, TIERS) is None
+    assert ladders.ladder_liquidation_price([(100.0, 1.0)], "long", market(1), BINANCE) is None
 
 
 def test_grid_liquidation_price_long_all_buys_filled() -> None:
     levels = ladders.grid_levels(40_000, 60_000, 4)  # 40k 45k 50k 55k 60k
     plan = ladders.grid_plan("long", levels, 0.01, 50_000)
-    lp = ladders.grid_liquidation_price(plan, 10, TIERS)
+    lp = ladders.grid_liquidation_price(plan, market(10), BINANCE)
     # position: 0.02 bought at 50,000 (market), 0.01 at 45,000, 0.01 at 40,000
     fills = [(50_000.0, 0.02), (45_000.0, 0.01), (40_000.0, 0.01)]
-    assert lp == pytest.approx(ladders.ladder_liquidation_price(fills, "long", 10, TIERS))
+    assert lp == pytest.approx(ladders.ladder_liquidation_price(fills, "long", market(10), BINANCE))
     q, cost = 0.04, 1000 + 450 + 400
     assert lp == pytest.approx((cost / 10 - cost) / (q * 0.004 - q))

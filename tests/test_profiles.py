@@ -19,7 +19,9 @@ def test_every_profile_loads(name: str) -> None:
     assert profile.name == name
     assert profile.funding_interval_hours == 8
     assert profile.notes and profile.source and profile.as_of
-    for spec in profile.symbols.values():
+    table = profile.symbols
+    explicit = table.explicit() if hasattr(table, "explicit") else table
+    for spec in explicit.values():  # snapshot symbols: tests/test_tier_snapshot.py
         assert spec.tiers_source and spec.tiers_as_of
         assert spec.price_tick > 0 and spec.size_step > 0
 
@@ -73,8 +75,11 @@ def test_exchange_specifics() -> None:
 def test_unknown_profile_and_symbol() -> None:
     with pytest.raises(ValidationError, match=r"unknown exchange 'nope'.*binance"):
         load_profile("nope")
-    with pytest.raises(ValidationError, match="'DOGEUSDT' is not in profile 'binance'"):
-        load_profile("binance").symbol("DOGEUSDT")
+    # binance covers every USDT-M perpetual of its tier snapshot; other profiles list theirs
+    with pytest.raises(ValidationError, match="'DOGEUSDT' is not in profile 'bybit'"):
+        load_profile("bybit").symbol("DOGEUSDT")
+    with pytest.raises(ValidationError, match="'DOGEUSDX' is not in profile 'binance'"):
+        load_profile("binance").symbol("DOGEUSDX")
 
 
 def test_normalize_symbol() -> None:
@@ -116,3 +121,18 @@ def test_profile_file_and_overrides(tmp_path: Path) -> None:
     assert cheaper.taker_fee == 0.0004
     with pytest.raises(ValidationError, match="unknown profile field"):
         profile.with_overrides({"tacker_fee": 0.1})
+
+
+def test_cross_liquidation_order_is_validated_and_orders_legs() -> None:
+    from liqbt.core.liquidation import LegState, cross_order
+
+    profile = load_profile("binance")
+    assert profile.cross_liquidation_order == "largest_loss"
+    with pytest.raises(ValidationError, match="cross_liquidation_order = 'smallest'"):
+        profile.with_overrides({"cross_liquidation_order": "smallest"})
+    legs = [LegState("ETHUSDT", "net", -50.0, 40.0), LegState("BTCUSDT", "net", -80.0, 10.0),
+            LegState("SOLUSDT", "net", 5.0, 60.0)]
+    assert cross_order(legs, "largest_loss") == [
+        ("BTCUSDT", "net"), ("ETHUSDT", "net"), ("SOLUSDT", "net")]
+    assert cross_order(legs, "largest_maintenance_margin") == [
+        ("SOLUSDT", "net"), ("ETHUSDT", "net"), ("BTCUSDT", "net")]

@@ -119,28 +119,98 @@ def test_max_drawdown():
     assert max_drawdown_pct([]) == 0.0
 
 
-@pytest.mark.parametrize(
-    "path", sorted(p for p in (Path(__file__).parents[1] / "configs").glob("*.toml")),
-    ids=lambda p: p.name,
-)
-def test_every_bundled_config_loads_and_runs(path):
-    # one week of the bundled four, to keep the suite fast; the config itself is unchanged
-    cfg = load_config(path).with_overrides({"backtest.end": "2024-03-08"})
-    result = run_config(cfg, timeline=False)
-    assert result.bars == 7 * 288
-    assert result.initial_balance > 0 and math.isfinite(result.final_equity)
-    assert result.funding_note == ""
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+# every bundled config on its real window: the liquidation each config's comment documents
+DOCUMENTED = {
+    "grid.toml": (6048, [("2025-10-10T21:10:00Z", "BTCUSDT", "isolated", 111_336.50, 606.71)],
+                  988.82),
+    "hold.toml": (744, [("2020-03-12T10:00:00Z", "BTCUSDT", "isolated", 5_785.09, 485.98)],
+                  503.07),
+    "dca.toml": (744, [("2021-05-13T00:00:00Z", "BTCUSDT", "isolated", 48_458.61, 176.31)],
+                 875.10),
+    "cross-vs-isolated.toml": (
+        6048, [("2025-10-10T21:10:00Z", "ETHUSDT", "isolated", 3_755.42, 292.22)], 541.15),
+}
 
 
-def test_three_pair_config_isolated_sol_dies_cross_account_survives():
-    path = Path(__file__).parents[1] / "configs" / "three-pair-cross-vs-isolated.toml"
-    result = run_config(load_config(path), timeline=False)
-    assert [m["symbol"] for m in result.markets] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
-    assert [(q["symbol"], q["margin_mode"]) for q in result.liquidations] == [
-        ("SOLUSDT", "isolated")]
-    # the isolated position lost at most its own margin (200 USDT incl. the entry fee)
-    assert result.liquidations[0]["loss"] <= 200
+def test_every_bundled_config_is_documented():
+    assert sorted(p.name for p in CONFIGS.glob("*.toml")) == sorted(DOCUMENTED)
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_bundled_config_on_real_data(name):
+    bars, liquidations, equity = DOCUMENTED[name]
+    result = run_config(load_config(CONFIGS / name), timeline=False)
+    assert result.bars == bars
+    assert [(q["time"], q["symbol"], q["margin_mode"]) for q in result.liquidations] == [
+        q[:3] for q in liquidations]
+    for got, want in zip(result.liquidations, liquidations, strict=True):
+        assert got["trigger_price"] == pytest.approx(want[3], abs=0.005)
+        assert got["loss"] == pytest.approx(want[4], abs=0.005)
+    assert result.final_equity == pytest.approx(equity, abs=0.005)
+    assert result.funding_note == "" and result.funding_paid != 0
     assert not result.wiped_out
+    stats = result.statistics
+    assert stats.liquidations == len(liquidations) and stats.exit_reasons["liquidation"] == 1
+    assert stats.max_drawdown_pct == result.max_drawdown_pct > 0
+    assert stats.trades_closed + stats.trades_open == len(result.trades)
+
+
+def test_grid_round_trips_are_its_matched_pairs():
+    """The trade list agrees with the grid's pair accounting: every grid round trip is a
+    pair closed one line above its buy (a gross win of quantity × gap), none a FIFO 'loss'."""
+    result = run_config(load_config(CONFIGS / "grid.toml"), timeline=False)
+    grid = [t for t in result.trades if t["reason"] == "grid"]
+    assert result.bot["pairs"] == 29
+    assert len(grid) == 30  # the grid's 29 pairs + 1 launch sell closing launch lots
+    # FIFO matched these against the oldest (launch) lots and showed 7 of them as losses
+    assert min(t["pnl"] for t in grid) > 0
+    # a counter-order pair: 0.008 BTC × the 1,000 USDT line gap
+    assert sum(1 for t in grid if t["pnl"] == pytest.approx(8.0)) == 17
+
+
+def test_cross_vs_isolated_config_isolated_eth_dies_cross_btc_survives():
+    result = run_config(load_config(CONFIGS / "cross-vs-isolated.toml"), timeline=False)
+    assert [m["symbol"] for m in result.markets] == ["BTCUSDT", "ETHUSDT"]
+    # the isolated position lost at most its own margin (300 USDT incl. the entry fee)
+    assert result.liquidations[0]["loss"] <= 300
     still_open = {t["symbol"] for t in result.trades if t["exit_time"] is None}
-    assert still_open == {"BTCUSDT", "ETHUSDT"}
-    assert set(result.funding_by_symbol) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
+    assert still_open == {"BTCUSDT"}
+    assert set(result.funding_by_symbol) == {"BTCUSDT", "ETHUSDT"}
+
+
+def test_synthetic_flash_crash_liquidates_20x_not_3x(synth_flash_crash, tmp_path):
+    candles, mark, funding = synth_flash_crash
+    results = {}
+    for leverage in (3, 20):
+        path = tmp_path / f"hold{leverage}.toml"
+        path.write_text(textwrap.dedent(f"""
+            [account]
+            exchange = "binance"
+            balance = 1000
+
+            [[market]]
+            symbol = "BTCUSDT"
+            candles = "{candles.as_posix()}"
+            mark = "{mark.as_posix()}"
+            funding = "{funding.as_posix()}"
+            leverage = {leverage}
+            margin_mode = "isolated"
+
+            [strategy]
+            name = "hold"
+            margin = 500
+        """))
+        results[leverage] = run_config(load_config(path), timeline=False)
+    assert results[20].liquidation_count == 1 and results[3].liquidation_count == 0
+    # isolated: the 20x long loses (almost) exactly its 500 margin, never more
+    assert 480 < results[20].liquidations[0]["loss"] <= 500
+
+
+def test_grid_take_profit_is_the_exit_reason_of_its_closing_trade():
+    cfg = load_config(CONFIGS / "grid.toml").with_overrides({"strategy.take_profit": 125500})
+    result = run_config(cfg, timeline=False)
+    assert result.stopped_reason.startswith("take profit 125500 reached")
+    assert result.trades[-1]["reason"] == "take_profit"
+    assert result.statistics.exit_reasons == {"take_profit": 1, "grid": 16}

@@ -294,9 +294,10 @@ def test_loader_by_name() -> None:
     assert load_strategy("DCA") is DcaStrategy
     assert set(STRATEGIES) == {"grid", "dca", "hold"}
     for cls in STRATEGIES.values():
-        names = {name for name, _ in cls.params._getitems()}
-        assert names <= set(cls.param_docs), names - set(cls.param_docs)
-        assert all(v.count(";") >= 2 for v in cls.param_docs.values())
+        # backtrader's params are exactly the declared parameters, each documented
+        names = [name for name, _ in cls.params._getitems()]
+        assert sorted(names) == sorted(p.name for p in cls.parameters)
+        assert all(p.doc and p.unit_text() for p in cls.parameters)
 
 
 def test_loader_by_path(tmp_path: Path) -> None:
@@ -320,3 +321,13 @@ def test_loader_by_path(tmp_path: Path) -> None:
     broken.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(StrategyLoadError, match=r"broken\.py.*RuntimeError: boom"):
         load_strategy(f"{broken}:Any")
+
+
+def test_readme_parameter_tables_are_the_declarations() -> None:
+    from liqbt.core.params import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for cls in STRATEGIES.values():
+        assert markdown_table(cls.parameters) in readme, (
+            f"README table of {cls.__name__} differs from its declaration: paste "
+            f"liqbt.core.params.markdown_table({cls.__name__}.parameters)")

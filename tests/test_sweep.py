@@ -16,9 +16,9 @@ GRID = {"leverage": [1, 2, 3, 5, 10, 20], "margin_mode": ["cross", "isolated"]}
 
 @pytest.fixture(scope="module")
 def points():
-    # one day around the bundled dataset's crash (2024-03-17 evening)
+    # two days around Black Thursday (2020-03-12, the bundled hold config's real data)
     base = load_config(HOLD).with_overrides(
-        {"start": "2024-03-17T12:00:00", "end": "2024-03-18T00:00:00"})
+        {"start": "2020-03-11T00:00:00", "end": "2020-03-13T00:00:00"})
     pts = expand(base, GRID)
     assert len(pts) == 12
     return pts
@@ -59,12 +59,21 @@ def test_max_leverage_bisection_matches_hand_numbers(tmp_path):
     cfg = load_config(write_config(tmp_path))
     # isolated long, margin = 5,000 USDT, entry 50,000, low 40,000, Binance mmr 0.4 %:
     # LP = 50,000 (1 − 1/L) / 0.996 < 40,000  <=>  L < 1 / (1 − 0.8 × 0.996) = 4.92
-    iso = find_max_leverage(cfg, "isolated", maximum=10)
+    iso = find_max_leverage(cfg, "isolated", maximum=10, min_distance_pct=0)
     assert iso.leverage == 4 and iso.failed_at == 5
     assert iso.distance_pct == pytest.approx((40_000 - 50_000 * 0.75 / 0.996) / 400, abs=1e-3)
-    half = find_max_leverage(cfg, "isolated", maximum=10, step=0.5)
+    half = find_max_leverage(cfg, "isolated", maximum=10, step=0.5, min_distance_pct=0)
     assert half.leverage == 4.5
+    # every candidate is run and classified
+    assert [s.leverage for s in half.ladder] == [1 + k / 2 for k in range(19)]
+    assert [s.outcome for s in half.ladder if s.leverage >= 5] == ["liquidated"] * 11
+    # 4.5x comes within (40,000 − 50,000 × (1 − 1/4.5) / 0.996) / 400 = 2.39 % of its LP:
+    # below the default 5 % distance, so 4x is the answer
+    safe = find_max_leverage(cfg, "isolated", maximum=10, step=0.5)
+    assert half.ladder[7].min_distance_pct == pytest.approx(
+        (40_000 - 50_000 * (1 - 1 / 4.5) / 0.996) / 400, abs=1e-3)
+    assert safe.leverage == 4 and safe.failed_at == 4.5 and "only 2.39 %" in safe.explanation
     # cross: the whole 10,000 wallet (minus the 2.5 L fee) backs q = 0.1 L BTC:
     # LP = (5,000 L + 2.5 L − 10,000) / (0.0996 L) < 40,000  <=>  L < 9.86
-    cross = find_max_leverage(cfg, "cross", maximum=20)
+    cross = find_max_leverage(cfg, "cross", maximum=20, min_distance_pct=0)
     assert cross.leverage == 9 and cross.failed_at == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -14,12 +15,36 @@ _COMMANDS = {
     "run": "liqbt.cli.run:run",
     "compare": "liqbt.cli.run:compare",
     "sweep": "liqbt.cli.run:sweep",
-    "max-leverage": "liqbt.cli.run:max_leverage",
+    "max-leverage": "liqbt.cli.study:max_leverage",
+    "survival": "liqbt.cli.study:survival",
+    "optimize": "liqbt.cli.study:optimize",
 }
 
 
+#: ANSI "show cursor": progress bars hide the cursor and only show it again when they finish.
+SHOW_CURSOR = "\x1b[?25h"
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
 class _LazyGroup(click.Group):
-    """Imports a sub-command's module only when it is used (fast ``--help``, light ``calc``)."""
+    """Imports a sub-command's module only when it is used (fast ``--help``, light ``calc``).
+
+    Ctrl-C anywhere ends with the terminal cursor visible again (a progress bar interrupted
+    mid-run would leave it hidden), the line ``interrupted`` and exit code 130.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):
+            if _stderr_is_tty():
+                sys.stderr.write(SHOW_CURSOR)
+                sys.stderr.flush()
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in _COMMANDS if self._load(name) is not None]

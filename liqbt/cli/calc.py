@@ -16,13 +16,17 @@ from typing import Any
 
 import click
 
+from liqbt.core import choices
 from liqbt.core.ccxt_tiers import profile_symbols_to_toml, tiers_from_ccxt
 from liqbt.core.errors import ValidationError
 from liqbt.core.profile import ExchangeProfile, load_profile, normalize_symbol
 from liqbt.core.snapshot import PositionInput, Snapshot, evaluate
-from liqbt.core.tiers import TierTable
+from liqbt.core.tiers import TIER_BASES, TIER_STYLES, TierTable
 
-_ACCOUNT_KEYS = {"exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions"}
+_ACCOUNT_KEYS = {
+    "exchange", "mode", "position_mode", "wallet_balance", "taker_fee", "positions",
+    "order_margin",
+}
 _POSITION_KEYS = {
     "symbol", "side", "size", "entry_price", "mark_price", "margin", "leverage", "mmr",
     "maintenance_amount", "margin_mode",
@@ -142,13 +146,13 @@ def _account_positions(
 @calc.command("liq-price")
 @click.option("--exchange", help="Profile (binance, bybit, okx, bitget, gate, simple) or file.")
 @click.option("--symbol", help="Symbol, e.g. BTCUSDT or BTC/USDT:USDT.")
-@click.option("--side", type=click.Choice(["long", "short"], case_sensitive=False))
+@click.option("--side", type=click.Choice(choices.DIRECTIONS, case_sensitive=False))
 @click.option("--entry", type=float, help="Entry price, USDT.")
 @click.option("--size", type=float, help="Position size in base units (> 0), e.g. BTC.")
 @click.option("--margin", type=float, help="Isolated position margin, USDT.")
-@click.option("--mode", type=click.Choice(["isolated", "cross"]), help="Margin mode.")
+@click.option("--mode", type=click.Choice(choices.MARGIN_MODES), help="Margin mode.")
 @click.option(
-    "--position-mode", type=click.Choice(["one-way", "hedge"]), help="Account position mode."
+    "--position-mode", type=click.Choice(choices.POSITION_MODES), help="Account position mode."
 )
 @click.option("--wallet", type=float, help="Cross wallet balance, USDT.")
 @click.option("--mark", type=float, help="Mark price (default: the entry price).")
@@ -156,6 +160,11 @@ def _account_positions(
 @click.option("--mmr", type=float, help="Flat maintenance margin rate replacing the tier lookup.")
 @click.option("--maintenance-amount", type=float, help="Maintenance amount with --mmr, USDT.")
 @click.option("--taker-fee", type=float, help="Taker fee rate overriding the profile's.")
+@click.option(
+    "--order-margin", type=float,
+    help="Margin reserved by resting orders, USDT; lowers the cross trigger equity where the "
+    "profile counts it (order_margin_in_trigger: simple).",
+)
 @click.option(
     "--account", type=str, help="Account file (TOML or JSON) with wallet_balance and [[positions]]."
 )
@@ -175,6 +184,7 @@ def liq_price(
     mmr: float | None,
     maintenance_amount: float | None,
     taker_fee: float | None,
+    order_margin: float | None,
     account: str | None,
     as_json: bool,
 ) -> None:
@@ -263,7 +273,8 @@ def liq_price(
         _fail(problems)
     assert profile is not None
     try:
-        snapshot = evaluate(profile, wallet_balance, positions, pmode)
+        reserved = order_margin if order_margin is not None else data.get("order_margin", 0.0)
+        snapshot = evaluate(profile, wallet_balance, positions, pmode, order_margin=reserved)
     except ValidationError as exc:
         _fail(exc.problems)
         return
@@ -287,15 +298,20 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
                 "liquidation_price": r.liquidation_price,
                 "bankruptcy_price": r.bankruptcy_price,
                 "maintenance_margin": r.maintenance_margin,
+                "closing_fee": r.closing_fee,
                 "tier": r.tier,
                 "mmr": r.mmr,
                 "maintenance_amount": r.maintenance_amount,
                 "display_liquidation_price": r.display_liquidation_price,
+                "past_liquidation": r.past_liquidation,
             }
             for r in snapshot.positions
         ],
         "margin_balance": snapshot.margin_balance,
         "maintenance_margin": snapshot.maintenance_margin,
+        "closing_fee": snapshot.closing_fee,
+        "order_margin": snapshot.order_margin,
+        "trigger_margin": snapshot.trigger_margin,
         # JSON has no infinity: a non-positive margin balance (already liquidated) is null
         "margin_ratio": _finite(snapshot.margin_ratio),
     }
@@ -341,6 +357,23 @@ def format_table(profile: ExchangeProfile, snapshot: Snapshot, position_mode: st
         f"{_money(snapshot.maintenance_margin)}  ·  margin ratio "
         + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
     )
+    if snapshot.closing_fee or snapshot.order_margin:
+        # the trigger's other terms: margin ratio = trigger margin / margin balance
+        lines.append(
+            f"trigger margin {_money(snapshot.trigger_margin)} = maintenance margin + closing "
+            f"fee {_money(snapshot.closing_fee)} + order margin {_money(snapshot.order_margin)}"
+        )
+    for r in snapshot.past_liquidation:
+        side = "long" if r.side > 0 else "short"
+        where = "below" if r.side > 0 else "above"
+        lines.append(
+            f"PAST LIQUIDATION: the {r.symbol} {side} is already liquidated at this mark: mark "
+            f"{r.mark_price:,.2f} is {where} its liquidation price "
+            f"{r.liquidation_price:,.2f}"
+            + ((" (margin ratio " + ("inf" if not math.isfinite(ratio) else f"{ratio * 100:.2f} %")
+                + " >= 100 %)") if len(snapshot.positions) == 1 else "")
+            + "; the exchange would not let it open (add margin or reduce the size)"
+        )
     return "\n".join(lines)
 
 
@@ -356,9 +389,9 @@ def _decimals(value: float) -> int:
               help="Market to import (BTCUSDT or BTC/USDT:USDT); repeatable.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the TOML here (else stdout).")
 @click.option("--exchange", help="Profile to take price_tick/size_step/min_notional from.")
-@click.option("--style", type=click.Choice(["bracket", "flat"]), default="bracket",
+@click.option("--style", type=click.Choice(TIER_STYLES), default="bracket",
               show_default=True, help="Tier style of the exchange.")
-@click.option("--basis", type=click.Choice(["notional", "size"]), default="notional",
+@click.option("--basis", type=click.Choice(TIER_BASES), default="notional",
               show_default=True, help="'size' when the file's bounds are contracts (OKX).")
 @click.option("--contract-size", type=float, default=1.0, show_default=True,
               help="Base units per contract, with --basis size.")
@@ -385,7 +418,9 @@ def import_tiers(
             specs = {
                 name: {"price_tick": s.price_tick, "size_step": s.size_step,
                        "min_notional": s.min_notional}
-                for name, s in profile.symbols.items()
+                for name, s in (profile.symbols.explicit().items()
+                                if hasattr(profile.symbols, "explicit")
+                                else profile.symbols.items())
             }
         except ValidationError as exc:
             problems.append(str(exc))

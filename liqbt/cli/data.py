@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from liqbt.core import choices
 from liqbt.core.errors import ValidationError
 
 
@@ -25,6 +26,8 @@ def data() -> None:
 @click.option("--funding", is_flag=True, help="Also fetch funding-rate history.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--base-url", default=None, help="Archive root (default data.binance.vision USDT-M).")
+@click.option("--erase", is_flag=True,
+              help="Replace existing merged files instead of merging the new rows into them.")
 def download(
     exchange: str,
     symbol: str,
@@ -35,10 +38,24 @@ def download(
     funding: bool,
     out_dir: Path,
     base_url: str | None,
+    erase: bool,
 ) -> None:
-    """Download monthly archive zips (cached, checksum-verified) and merge them to feather."""
-    from liqbt.data.download import DEFAULT_BASE_URL, DownloadError, download_binance, plan
+    """Download monthly archive zips (cached, checksum-verified) and merge them to feather.
 
+    Existing files are never truncated: the new rows are merged into them (rows outside the
+    new range are kept), like freqtrade's download-data; --erase replaces them.
+    """
+    from liqbt.data.download import DEFAULT_BASE_URL, DownloadError, download_binance, plan
+    from liqbt.data.loaders import to_utc
+
+    problems = []
+    for option, value in (("--start", start), ("--end", end)):
+        try:
+            to_utc(value)
+        except ValidationError as exc:
+            problems.extend(f"{option} {p}" for p in exc.problems)
+    if problems:
+        raise click.ClickException(str(ValidationError(problems)))
     base = base_url or DEFAULT_BASE_URL
     try:
         items = plan(
@@ -57,6 +74,7 @@ def download(
                 funding=funding,
                 base_url=base,
                 on_file=lambda _item, _net: bar.update(1),
+                erase=erase,
             )
     except (DownloadError, ValidationError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -67,7 +85,7 @@ def download(
 @data.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["flash-crash", "slow-grind", "short-squeeze", "range-chop"]),
+    type=click.Choice(choices.SYNTH_SCENARIOS),
     default="flash-crash",
     show_default=True,
 )
@@ -88,6 +106,7 @@ def download(
 @click.option("--at", type=float, default=None, help="Event start as a fraction of the run.")
 @click.option("--rebound", type=float, default=0.5, show_default=True)
 @click.option("--volatility", type=float, default=0.5, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def synth(
     scenario: str,
     out: Path,
@@ -101,11 +120,23 @@ def synth(
     at: float | None,
     rebound: float,
     volatility: float,
+    force: bool,
 ) -> None:
-    """Generate a seeded crash scenario (candles, mark and funding files)."""
+    """Generate a seeded crash scenario (candles, mark and funding files).
+
+    Refuses to overwrite existing files unless --force.
+    """
     from liqbt.data.synth import generate, max_drawdown, write
 
     try:
+        if not force:
+            # before generating: say at once that the output is taken
+            from liqbt.data.loaders import companion_paths
+
+            taken = [p for p in companion_paths(out) if p.exists()]
+            if taken:
+                raise ValidationError([f"{p}: already exists; refusing to overwrite it (pass "
+                                       "--force)" for p in taken])
         result = generate(
             scenario,
             seed=seed,
@@ -119,7 +150,7 @@ def synth(
             rebound=rebound,
             volatility=volatility,
         )
-        paths = write(result, out)
+        paths = write(result, out, force=force)
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     c = result.candles
@@ -135,7 +166,7 @@ def synth(
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--kind",
-    type=click.Choice(["candles", "mark", "funding"]),
+    type=click.Choice(choices.DATA_KINDS),
     default=None,
     help="Default: from the file name (-mark, -funding_rate, fundingRate).",
 )
@@ -183,3 +214,34 @@ def inspect(file: Path, kind: str | None, fmt: str | None, timeframe: str | None
     drop = frame["low"] / frame["open"] - 1.0
     worst = drop.idxmin()
     click.echo(f"max drop:  {drop.min():.2%} @ {worst.isoformat()} (single bar, low / open - 1)")
+
+
+@data.command("list")
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def list_(folders: tuple[Path, ...], as_json: bool) -> None:
+    """What data is where: symbol, kind, timeframe, range and gaps of every data file under
+    FOLDERS (default: ./datasets if present, else the current folder)."""
+    import json
+
+    from liqbt.data.catalog import catalog
+
+    roots = list(folders) or [Path("datasets") if Path("datasets").is_dir() else Path(".")]
+    entries = catalog(roots)
+    if as_json:
+        click.echo(json.dumps({"files": [e.to_dict() for e in entries]}))
+        return
+    if not entries:
+        click.echo(f"no data files under {', '.join(map(str, roots))}")
+        return
+    rows = [["symbol", "kind", "tf", "rows", "first (UTC)", "last (UTC)", "gaps", "file"]]
+    for e in sorted(entries, key=lambda e: (e.symbol, str(e.path))):
+        if e.error:
+            rows.append([e.symbol, e.kind, "?", "-", "-", "-", "-", f"{e.path}  ERROR: {e.error}"])
+            continue
+        gaps = f"{e.gaps} ({e.missing_bars} bars)" if e.gaps else "0"
+        rows.append([e.symbol, e.kind, e.timeframe or "-", f"{e.rows:,}", e.first or "-",
+                     e.last or "-", gaps if e.kind != "funding" else "-", str(e.path)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])

@@ -1,4 +1,4 @@
-"""``liqbt run / compare / sweep / max-leverage``: parse, load the config, delegate, print."""
+"""``liqbt run / compare / sweep``: parse, load the config, delegate, print."""
 
 from __future__ import annotations
 
@@ -22,10 +22,27 @@ def _guard(fn: Callable[[], T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-def _load(path: str) -> Any:
+def _load(path: str, strict: bool = False) -> Any:
     from liqbt.config import load_config
 
-    return _guard(lambda: load_config(path))
+    cfg = _guard(lambda: load_config(path))
+    if strict:
+        cfg = _guard(lambda: cfg.with_overrides({"backtest.strict_data": True}))
+    return cfg
+
+
+def _warn_data(result: Any) -> None:
+    """Data-quality warnings on stderr (they are in the JSON and the report too)."""
+    for line in getattr(result, "data_warnings", []):
+        click.echo(f"data warning: {line}", err=True)
+
+
+def _strict_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--strict", is_flag=True,
+        help="Fail before the run on data warnings (gaps, mark/funding coverage, outliers, "
+             "funding magnitude) instead of listing them; config: backtest.strict_data.",
+    )(fn)
 
 
 def _csv(value: str | None, conv: Callable[[str], T], name: str) -> list[T]:
@@ -41,7 +58,9 @@ def _csv(value: str | None, conv: Callable[[str], T], name: str) -> list[T]:
 
 def _modes(value: str | None) -> list[str]:
     modes = _csv(value, str, "--margin-modes")
-    bad = [m for m in modes if m not in ("cross", "isolated")]
+    from liqbt.core.choices import MARGIN_MODES
+
+    bad = [m for m in modes if m not in MARGIN_MODES]
     if bad:
         raise click.BadParameter(f"{bad} (use cross and/or isolated)", param_hint="--margin-modes")
     return modes
@@ -75,10 +94,11 @@ def _trades_text(trades: Sequence[dict[str, Any]]) -> str:
         return "0"
     text = f"{len(closed)} round trip{'s' if len(closed) != 1 else ''}"
     if closed:
-        won = sum(1 for t in closed if t["pnl"] > 0)
+        # won = net of fees, as the statistics' win rate counts
+        won = sum(1 for t in closed if t["pnl"] - t["fees"] > 0)
         pnl = sum(t["pnl"] for t in closed)
         fees = sum(t["fees"] for t in closed)
-        text += f" ({won} won), pnl {pnl:+,.2f} USDT gross, fees {fees:,.2f}"
+        text += f" ({won} won net of fees), pnl {pnl:+,.2f} USDT gross, fees {fees:,.2f}"
     if still:
         upnl = sum(t["pnl"] for t in still)
         text += (f"; {len(still)} position{'s' if len(still) != 1 else ''} still open "
@@ -123,7 +143,39 @@ def _result_text(result: Any) -> str:
             [[t["time"], t["symbol"], t["amount"], t["liquidation_price_after"]]
              for t in result.top_ups],
         ))
+    out += _bot_lines(result.bot)
+    if result.statistics is not None:
+        out.append("statistics (docs/results.md defines each)")
+        out += [f"  {k:<22} {v}" for k, v in result.statistics.rows()]
     return "\n".join(out)
+
+
+def _bot_lines(bot: dict[str, Any]) -> list[str]:
+    """The bot's own accounting: grid pairs and profit vs floating PnL; DCA deals."""
+    out = []
+    if "pairs" in bot:
+        out.append(f"grid              {bot['pairs']} matched pairs, grid profit "
+                   f"{bot.get('grid_profit', 0.0):+,.2f} USDT gross, floating PnL "
+                   f"{bot.get('unrealized_pnl', 0.0):+,.2f} USDT")
+    if "deals" in bot:
+        deals = bot["deals"]
+        out.append(f"DCA deals         {len(deals)}, profit "
+                   f"{sum(d['pnl'] or 0.0 for d in deals):+,.2f} USDT gross, safety orders "
+                   f"used {sum(d['safety_orders'] for d in deals)}, floating PnL "
+                   f"{bot.get('unrealized_pnl', 0.0):+,.2f} USDT")
+    return out
+
+
+def _check_outputs(checks: Sequence[Callable[[], Any]]) -> None:
+    """Run every output-path check; one CLI error listing all their problems."""
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise click.ClickException(str(ValidationError(problems)))
 
 
 def _run(config: Any, timeline: bool, quiet: bool) -> Any:
@@ -136,16 +188,34 @@ def _run(config: Any, timeline: bool, quiet: bool) -> Any:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write index.html with charts to this directory.")
+              help="Write DIR/index.html: one self-contained interactive report (charts, "
+                   "statistics, trades).")
+@click.option("--trades-csv", "trades_csv", type=click.Path(dir_okay=False),
+              help="Write the round trips to FILE.csv.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(config: str, as_json: bool, report_dir: str | None, quiet: bool) -> None:
+@_strict_option
+def run(config: str, as_json: bool, report_dir: str | None, trades_csv: str | None,
+        quiet: bool, strict: bool) -> None:
     """Run the backtest described by CONFIG (a TOML run config)."""
-    cfg = _load(config)
+    from liqbt.outputs import ReportDir, check_output_file, check_report_dir
+
+    cfg = _load(config, strict)
+    # output paths are checked before the run (all problems at once), not after it
+    _check_outputs([lambda: report_dir and check_report_dir(report_dir),
+                    lambda: trades_csv and check_output_file(trades_csv, (".csv",),
+                                                             "--trades-csv")])
     result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
+    if not as_json:
+        _warn_data(result)
+    if trades_csv:
+        from liqbt.report import write_trades_csv
+
+        write_trades_csv(result, trades_csv)
     if report_dir:
         from liqbt.report import write_run_report
 
-        path = write_run_report(result, report_dir, cfg.account.warning_threshold)
+        with ReportDir(report_dir) as out:
+            path = write_run_report(result, out.path, cfg.account.warning_threshold)
         if not as_json:
             click.echo(f"report: {path}", err=True)
     if as_json:
@@ -161,19 +231,38 @@ def run(config: str, as_json: bool, report_dir: str | None, quiet: bool) -> None
 @click.option("--leverage", "leverages", default=None,
               help="Comma-separated leverages (default: the config's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write DIR/index.html (the comparison) linking one report per run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_strict_option
 def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool,
-            quiet: bool) -> None:
+            report_dir: str | None, quiet: bool, strict: bool) -> None:
     """Run CONFIG once per margin mode (and leverage) and show the results side by side."""
-    cfg = _load(config)
+    from liqbt.outputs import ReportDir, check_report_dir
+
+    cfg = _load(config, strict)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     levs = _csv(leverages, float, "--leverage") or [cfg.leverage]
+    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
     results = []
     for lev in levs:
         for mode in modes:
             variant = _guard(lambda lev=lev, mode=mode: cfg.with_overrides(
                 {"leverage": lev, "margin_mode": mode}))
-            results.append(_run(variant, timeline=False, quiet=quiet or as_json))
+            results.append(_run(variant, timeline=report_dir is not None,
+                                quiet=quiet or as_json))
+    if report_dir:
+        from liqbt.report import write_compare_report, write_run_report
+
+        with ReportDir(report_dir) as out:
+            pages = [write_run_report(r, out.path / f"run-{i + 1}.html",
+                                      cfg.account.warning_threshold)
+                     for i, r in enumerate(results)]
+            path = write_compare_report(results, out.path, pages)
+        if not as_json:
+            click.echo(f"report: {path}", err=True)
+    if not as_json and results:
+        _warn_data(results[0])
     if as_json:
         click.echo(json.dumps({"runs": [r.to_dict() for r in results]}))
         return
@@ -184,6 +273,8 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
         ("final equity (USDT)", lambda r: r.final_equity),
         ("return %", lambda r: r.return_pct),
         ("max drawdown %", lambda r: r.max_drawdown_pct),
+        ("Sharpe", lambda r: r.statistics.sharpe if r.statistics else None),
+        ("win rate % (net)", lambda r: r.statistics.win_rate_pct if r.statistics else None),
         ("fees (USDT)", lambda r: r.fees_paid),
         ("funding (USDT)", lambda r: r.funding_paid),
         ("liquidations", lambda r: r.liquidation_count),
@@ -227,18 +318,39 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
               show_default=True, help="Per-run result cache (resumes interrupted sweeps).")
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the cache.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
-              help="Write index.html with leverage × margin-mode heatmaps.")
+              help="Write DIR/index.html with leverage × margin-mode heatmaps and the runs, "
+                   "linking a report of each of the first --run-reports runs.")
+@click.option("--run-reports", type=click.IntRange(min=0), default=12, show_default=True,
+              help="With --report: how many runs (in --sort order) get their own report "
+                   "(each is run again with per-bar detail).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
           out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
-          report_dir: str | None, as_json: bool, quiet: bool) -> None:
+          report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
+          strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
     from liqbt import sweep as sw
+    from liqbt.outputs import ReportDir, check_output_file, check_report_dir
 
-    cfg = _load(config)
+    cfg = _load(config, strict)
     grid = _parse_sets(sets)
     points = _guard(lambda: sw.expand(cfg, grid))
+    # every option that could only fail after the sweep is checked now, all problems at once
+    problems: list[str] = []
+    for check in (
+        lambda: sw.check_sort_key(sort_key, list(grid)),
+        lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
+        lambda: report_dir and check_report_dir(report_dir),
+        lambda: scheduler and sw.check_scheduler(scheduler),
+    ):
+        try:
+            check()
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise click.ClickException(str(ValidationError(problems)))
     show = not quiet and not as_json and sys.stderr.isatty()
     bar = click.progressbar(length=len(points), label="sweep", file=sys.stderr) if show else None
     tick = (lambda _i, _row: bar.update(1)) if bar is not None else None
@@ -257,7 +369,9 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     if report_dir:
         from liqbt.report import write_sweep_report
 
-        write_sweep_report(outcome.rows, report_dir, outcome.keys)
+        with ReportDir(report_dir) as out:
+            pages = _sweep_run_reports(points, rows[:run_reports], out.path, cfg, quiet)
+            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
                                "rows": rows}))
@@ -275,38 +389,22 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
                err=True)
 
 
-@click.command("max-leverage")
-@click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--margin-modes", default="cross,isolated", show_default=True,
-              help="Comma-separated margin modes.")
-@click.option("--max", "maximum", type=click.FloatRange(min=1), default=125, show_default=True,
-              help="Highest leverage to consider (capped at the tier maximum).")
-@click.option("--step", type=click.Choice(["1", "0.5"]), default="1", show_default=True,
-              help="Leverage granularity.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def max_leverage(config: str, margin_modes: str, maximum: float, step: str,
-                 as_json: bool) -> None:
-    """Highest leverage that survives CONFIG's data with no liquidation (bisection)."""
-    from liqbt.sweep import find_max_leverage
+def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], folder: Any,
+                       cfg: Any, quiet: bool) -> dict[int, Any]:
+    """Run the configs of ``rows`` again with per-bar detail and write ``run-N.html`` each;
+    returns row index → report path."""
+    from liqbt.report import write_run_report
 
-    cfg = _load(config)
-    found = [
-        _guard(lambda mode=mode: find_max_leverage(cfg, mode, maximum, float(step)))
-        for mode in _modes(margin_modes) or [cfg.margin_mode]
-    ]
-    if as_json:
-        click.echo(json.dumps({"results": [
-            {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
-             "min_liquidation_distance_pct": f.distance_pct, "first_failing_leverage": f.failed_at,
-             "runs": f.runs} for f in found]}))
-        return
-    rows = []
-    for f in found:
-        rows.append([f.margin_mode, "none (1x is liquidated)" if f.leverage is None
-                     else f"{f.leverage:g}x", f.distance_pct,
-                     None if f.failed_at is None else f"{f.failed_at:g}x", f.runs])
-    click.echo(_table(["margin mode", "max leverage", "safety margin %", "liquidated at",
-                       "runs"], rows))
+    by_hash = {p.config.config_hash(): p.config for p in points}
+    pages = {}
+    for i, row in enumerate(rows):
+        config = by_hash.get(row.get("config_hash"))
+        if config is None:
+            continue
+        result = _run(config, timeline=True, quiet=True)
+        pages[i] = write_run_report(result, folder / f"run-{i + 1}.html",
+                                    config.account.warning_threshold)
+    return pages
 
 
-__all__ = ["compare", "max_leverage", "run", "sweep"]
+__all__ = ["compare", "run", "sweep"]

@@ -17,18 +17,18 @@ backtrader orders and notifications. Money accounting (margin-model §4–7):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from liqbt.core import events as ev
 from liqbt.core import margin as mg
+from liqbt.core.choices import POSITION_MODES, SETTLEMENTS
 from liqbt.core.errors import ValidationError
+from liqbt.core.margin_models import MarginFigures, MarginModel, TieredMM, margin_model_for
 from liqbt.core.profile import MARGIN_MODES, ExchangeProfile, SymbolSpec, normalize_symbol
-from liqbt.core.tiers import Tier, TierTable
+from liqbt.core.tiers import TierTable
 
-POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
-SETTLEMENTS: tuple[str, ...] = ("bankruptcy", "liquidation_price")
 LEGS: tuple[str, ...] = ("net", "long", "short")
 
 # Float noise below this many USDT is treated as zero when a cross wallet is cleared.
@@ -144,6 +144,11 @@ class Account:
     clock: datetime | None = None
     version: int = 0
     events: list[ev.Event] = field(default_factory=list)
+    order_margin_source: Callable[[], float] | None = field(
+        default=None, repr=False, compare=False
+    )
+    model: MarginModel = field(init=False, repr=False)
+    _seen_order_margin: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -158,6 +163,7 @@ class Account:
         if problems:
             raise ValidationError(problems)
         self.initial_balance = self.wallet_balance
+        self.model = margin_model_for(self.profile)
 
     # --- configuration ------------------------------------------------------------------
     def set_market(
@@ -167,24 +173,32 @@ class Account:
         margin_mode: str = "cross",
         auto_top_up: bool = False,
         tiers: TierTable | None = None,
+        check_leverage: bool = True,
     ) -> MarketConfig:
         """Declare how ``symbol`` is traded; validated against the profile.
 
         Leverage above the first tier's maximum is an error naming both numbers; top-up is
-        refused where the profile has none or in cross mode.
+        refused where the profile has none or in cross mode. ``tiers`` replaces the profile's
+        table (then the symbol need not be in the profile). ``check_leverage=False`` is for
+        scratch accounts describing an existing position (the calculator), whose effective
+        leverage ``entry notional / margin`` was checked by the caller or may lie below 1.
         """
         problems: list[str] = []
         key = normalize_symbol(symbol)
-        spec = self.profile.symbol(key)
         if tiers is not None:
-            spec = SymbolSpec(
-                key, tiers, spec.price_tick, spec.size_step, spec.min_notional,
-                tiers.source, "",
-            )
+            known = self.profile.symbols.get(key)
+            tick = known.price_tick if known is not None else 10.0 ** -self.profile.lp_decimals
+            step = known.size_step if known is not None else 0.0
+            minimum = known.min_notional if known is not None else 0.0
+            spec = SymbolSpec(key, tiers, tick, step, minimum, tiers.source, "")
+        else:
+            spec = self.profile.symbol(key)
         if margin_mode not in MARGIN_MODES:
             problems.append(f"{key}: margin_mode = {margin_mode!r} is not one of {MARGIN_MODES}")
         top = spec.tiers.tiers[0].max_leverage
-        if not isinstance(leverage, int | float) or not 1 <= leverage <= top:
+        if not isinstance(leverage, int | float) or not (
+            leverage > 0 if not check_leverage else 1 <= leverage <= top
+        ):
             problems.append(
                 f"{key}: leverage = {leverage!r} is outside 1 .. {top:g} (the tier maximum of "
                 f"{self.profile.name} {key})"
@@ -198,6 +212,11 @@ class Account:
         config = MarketConfig(key, float(leverage), margin_mode, spec, auto_top_up)
         self.markets[key] = config
         return config
+
+    def add_market(self, config: MarketConfig) -> None:
+        """Declare an already validated market (e.g. a copy of another account's, for a
+        scratch account asked about a hypothetical position)."""
+        self.markets[config.symbol] = config
 
     def market(self, symbol: str) -> MarketConfig:
         """The :class:`MarketConfig` of ``symbol``; a clear error when it was never set."""
@@ -242,27 +261,68 @@ class Account:
             if pos is not None:
                 pos.mark_price = price
 
-    def _mm_tier(self, pos: Position) -> Tier:
-        """The tier giving MM for ``pos`` at its mark (the ``simple`` model: a constant)."""
-        config = self.market(pos.symbol)
-        if self.profile.mm_model == "used_margin":
-            im = abs(pos.size) * pos.entry_price / config.leverage
-            return Tier(0.0, math.inf, 0.0, config.leverage, -self.profile.used_margin_mm_rate * im)
-        if self.profile.lp_formula == "bybit":
-            return config.tiers.tier_at(pos.size, pos.entry_price)
-        return config.tiers.tier_at(pos.size, pos.mark_price)
-
+    # --- margin figures (the one mapping of a profile's rules onto the formulas) ----------
     def maintenance_margin(self, pos: Position) -> float:
-        """MM of a leg in USDT at its mark (Bybit standard: at the entry value), plus the
-        closing-fee term of ``taker_at_mark`` profiles (margin-model §3)."""
+        """MM of a leg in USDT (>= 0), without the trigger's closing-fee term.
+
+        ``q × P × mmr − amount`` from the tier table at the mark (Bybit standard, isolated: at
+        the entry price), or ``rate × IM`` on the ``simple`` profile
+        (:mod:`liqbt.core.margin_models`, margin-model §2–3).
+        """
         if not pos.size:
             return 0.0
-        tier = self._mm_tier(pos)
-        basis_price = pos.entry_price if self.profile.lp_formula == "bybit" else pos.mark_price
-        mm = abs(pos.size) * basis_price * tier.mmr - tier.maintenance_amount
-        if self.profile.lp_formula == "taker_at_mark":
-            mm += abs(pos.size) * pos.mark_price * self.profile.taker_fee
-        return mm
+        config = self.market(pos.symbol)
+        return self.model.mm.maintenance_margin(
+            pos.size, pos.entry_price, pos.mark_price, config.leverage, config.tiers,
+            pos.margin_mode == "cross",
+        )
+
+    def closing_fee(self, pos: Position) -> float:
+        """The trigger's closing-fee term of a leg in USDT: ``taker × q × mark`` on
+        ``taker_at_mark`` profiles (OKX, Bitget, Gate, simple), else 0 (margin-model §3)."""
+        return self.model.closing_fee(pos.size, pos.mark_price) if pos.size else 0.0
+
+    def trigger_margin(self, pos: Position) -> float:
+        """``MM + closing fee`` of a leg (USDT): its part of the liquidation trigger."""
+        return self.maintenance_margin(pos) + self.closing_fee(pos)
+
+    def tier_index(self, pos: Position, at_mark: float | None = None) -> int | None:
+        """0-based index of the tier the leg's MM is taken from, with the mark at ``at_mark``
+        (default: the leg's mark); ``None`` for the used-margin model, which has no tiers."""
+        mm = self.model.mm
+        if not pos.size or not isinstance(mm, TieredMM):
+            return None
+        tiers = self.market(pos.symbol).tiers
+        mark = pos.mark_price if at_mark is None else at_mark
+        price = mm.basis_price(pos.entry_price, mark, pos.margin_mode == "cross")
+        return tiers.tier_index(tiers.lookup_value(pos.size, price))
+
+    def hold_order_margin(self, amount: float) -> None:
+        """A scratch account's resting-order margin (USDT): a fixed amount standing for orders
+        it does not hold (the calculator's ``--order-margin``). The broker instead sets
+        :attr:`order_margin_source` to its own live sum."""
+        self.order_margin_source = lambda: amount
+        self.version += 1
+
+    def order_margin(self) -> float:
+        """Margin reserved by resting orders (USDT, margin-model §6): the broker's live sum via
+        :attr:`order_margin_source`, 0 when none is set."""
+        return self.order_margin_source() if self.order_margin_source is not None else 0.0
+
+    def trigger_order_margin(self) -> float:
+        """The order margin that counts against cross equity in the trigger: all of it where the
+        profile says so (``order_margin_in_trigger``, the ``simple`` profile), else 0."""
+        return self.order_margin() if self.model.order_margin_in_trigger else 0.0
+
+    def sync_orders(self) -> None:
+        """Note a change of the resting orders: where their margin is part of the trigger, a
+        new amount changes the account's margin state (``version``), so cached liquidation
+        prices are recomputed."""
+        if self.model.order_margin_in_trigger:
+            amount = self.order_margin()
+            if amount != self._seen_order_margin:
+                self._seen_order_margin = amount
+                self.version += 1
 
     def initial_margin(self, pos: Position) -> float:
         """IM of a leg: ``|size| × entry / leverage``."""
@@ -277,8 +337,20 @@ class Account:
         return self.wallet_balance + sum(p.unrealized_pnl for p in self.cross_positions())
 
     def cross_maintenance_margin(self) -> float:
-        """Σ MM of cross legs."""
+        """Σ MM of cross legs (without closing fees)."""
         return sum(self.maintenance_margin(p) for p in self.cross_positions())
+
+    def cross_trigger_margin(self) -> float:
+        """Σ (MM + closing fee) of cross legs + the order margin counted in the trigger."""
+        return (
+            sum(self.trigger_margin(p) for p in self.cross_positions())
+            + self.trigger_order_margin()
+        )
+
+    def cross_excess(self) -> float:
+        """Cross margin balance − cross trigger margin (USDT): the cross account is liquidated
+        when it is <= 0 (margin-model §5)."""
+        return self.cross_margin_balance() - self.cross_trigger_margin()
 
     def equity(self) -> float:
         """Wallet + isolated margins + all unrealized PnL (USDT)."""
@@ -296,56 +368,74 @@ class Account:
         value -= sum(self.initial_margin(p) for p in self.cross_positions()) + order_margin
         return max(value, 0.0)
 
-    def margin_ratio(self, pos: Position | None = None) -> float:
-        """MM / margin balance: of an isolated leg (``pos``) or of the cross account."""
+    def margin_figures(self, pos: Position | None = None) -> MarginFigures:
+        """The trigger's figures of an isolated leg (``pos``) or of the cross account.
+
+        Isolated: margin balance ``M + upnl``, the leg's MM and closing fee, no order margin.
+        Cross (``pos`` None or a cross leg): margin balance ``wallet + Σ cross upnl``, Σ MM,
+        Σ closing fees and the order margin counted in the trigger.
+        """
         if pos is not None and pos.margin_mode == "isolated":
-            return mg.margin_ratio(self.maintenance_margin(pos), pos.margin + pos.unrealized_pnl)
-        return mg.margin_ratio(self.cross_maintenance_margin(), self.cross_margin_balance())
+            balance = pos.margin + pos.unrealized_pnl if pos.size else 0.0
+            return MarginFigures.of(
+                balance, self.maintenance_margin(pos), self.closing_fee(pos), 0.0
+            )
+        legs = self.cross_positions()
+        return MarginFigures.of(
+            self.cross_margin_balance(),
+            sum(self.maintenance_margin(p) for p in legs),
+            sum(self.closing_fee(p) for p in legs),
+            self.trigger_order_margin() if legs else 0.0,
+        )
+
+    def margin_ratio(self, pos: Position | None = None) -> float:
+        """Trigger margin / margin balance of an isolated leg (``pos``) or of the cross account
+        (1.0 = liquidation; :meth:`margin_figures`)."""
+        return self.margin_figures(pos).margin_ratio
 
     # --- liquidation and bankruptcy prices ----------------------------------------------
+    def _solver_tiers(self, pos: Position) -> TierTable:
+        config = self.market(pos.symbol)
+        return self.model.mm.solver_tiers(
+            pos.size, pos.entry_price, config.leverage, config.tiers
+        )
+
     def liquidation_price(self, pos: Position) -> tuple[float | None, int]:
         """``(LP, direction)`` of a leg; direction −1 = reached by a falling mark, +1 rising.
 
         Isolated: :func:`liqbt.core.margin.isolated_liquidation_price` on the leg's margin.
         Cross: :func:`liqbt.core.margin.cross_liquidation_price` for the leg's symbol, all
-        cross legs of that symbol moving together, the other symbols at their marks.
+        cross legs of that symbol moving together, the other symbols at their marks (their MM
+        and closing fees held), the wallet less the order margin counted in the trigger.
         """
         if not pos.size:
             return None, 0
-        config = self.market(pos.symbol)
-        formula = self.profile.lp_formula
-        if self.profile.mm_model == "used_margin":
-            tiers = TierTable((self._mm_tier(pos),), symbol=pos.symbol)
-            formula = "taker_at_mark"
-        else:
-            tiers = config.tiers
+        model = self.model
         if pos.margin_mode == "isolated":
             lp = mg.isolated_liquidation_price(
-                pos.side, pos.size, pos.entry_price, pos.margin, tiers, formula,
-                self.profile.taker_fee, self.initial_margin(pos),
+                pos.side, pos.size, pos.entry_price, pos.margin, self._solver_tiers(pos),
+                model.lp_formula, model.taker_fee, self.initial_margin(pos),
             )
             return lp, -pos.side
-        legs, other_upnl, other_mm = self._cross_split(pos.symbol)
-        if self.profile.mm_model == "used_margin":
-            legs = [mg.CrossLeg(leg.side, leg.size, leg.entry_price, tiers) for leg in legs]
-        if formula == "bybit":
-            formula = "binance"  # cross MM is valued at mark on Bybit too
+        legs, other_upnl, other_trigger = self._cross_split(pos.symbol)
         return mg.cross_liquidation_price(
-            self.wallet_balance, legs, other_upnl, other_mm, self.profile.taker_fee, formula,
-            start_price=pos.mark_price or pos.entry_price,
+            self.wallet_balance - self.trigger_order_margin(), legs, other_upnl, other_trigger,
+            model.taker_fee, model.cross_lp_formula, start_price=pos.mark_price or pos.entry_price,
         )
 
     def _cross_split(self, symbol: str) -> tuple[list[mg.CrossLeg], float, float]:
-        tiers = self.market(symbol).tiers
+        """The cross legs of ``symbol`` and the other cross legs' upnl and trigger margin."""
         legs: list[mg.CrossLeg] = []
-        other_upnl = other_mm = 0.0
+        other_upnl = other_trigger = 0.0
         for p in self.cross_positions():
             if p.symbol == symbol:
-                legs.append(mg.CrossLeg(p.side, abs(p.size), p.entry_price, tiers))
+                legs.append(
+                    mg.CrossLeg(p.side, abs(p.size), p.entry_price, self._solver_tiers(p))
+                )
             else:
                 other_upnl += p.unrealized_pnl
-                other_mm += self.maintenance_margin(p)
-        return legs, other_upnl, other_mm
+                other_trigger += self.trigger_margin(p)
+        return legs, other_upnl, other_trigger
 
     def bankruptcy_price(self, pos: Position) -> float | None:
         """Price of the leg's symbol where its margin balance is 0 (margin-model §4–5)."""
@@ -517,10 +607,11 @@ class Account:
         ``exec − side × share / q``. Isolated: ``B = M + upnl`` so the leg settles exactly at its
         bankruptcy price. Cross: the wallet ends at 0. With ``debit`` and ``B < 0`` (a gap past
         bankruptcy) the trader keeps the deficit (settled at execution).
-        ``liquidation_price``: settled at execution (the liquidation fee is charged apart).
+        ``liquidation_price``: settled at execution (the liquidation fee is charged apart, in
+        :meth:`book_liquidation`), except after a gap past bankruptcy (``B < 0``, no ``debit``):
+        then as ``bankruptcy``, since a liquidation never takes more than the margin backing
+        the legs (isolated: ``M``; cross: the cross margin balance).
         """
-        if self.settlement == "liquidation_price":
-            return dict(execution_prices)
         marks = {key: self.positions[key].mark_price for key in execution_prices}
         for (symbol, leg), price in execution_prices.items():
             self.positions[(symbol, leg)].mark_price = price
@@ -529,7 +620,9 @@ class Account:
                 balance = sum(p.margin + p.unrealized_pnl for p in legs)
             else:
                 balance = self.cross_margin_balance()
-            if balance < 0 and self.debit:
+            if (balance < 0 and self.debit) or (
+                self.settlement == "liquidation_price" and balance >= 0
+            ):
                 return dict(execution_prices)
             weights = {(p.symbol, p.leg): self.maintenance_margin(p) for p in legs}
             total = sum(weights.values())
@@ -559,25 +652,41 @@ class Account:
     ) -> ev.Liquidation:
         """Close ``qty`` (signed, reducing) of ``pos`` at ``execution_price`` and settle the
         trader at ``settlement_price``; the difference goes to the insurance fund. Records the
-        :class:`Fill` and :class:`Liquidation` events and returns the latter."""
+        :class:`Fill` and :class:`Liquidation` events and returns the latter.
+
+        ``settlement = "liquidation_price"`` also charges the profile's liquidation fee on a
+        full liquidation: ``min(rate × q × execution price, what still backs the leg)``, where
+        what backs it is, isolated, ``M + realized PnL at settlement − the fill's fee`` and,
+        cross, the cross margin balance left after the close: the fee never comes out of the
+        wallet beyond the position's margin (Binance "Liquidation Protocols": the clearance
+        fee is what remains of the margin, at most the fee rate). The fee is a fee
+        (``fees_paid``, the event's ``liquidation_fee``); ``insurance_fund_delta`` is the
+        settlement gap plus any cross residue cleared, so the events sum to
+        ``insurance_fund`` and no money is counted twice.
+        """
         side_name = pos.side_name
         mode = pos.margin_mode
         entry = pos.entry_price
+        margin_before = pos.margin
         result = self.fill(
             pos.symbol, qty, execution_price, fee_rate, pos.leg, order_ref=order_ref,
             liquidation=True,
         )
         closed_part = -result.closed  # signed like the position
-        # the liquidation_price settlement charges the liquidation fee on a full liquidation
-        charged = self.settlement == "liquidation_price" and not partial
-        liquidation_fee = (
-            abs(qty) * execution_price * self.profile.liquidation_fee if charged else 0.0
-        )
         clearance = closed_part * (execution_price - settlement_price)
-        if charged:
-            clearance += liquidation_fee
         self.wallet_balance -= clearance
-        self.insurance_fund += clearance
+        liquidation_fee = 0.0
+        if self.settlement == "liquidation_price" and not partial:
+            if mode == "isolated":
+                backing = margin_before + closed_part * (settlement_price - entry) - result.fee
+            else:
+                backing = self.cross_margin_balance()
+            liquidation_fee = min(
+                abs(qty) * execution_price * self.profile.liquidation_fee, max(backing, 0.0)
+            )
+            self.wallet_balance -= liquidation_fee
+            self.fees_paid += liquidation_fee
+            pos.fees += liquidation_fee
         self.version += 1
         if mode == "cross" and not partial and not self.cross_positions():
             # the cross wallet ends at exactly 0: float noise goes to the fund, never to the
@@ -585,12 +694,14 @@ class Account:
             if abs(self.wallet_balance) < _MONEY_EPS * max(1.0, self.initial_balance) or (
                 self.wallet_balance < 0 and not self.debit
             ):
-                self.insurance_fund += self.wallet_balance
+                clearance += self.wallet_balance
                 self.wallet_balance = 0.0
+        self.insurance_fund += clearance
         loss = -(closed_part * (settlement_price - entry)) + liquidation_fee
         event = ev.Liquidation(
             self.clock, pos.symbol, pos.leg, side_name, abs(closed_part), trigger_price,
             settlement_price, loss + result.fee, clearance, mode, partial, result.fee,
+            liquidation_fee,
         )
         self.events.append(event)
         return event

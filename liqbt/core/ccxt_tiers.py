@@ -41,8 +41,13 @@ def load_ccxt_tiers(path_or_mapping: str | Path | Mapping[str, Any]) -> Mapping[
     if not path.is_file():
         raise ValidationError([f"tier file {str(path)!r} does not exist"])
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # a gzipped snapshot (configs/exchanges/*.json.gz)
+            import gzip
+
+            raw = gzip.decompress(raw)
+        data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise ValidationError([f"cannot parse JSON: {exc}"], source=str(path)) from exc
     if not isinstance(data, Mapping):
         raise ValidationError(
@@ -160,6 +165,39 @@ def tiers_from_ccxt(
         raise ValidationError(exc.problems, source=source) from exc
 
 
+#: ccxt tier keys kept in a bundled snapshot (the rest of ``info`` is dropped).
+SNAPSHOT_KEYS: tuple[str, ...] = ("tier", "minNotional", "maxNotional", "maintenanceMarginRate",
+                                  "maxLeverage")
+
+
+def snapshot_from_ccxt(data: Mapping[str, Any], settle: str = "USDT") -> bytes:
+    """A compact, deterministic ccxt-format snapshot of every ``settle``-margined perpetual.
+
+    Keeps the ccxt tier fields of :data:`SNAPSHOT_KEYS` plus the maintenance amount in
+    ``info`` (``cum`` / ``mmDeduction``), drops dated futures and other settle currencies,
+    and gzips sorted JSON with a zero timestamp, so the same input always gives the same
+    bytes (``configs/exchanges/binance-usdm-tiers.json.gz`` is made this way from the
+    2024-10-24 Binance table).
+    """
+    import gzip
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, tiers in data.items():
+        if not isinstance(key, str) or ":" not in key or key.split(":", 1)[1] != settle:
+            continue
+        rows = []
+        for tier in tiers:
+            row = {k: tier[k] for k in SNAPSHOT_KEYS if k in tier}
+            info = tier.get("info") if isinstance(tier.get("info"), Mapping) else {}
+            kept = {k: info[k] for k in _AMOUNT_KEYS if k in info}
+            if kept:
+                row["info"] = kept
+            rows.append(row)
+        out[key] = rows
+    text = json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+    return gzip.compress(text, compresslevel=9, mtime=0)
+
+
 def _fmt(value: float) -> str:
     """A TOML number: integers without ``.0`` and with ``_`` separators; ``inf`` as ``inf``."""
     if math.isinf(value):
@@ -189,8 +227,9 @@ def profile_symbols_to_toml(
         ``{symbol: TierTable}``; symbols are written normalised (``BTCUSDT``).
     specs
         Optional ``{symbol: {"price_tick", "size_step", "min_notional"}}`` (e.g. from the current
-        profile). Missing values are written as commented placeholders: the profile then refuses
-        to load until they are filled in, which is better than a guessed tick.
+        profile). A missing ``price_tick`` / ``size_step`` is written as a commented
+        placeholder (both are optional: the profile loads and does not round prices or sizes);
+        a missing ``min_notional`` is written as 5 USDT with a comment saying so.
     tiers_source, tiers_as_of
         Written to each section (defaults: the table's ``source`` and empty).
 
@@ -206,10 +245,15 @@ def profile_symbols_to_toml(
         spec = dict((specs or {}).get(symbol, {}))
         lines = [f"[symbols.{symbol}]"]
         for key in ("price_tick", "size_step", "min_notional"):
-            if key in spec:
+            if key in spec and (spec[key] or key == "min_notional"):
                 lines.append(f"{key} = {_fmt(float(spec[key]))}")
+            elif key == "min_notional":
+                # the one filter the broker cannot do without; 5 USDT is Binance's usual
+                # minimum order value for USDT-M perpetuals (check the exchange's filters)
+                lines.append("min_notional = 5  # not in the tier file: exchange's usual value")
             else:
-                lines.append(f"# {key} = ?  (not in the tier file: fill it in)")
+                lines.append(f"# {key} = ?  (optional, not in the tier file: prices/sizes are "
+                             "not rounded without it)")
         if table.style != "bracket":
             lines.append(f"tier_style = {_toml_string(table.style)}")
         if table.basis != "notional":

@@ -89,7 +89,10 @@ class Liquidation(Event):
     ``settlement_price`` what the trader got; ``loss`` is the trader's realized loss on the
     closed part at settlement (>= 0 for a loss); ``insurance_fund_delta`` is what the insurance
     fund gained (negative when it covered a gap past bankruptcy). ``partial`` marks a
-    tier-reduction step (margin-model §9 step 3)."""
+    tier-reduction step (margin-model §9 step 3). ``fee`` is the forced fill's trading fee (as
+    on its :class:`Fill`); ``liquidation_fee`` the clearance fee charged under
+    ``settlement = "liquidation_price"`` (0 otherwise), counted in the account's ``fees_paid``.
+    ``loss`` includes both fees."""
 
     symbol: str = ""
     leg: str = "net"
@@ -102,6 +105,7 @@ class Liquidation(Event):
     margin_mode: str = "isolated"
     partial: bool = False
     fee: float = 0.0
+    liquidation_fee: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 the liquidation price of a ladder "if every order fills".
 
 Pure functions on floats (no backtrader, pandas or numpy), so the CLI, reports and strategies
-share one definition. Conventions as in :mod:`liqbt.core.margin`: prices and money in USDT, sizes
-in base units (BTC), ``direction`` is ``"long"`` or ``"short"``.
+share one definition; liquidation prices are asked of a scratch
+:class:`liqbt.core.account.Account`, the broker's own evaluator. Conventions as in
+:mod:`liqbt.core.margin`: prices and money in USDT, sizes in base units (BTC), ``direction``
+is ``"long"`` or ``"short"``.
 
 Sources
 -------
@@ -23,13 +25,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from liqbt.core import margin as mg
-from liqbt.core.tiers import TierTable
-
-DIRECTIONS: tuple[str, ...] = ("long", "short")
-GRID_DIRECTIONS: tuple[str, ...] = ("long", "short", "neutral")
-SPACINGS: tuple[str, ...] = ("arithmetic", "geometric")
-QUANTITY_RULES: tuple[str, ...] = ("levels", "reference")
+from liqbt.core.account import Account, MarketConfig
+from liqbt.core.choices import DIRECTIONS, GRID_DIRECTIONS, QUANTITY_RULES, SPACINGS
+from liqbt.core.profile import ExchangeProfile
 
 
 def _side(direction: str) -> int:
@@ -361,23 +359,23 @@ def dca_ladder(
 def ladder_liquidation_price(
     fills: Iterable[tuple[float, float]] | Iterable[LadderOrder],
     direction: str,
-    leverage: float,
-    tiers: TierTable,
-    margin_mode: str = "isolated",
+    market: MarketConfig,
+    profile: ExchangeProfile,
     wallet_balance: float | None = None,
-    formula: str = "binance",
-    taker_fee: float = 0.0,
 ) -> float | None:
     """Estimated LP (USDT) of the position made by ``fills`` "if every order fills".
 
-    Assumptions (what OKX's "estimated liquidation price" also assumes): every order fills at
-    its price, no funding, no price move between fills, no fees taken out of the margin.
+    The fills are booked, without fees, in a scratch :class:`liqbt.core.account.Account` with the
+    broker's profile and market, and the LP is the account's answer
+    (:meth:`~liqbt.core.account.Account.liquidation_price`), so the estimate is where the broker
+    would liquidate that position. Assumptions (what OKX's "estimated liquidation price" also
+    assumes): every order fills at its price, no funding, no fees taken out of the margin, the
+    mark at the last fill's price.
 
-    * ``isolated``: position margin ``M = Σ notional_i / leverage`` (each fill brings its own
-      IM, exactly what the broker books), LP from
-      :func:`liqbt.core.margin.isolated_liquidation_price`.
-    * ``cross``: the whole ``wallet_balance`` (USDT, required) backs the position; LP from
-      :func:`liqbt.core.margin.cross_liquidation_price` with no other positions.
+    * isolated (``market.margin_mode``): position margin ``M = Σ notional_i / leverage`` (each
+      fill brings its own IM, as the broker books it);
+    * cross: the whole ``wallet_balance`` (USDT, required) backs the position, no other
+      positions and no resting orders.
 
     Parameters
     ----------
@@ -385,18 +383,13 @@ def ladder_liquidation_price(
         ``(price, size)`` pairs (size unsigned, base units) or :class:`LadderOrder` records.
     direction
         ``"long"`` or ``"short"``.
-    leverage
-        Leverage (>= 1).
-    tiers
-        The symbol's tier table (``broker.account.market(symbol).tiers``).
-    margin_mode
-        ``"isolated"`` (default) or ``"cross"``.
+    market
+        The broker's market settings of the symbol (``broker.account.market(symbol)``):
+        leverage, margin mode and tier table.
+    profile
+        The exchange profile (``broker.profile``).
     wallet_balance
         Cross wallet balance, USDT (cross only).
-    formula
-        The profile's ``lp_formula`` (default ``"binance"``).
-    taker_fee
-        Taker fee rate for the ``taker_at_mark``/Bybit formulas (fraction).
 
     Returns
     -------
@@ -408,37 +401,25 @@ def ladder_liquidation_price(
         (f.price, f.size) if isinstance(f, LadderOrder) else (float(f[0]), abs(float(f[1])))
         for f in fills
     ]
-    size = sum(q for _, q in pairs)
-    if size <= 0:
+    if sum(q for _, q in pairs) <= 0:
         return None
-    total_notional = sum(p * q for p, q in pairs)
-    entry = total_notional / size
-    if margin_mode == "isolated":
-        margin = total_notional / leverage
-        return mg.isolated_liquidation_price(
-            side, size, entry, margin, tiers, formula, taker_fee, margin
-        )
-    if margin_mode != "cross":
-        raise ValueError(f"margin_mode = {margin_mode!r} is not 'isolated' or 'cross'")
-    if wallet_balance is None:
+    if market.margin_mode == "cross" and wallet_balance is None:
         raise ValueError("cross margin needs the wallet_balance backing the position")
-    if formula == "bybit":
-        formula = "binance"  # cross MM is valued at mark (as the account does)
-    lp, _ = mg.cross_liquidation_price(
-        wallet_balance, [mg.CrossLeg(side, size, entry, tiers)], taker_fee=taker_fee,
-        formula=formula, start_price=entry,
-    )
-    return lp
+    account = Account(profile, 0.0)
+    account.add_market(market)
+    if market.margin_mode == "cross":
+        account.wallet_balance = float(wallet_balance or 0.0)
+    for price, q in pairs:
+        account.fill(market.symbol, side * q, price, 0.0)
+    account.set_mark(market.symbol, pairs[-1][0])
+    return account.liquidation_price(account.position(market.symbol))[0]
 
 
 def grid_liquidation_price(
     plan: GridPlan,
-    leverage: float,
-    tiers: TierTable,
-    margin_mode: str = "isolated",
+    market: MarketConfig,
+    profile: ExchangeProfile,
     wallet_balance: float | None = None,
-    formula: str = "binance",
-    taker_fee: float = 0.0,
 ) -> float | None:
     """Estimated LP of a grid at launch: the position after the launch market order and every
     opening limit on the adverse side has filled (long: all buys below; short: all sells
@@ -453,26 +434,21 @@ def grid_liquidation_price(
         if o.opening and (o.size > 0) == want_buy
     ]
     return ladder_liquidation_price(
-        fills, "long" if want_buy else "short", leverage, tiers, margin_mode, wallet_balance,
-        formula, taker_fee,
+        fills, "long" if want_buy else "short", market, profile, wallet_balance
     )
 
 
 def ladder_liquidation_prices(
     ladder: Sequence[LadderOrder],
     direction: str,
-    leverage: float,
-    tiers: TierTable,
-    margin_mode: str = "isolated",
+    market: MarketConfig,
+    profile: ExchangeProfile,
     wallet_balance: float | None = None,
-    formula: str = "binance",
-    taker_fee: float = 0.0,
 ) -> tuple[float | None, ...]:
     """LP after each order of the ladder has filled (entry ``n`` = base plus safety orders
     ``1..n``), same assumptions as :func:`ladder_liquidation_price`."""
     return tuple(
-        ladder_liquidation_price(ladder[: n + 1], direction, leverage, tiers, margin_mode,
-                                 wallet_balance, formula, taker_fee)
+        ladder_liquidation_price(ladder[: n + 1], direction, market, profile, wallet_balance)
         for n in range(len(ladder))
     )
 

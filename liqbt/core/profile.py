@@ -19,16 +19,116 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liqbt.core.choices import MARGIN_MODES
 from liqbt.core.errors import ValidationError
+from liqbt.core.liquidation import CROSS_LIQUIDATION_ORDERS
 from liqbt.core.margin import LP_FORMULAS
 from liqbt.core.tiers import TierTable
 
-MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
 MM_MODELS: tuple[str, ...] = ("tiers", "used_margin")
 LP_ROUNDINGS: tuple[str, ...] = ("decimals", "tick", "tick_directional")
 PROFILE_NAMES: tuple[str, ...] = ("binance", "bybit", "okx", "bitget", "gate", "simple")
 
 _QUOTE_SUFFIXES = ("USDT", "USDC", "BUSD", "USD")
+
+
+def known_symbols_text(symbols: Mapping[str, Any], wanted: str = "") -> str:
+    """``"known: BTCUSDT, ETHUSDT"`` for a few symbols; for a large table the count and the
+    closest names (``"322 symbols; closest: SOLUSDT"``)."""
+    names = sorted(symbols)
+    if len(names) <= 12:
+        return f"known: {', '.join(names) or 'none'}"
+    import difflib
+
+    close = difflib.get_close_matches(normalize_symbol(wanted), names, n=3) if wanted else []
+    return f"{len(names)} symbols" + (f"; closest: {', '.join(close)}" if close else "")
+
+
+class SymbolTable(Mapping[str, "SymbolSpec"]):
+    """A profile's symbols: the explicit ``[symbols.X]`` tables, then (lazily) every market of
+    a bundled ccxt tier snapshot (``[tier_snapshot]``, e.g. Binance's full USDT-M table).
+
+    The snapshot file is only read when a symbol that is not explicit is looked up or the
+    table is iterated; each snapshot symbol's :class:`TierTable` is built (and validated) on
+    first use. Snapshot symbols get the ``[tier_snapshot]`` defaults for ``size_step`` and
+    ``min_notional`` and no price tick (not in a ccxt tier file).
+    """
+
+    def __init__(self, explicit: Mapping[str, SymbolSpec],
+                 snapshot: Mapping[str, Any] | None = None) -> None:
+        self._explicit = dict(explicit)
+        self._snapshot = dict(snapshot or {})
+        self._markets: dict[str, str] | None = None  # normalised symbol -> ccxt market key
+        self._data: Mapping[str, Any] | None = None
+        self._built: dict[str, SymbolSpec] = {}
+
+    @property
+    def snapshot_info(self) -> Mapping[str, Any]:
+        """The ``[tier_snapshot]`` settings (empty without a snapshot)."""
+        return self._snapshot
+
+    def _load(self) -> dict[str, str]:
+        if self._markets is None:
+            self._markets = {}
+            if self._snapshot:
+                import gzip
+
+                from liqbt.core.ccxt_tiers import load_ccxt_tiers
+
+                resource = importlib.resources.files("liqbt.configs.exchanges") / str(
+                    self._snapshot["file"])
+                raw = resource.read_bytes()
+                if raw[:2] == b"\x1f\x8b":
+                    raw = gzip.decompress(raw)
+                self._data = load_ccxt_tiers(json.loads(raw))
+                for key in self._data:
+                    settle = key.split(":", 1)[1] if ":" in key else ""
+                    # linear perpetuals only (no dated futures such as BTC/USDT:USDT-250328)
+                    if settle == str(self._snapshot.get("settle", "USDT")):
+                        self._markets.setdefault(normalize_symbol(key), key)
+        return self._markets
+
+    def __getitem__(self, key: str) -> SymbolSpec:
+        if key in self._explicit:
+            return self._explicit[key]
+        if key in self._built:
+            return self._built[key]
+        market = self._load().get(key) if self._snapshot else None
+        if market is None:
+            raise KeyError(key)
+        from liqbt.core.ccxt_tiers import tiers_from_ccxt
+
+        assert self._data is not None
+        info = self._snapshot
+        spec = SymbolSpec(
+            symbol=key,
+            tiers=tiers_from_ccxt({market: self._data[market]}, market),
+            price_tick=0.0,
+            size_step=float(info.get("size_step", 0.0)),
+            min_notional=float(info.get("min_notional", 0.0)),
+            tiers_source=str(info.get("source", "")),
+            tiers_as_of=str(info.get("as_of", "")),
+        )
+        self._built[key] = spec
+        return spec
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._explicit:
+            return True
+        return bool(self._snapshot) and key in self._load()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from self._explicit
+        if self._snapshot:
+            yield from (k for k in self._load() if k not in self._explicit)
+
+    def __len__(self) -> int:
+        extra = [k for k in self._load() if k not in self._explicit] if self._snapshot else []
+        return len(self._explicit) + len(extra)
+
+    def explicit(self) -> Mapping[str, SymbolSpec]:
+        """Only the symbols with their own ``[symbols.X]`` table."""
+        return dict(self._explicit)
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -50,7 +150,9 @@ class SymbolSpec:
     tiers
         The maintenance-margin tier table.
     price_tick, size_step
-        Smallest price increment (USDT) and size increment (base units).
+        Smallest price increment (USDT) and size increment (base units); 0 when unknown
+        (optional in a profile: prices and sizes are then not rounded; a profile whose
+        ``lp_rounding`` needs the tick requires it).
     min_notional
         Smallest order value in USDT.
     tiers_source, tiers_as_of
@@ -75,6 +177,12 @@ class ExchangeProfile:
     partial-liquidation step drops (0 = always full liquidation), applied in the margin modes
     listed in ``partial_liquidation_modes``. ``mm_model = "used_margin"`` is the ``simple``
     profile: MM is ``used_margin_mm_rate`` × the initial margin in use.
+    ``cross_liquidation_order`` is which cross position is reduced and closed first
+    (:data:`liqbt.core.liquidation.CROSS_LIQUIDATION_ORDERS`, margin-model §9).
+    ``order_margin_in_trigger``: the margin frozen by resting orders counts against a cross
+    account's equity in the liquidation trigger (the ``simple`` profile, margin-model §5).
+    The rules are mapped onto the formulas in one place,
+    :func:`liqbt.core.margin_models.margin_model_for`.
     """
 
     name: str
@@ -94,6 +202,8 @@ class ExchangeProfile:
     lp_rounding: str = "decimals"
     lp_decimals: int = 2
     funding_interval_hours: float = 8.0
+    cross_liquidation_order: str = "largest_loss"
+    order_margin_in_trigger: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def symbol(self, name: str) -> SymbolSpec:
@@ -101,9 +211,9 @@ class ExchangeProfile:
         key = normalize_symbol(name)
         spec = self.symbols.get(key)
         if spec is None:
-            known = ", ".join(sorted(self.symbols)) or "none"
+            known = known_symbols_text(self.symbols, name)
             raise ValidationError(
-                [f"symbol {name!r} is not in profile {self.name!r} (known: {known}); import "
+                [f"symbol {name!r} is not in profile {self.name!r} ({known}); import "
                  "its tiers with `liqbt calc import-tiers` (liqbt.core.ccxt_tiers) or pass --mmr"]
             )
         return spec
@@ -162,6 +272,12 @@ def _profile_problems(profile: ExchangeProfile) -> list[str]:
         problems.append(f"lp_rounding = {profile.lp_rounding!r} is not one of {LP_ROUNDINGS}")
     if not isinstance(profile.auto_top_up, bool):
         problems.append(f"auto_top_up = {profile.auto_top_up!r} must be true or false")
+    if not isinstance(profile.order_margin_in_trigger, bool):
+        problems.append(f"order_margin_in_trigger = {profile.order_margin_in_trigger!r} must be "
+                        "true or false")
+    if profile.mm_model == "used_margin" and profile.lp_formula not in ("binance", "taker_at_mark"):
+        problems.append(f"mm_model = 'used_margin' needs lp_formula 'binance' or 'taker_at_mark', "
+                        f"not {profile.lp_formula!r}")
     if not isinstance(profile.lp_decimals, int) or not 0 <= profile.lp_decimals <= 12:
         problems.append(f"lp_decimals = {profile.lp_decimals!r} must be an integer in [0, 12]")
     hours = profile.funding_interval_hours
@@ -169,19 +285,35 @@ def _profile_problems(profile: ExchangeProfile) -> list[str]:
         problems.append(
             f"funding_interval_hours = {profile.funding_interval_hours!r} must be > 0"
         )
-    if profile.mm_model == "tiers" and not profile.symbols:
+    if profile.cross_liquidation_order not in CROSS_LIQUIDATION_ORDERS:
+        problems.append(
+            f"cross_liquidation_order = {profile.cross_liquidation_order!r} is not one of "
+            f"{CROSS_LIQUIDATION_ORDERS}"
+        )
+    table = profile.symbols
+    explicit = table.explicit() if isinstance(table, SymbolTable) else table
+    has_snapshot = isinstance(table, SymbolTable) and bool(table.snapshot_info)
+    if profile.mm_model == "tiers" and not explicit and not has_snapshot:
         problems.append("no [symbols.*] tables: a tiered profile needs at least one symbol")
+    if profile.lp_rounding in ("tick", "tick_directional"):
+        for name, spec in explicit.items():
+            if not spec.price_tick:
+                problems.append(f"symbols.{name}.price_tick is required: lp_rounding = "
+                                f"{profile.lp_rounding!r} rounds liquidation prices to it")
     return problems
 
 
 _TOP_LEVEL = {
     "name", "display_name", "source", "as_of", "fees", "rules", "symbols", "notes",
+    "tier_snapshot",
 }
+_SNAPSHOT_FIELDS = {"file", "as_of", "source", "settle", "size_step", "min_notional"}
 _FEES = {"maker": "maker_fee", "taker": "taker_fee", "liquidation": "liquidation_fee"}
 _RULES = {
     "lp_formula", "mm_model", "used_margin_mm_rate", "partial_liquidation_tiers",
     "partial_liquidation_modes", "auto_top_up", "lp_rounding", "lp_decimals",
-    "funding_interval_hours", "tier_style", "tier_basis",
+    "funding_interval_hours", "tier_style", "tier_basis", "cross_liquidation_order",
+    "order_margin_in_trigger",
 }
 _SYMBOL_FIELDS = {
     "price_tick", "size_step", "min_notional", "tiers", "tiers_source", "tiers_as_of",
@@ -234,6 +366,10 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
         numbers: dict[str, float] = {}
         for key in ("price_tick", "size_step", "min_notional"):
             value = spec.get(key)
+            if value is None and key in ("price_tick", "size_step"):
+                # optional (a ccxt tier file has no filters): unknown = no rounding
+                numbers[key] = 0.0
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 problems.append(f"{where}.{key} = {value!r} must be a number")
             elif not (value > 0 or (key == "min_notional" and value == 0)) or not math.isfinite(
@@ -262,12 +398,26 @@ def profile_from_dict(data: Mapping[str, Any], source: str = "<profile>") -> Exc
                 tiers_source=str(spec.get("tiers_source", "")),
                 tiers_as_of=str(spec.get("tiers_as_of", "")),
             )
+    snapshot = data.get("tier_snapshot")
+    if snapshot is not None:
+        if not isinstance(snapshot, Mapping) or "file" not in snapshot:
+            problems.append("tier_snapshot must be a table with at least 'file'")
+            snapshot = None
+        else:
+            extra = set(snapshot) - _SNAPSHOT_FIELDS
+            if extra:
+                problems.append(f"tier_snapshot: unknown key(s) {sorted(extra)}")
+            resource = importlib.resources.files("liqbt.configs.exchanges") / str(snapshot["file"])
+            if not resource.is_file():
+                problems.append(f"tier_snapshot.file = {snapshot['file']!r}: not found")
+                snapshot = None
+    symbols_table = SymbolTable(symbols, snapshot)
     # fee and switch problems are reported together with the structural ones above
     symbol_problems = bool(problems)
     try:
         profile = ExchangeProfile(
             name=name,
-            symbols=symbols,
+            symbols=symbols_table,
             display_name=str(data.get("display_name", name)),
             source=str(data.get("source", "")),
             as_of=str(data.get("as_of", "")),

@@ -1,26 +1,23 @@
 """Account-level evaluation: liquidation and bankruptcy prices, MM and margin ratio of an account.
 
 One pure function, :func:`evaluate`, takes an exchange profile, the cross wallet balance and the
-open positions (each at its mark) and returns a :class:`Snapshot`. It does no margin arithmetic of
-its own beyond sums: every liquidation/bankruptcy price comes from :mod:`liqbt.core.margin`
-(isolated: :func:`~liqbt.core.margin.isolated_liquidation_price`; cross:
-:func:`~liqbt.core.margin.cross_liquidation_price`) and every maintenance margin from
-:meth:`liqbt.core.tiers.TierTable.maintenance_margin_at`. The calculator CLI and the broker's
-reports share it, so a number shown by ``liqbt calc`` is the number the backtest uses.
+open positions (each at its mark) and returns a :class:`Snapshot`. It validates the input and
+then asks a scratch :class:`liqbt.core.account.Account` (the broker's evaluator, holding the
+profile's :mod:`liqbt.core.margin_models` model) for every figure: it does no margin arithmetic
+of its own beyond sums. So a number shown by ``liqbt calc`` is the number the backtest uses.
 
 Conventions (margin-model §1, §4, §5)
------------------------------
+-------------------------------------
 * ``size`` is ``|size|`` in base units (> 0); ``side`` is +1 long / -1 short.
 * ``upnl = side × size × (mark − entry)`` (USDT).
 * Margin balance = cross wallet + Σ upnl of the cross positions (Binance). An account with only
   isolated positions reports Σ (position margin + upnl) of those positions instead.
-* MM of a position is taken at its mark (``bybit`` formula: at the entry value, as Bybit's
-  standard-account LP formula and :func:`liqbt.core.margin.isolated_liquidation_price` do).
-* Margin ratio = MM / margin balance (1.0 = liquidation, Binance's definition).
+* MM is the exchange's figure without the closing-fee term (reported apart as
+  ``closing_fee``); the trigger is ``margin balance <= MM + closing fee (+ order margin)`` and
+  the margin ratio is ``trigger margin / margin balance`` (1.0 = liquidation).
 * ``mm_model = "used_margin"`` (the ``simple`` profile): MM = ``used_margin_mm_rate`` × the
-  position's initial margin (isolated margin or entry notional / leverage). It is passed to the
-  core formulas as a one-tier table with rate 0 and a negative maintenance amount, i.e. a constant
-  MM, so the same solvers apply.
+  position's initial margin, ``entry × size / leverage``; without a leverage the given margin
+  is taken as the initial margin (leverage = entry notional / margin).
 """
 
 from __future__ import annotations
@@ -31,12 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from liqbt.core import margin as mg
+from liqbt.core.account import Account, Position
+from liqbt.core.choices import MARGIN_MODES, POSITION_MODES
 from liqbt.core.errors import ValidationError
-from liqbt.core.profile import ExchangeProfile, normalize_symbol
-from liqbt.core.tiers import Tier, TierTable
-
-POSITION_MODES: tuple[str, ...] = ("one-way", "hedge")
-MARGIN_MODES: tuple[str, ...] = ("cross", "isolated")
+from liqbt.core.margin_models import MarginFigures
+from liqbt.core.profile import ExchangeProfile, known_symbols_text, normalize_symbol
+from liqbt.core.tiers import TierTable
 
 
 def parse_side(side: int | str) -> int:
@@ -105,6 +102,9 @@ class PositionResult:
         ``None`` when not positive.
     maintenance_margin
         MM at the mark (see module docstring), without the closing-fee term.
+    closing_fee
+        The trigger's closing-fee term of the position (``taker × q × mark`` on
+        ``taker_at_mark`` profiles, else 0).
     tier, mmr, maintenance_amount
         1-based tier of the position at its mark and that tier's rate and amount (``None`` for
         the ``used_margin`` model, which has no tiers).
@@ -134,6 +134,16 @@ class PositionResult:
     unrealized_pnl: float
     margin: float | None
     display_liquidation_price: float | None
+    closing_fee: float = 0.0
+
+    @property
+    def past_liquidation(self) -> bool:
+        """Whether the mark is already at or beyond the liquidation price (a long's mark at
+        or below its LP, a short's at or above): the exchange would liquidate it now."""
+        lp = self.liquidation_price
+        if lp is None:
+            return False
+        return self.mark_price <= lp if self.side > 0 else self.mark_price >= lp
 
 
 @dataclass(frozen=True)
@@ -148,33 +158,45 @@ class Snapshot:
         Cross wallet + Σ cross upnl; for an account without cross positions, Σ (M + upnl) of the
         isolated positions.
     maintenance_margin
-        Σ MM of the positions counted in ``margin_balance``.
+        Σ MM of the positions counted in ``margin_balance`` (without closing fees).
     margin_ratio
-        ``maintenance_margin / margin_balance`` (:func:`liqbt.core.margin.margin_ratio`).
+        ``trigger_margin / margin_balance`` (1.0 = liquidation,
+        :class:`liqbt.core.margin_models.MarginFigures`).
+    closing_fee
+        Σ of the trigger's closing-fee terms (``taker × q × mark`` on ``taker_at_mark``
+        profiles).
+    order_margin
+        Resting orders' margin counted in the cross trigger (``order_margin_in_trigger``).
+    trigger_margin
+        ``maintenance_margin + closing_fee + order_margin``.
     """
 
     positions: tuple[PositionResult, ...]
     margin_balance: float
     maintenance_margin: float
     margin_ratio: float
+    closing_fee: float = 0.0
+    order_margin: float = 0.0
+    trigger_margin: float = 0.0
+
+    @property
+    def past_liquidation(self) -> tuple[PositionResult, ...]:
+        """Positions whose mark is already beyond their liquidation price."""
+        return tuple(p for p in self.positions if p.past_liquidation)
 
 
 @dataclass
 class _Prepared:
-    """A validated position with everything the solvers need."""
+    """A validated position."""
 
     inp: PositionInput
     symbol: str
     side: int
     q: float
     table: TierTable  # the table used for tier reporting and leverage checks
-    lp_table: TierTable  # the table passed to the solvers (used_margin: constant MM)
     price_tick: float
-    mm: float
-    tier: int | None
-    im: float | None  # entry notional / leverage when leverage is known
-    margin: float | None
-    upnl: float
+    leverage: float  # given, or the effective entry notional / margin
+    margin: float | None  # isolated M (default: the initial margin)
 
 
 def _number(value: object) -> float | None:
@@ -188,17 +210,17 @@ def evaluate(
     wallet_balance: float,
     positions: Sequence[PositionInput],
     position_mode: str = "one-way",
+    order_margin: float = 0.0,
 ) -> Snapshot:
     """Evaluate an account: every position's LP, BP, MM and the account's margin ratio.
 
-    Isolated position: ``LP = margin.isolated_liquidation_price(side, q, E, M, tiers,
-    profile.lp_formula, profile.taker_fee, IM)``, ``BP = E − side·M/q``.
-
-    Cross position of symbol S: the legs are S's cross positions (hedge mode: the LONG and
-    SHORT legs together), the other cross symbols are held at their marks:
-    ``LP = margin.cross_liquidation_price(wallet, legs, Σ upnl_others, Σ MM_others (+ taker ×
-    notional_others for taker_at_mark), taker, formula)`` and
-    ``BP = margin.cross_bankruptcy_price(wallet, legs, Σ upnl_others)``.
+    The positions are placed in a scratch :class:`liqbt.core.account.Account` (no fees, no
+    events) and every figure is its answer: :meth:`~liqbt.core.account.Account.liquidation_price`
+    (isolated: :func:`liqbt.core.margin.isolated_liquidation_price` on ``M``; cross: the
+    symbol's cross legs together, the other cross symbols held at their marks),
+    :meth:`~liqbt.core.account.Account.bankruptcy_price`,
+    :meth:`~liqbt.core.account.Account.maintenance_margin` and
+    :meth:`~liqbt.core.account.Account.margin_figures`.
 
     Parameters
     ----------
@@ -211,6 +233,9 @@ def evaluate(
     position_mode
         ``"one-way"`` (one position per symbol) or ``"hedge"`` (one LONG and one SHORT leg per
         symbol at most).
+    order_margin
+        Margin reserved by resting orders, USDT (>= 0). It lowers the cross trigger equity on
+        profiles with ``order_margin_in_trigger`` (``simple``), margin-model §5.
 
     Raises
     ------
@@ -221,11 +246,14 @@ def evaluate(
     problems: list[str] = []
     if _number(wallet_balance) is None:
         problems.append(f"wallet_balance = {wallet_balance!r} must be a finite number")
+    if _number(order_margin) is None or order_margin < 0:
+        problems.append(f"order_margin = {order_margin!r} must be a number >= 0")
     if position_mode not in POSITION_MODES:
         problems.append(f"position_mode = {position_mode!r} is not one of {POSITION_MODES}")
     prepared: list[_Prepared] = []
     seen: dict[tuple[str, int | None], int] = {}
     symbol_modes: dict[str, set[str]] = defaultdict(set)
+    symbol_leverage: dict[str, tuple[float, int]] = {}
     for n, pos in enumerate(positions, start=1):
         item = _prepare(profile, pos, n, problems)
         if item is None:
@@ -239,6 +267,13 @@ def evaluate(
             )
         seen.setdefault(key, n)
         symbol_modes[item.symbol].add(pos.margin_mode)
+        if pos.leverage is not None:
+            first = symbol_leverage.setdefault(item.symbol, (item.leverage, n))
+            if first[0] != item.leverage:
+                problems.append(
+                    f"position {n}: leverage {item.leverage:g} differs from position {first[1]}'s "
+                    f"{first[0]:g}; one leverage per symbol"
+                )
         prepared.append(item)
     for symbol, modes in symbol_modes.items():
         if len(modes) > 1:
@@ -246,58 +281,55 @@ def evaluate(
     if problems:
         raise ValidationError(problems)
 
-    wallet = float(wallet_balance)
-    fee = profile.taker_fee
-    formula = profile.lp_formula
-    cross = [p for p in prepared if p.inp.margin_mode == "cross"]
-    results: dict[int, PositionResult] = {}
-
-    # cross: one LP per symbol, the other symbols' upnl and MM (+ closing fee) held at marks
-    by_symbol: dict[str, list[_Prepared]] = defaultdict(list)
-    for p in cross:
-        by_symbol[p.symbol].append(p)
-    for symbol, group in by_symbol.items():
-        others = [p for p in cross if p.symbol != symbol]
-        other_upnl = sum(p.upnl for p in others)
-        # the taker_at_mark trigger adds each position's closing fee at mark to its MM
-        other_mm = sum(p.mm + _close_fee(formula, fee, p) for p in others)
-        legs = [mg.CrossLeg(p.side, p.q, p.inp.entry_price, p.lp_table) for p in group]
-        lp, direction = mg.cross_liquidation_price(
-            wallet, legs, other_upnl, other_mm, fee, formula, start_price=group[0].inp.mark_price
-        )
-        bp = mg.cross_bankruptcy_price(wallet, legs, other_upnl)
-        for p in group:
-            results[id(p)] = _result(profile, p, lp, bp, -direction if direction else p.side)
-
+    account = Account(profile, 0.0, position_mode=position_mode)
+    account.wallet_balance = float(wallet_balance)  # may be negative (a debit)
+    account.hold_order_margin(float(order_margin))
     for p in prepared:
-        if p.inp.margin_mode != "isolated":
-            continue
-        assert p.margin is not None
-        lp = mg.isolated_liquidation_price(
-            p.side, p.q, p.inp.entry_price, p.margin, p.lp_table, formula, fee, p.im
-        )
-        bp = mg.isolated_bankruptcy_price(p.side, p.q, p.inp.entry_price, p.margin)
-        results[id(p)] = _result(profile, p, lp, bp if bp > 0 else None, p.side)
+        if p.symbol not in account.markets:
+            lev = symbol_leverage.get(p.symbol, (p.leverage, 0))[0]
+            account.set_market(p.symbol, lev, p.inp.margin_mode, tiers=p.inp.tiers,
+                               check_leverage=False)
+        leg = "net" if position_mode == "one-way" else ("long" if p.side > 0 else "short")
+        held = account.position(p.symbol, leg)
+        held.size = p.side * p.q
+        held.entry_price = float(p.inp.entry_price)
+        held.mark_price = float(p.inp.mark_price)
+        held.margin = p.margin if p.margin is not None else 0.0
+    account.version += 1
 
+    def held_of(p: _Prepared) -> Position:
+        leg = "net" if position_mode == "one-way" else ("long" if p.side > 0 else "short")
+        return account.positions[(p.symbol, leg)]
+
+    results = []
+    for p in prepared:
+        held = held_of(p)
+        lp, direction = account.liquidation_price(held)
+        rounding_side = -direction if p.inp.margin_mode == "cross" and direction else p.side
+        results.append(_result(profile, account, p, held, lp, rounding_side))
+
+    cross = [held_of(p) for p in prepared if p.inp.margin_mode == "cross"]
     if cross:
-        balance = wallet + sum(p.upnl for p in cross)
-        total_mm = sum(p.mm for p in cross)
+        figures = account.margin_figures()
     elif prepared:
-        balance = sum((p.margin or 0.0) + p.upnl for p in prepared)
-        total_mm = sum(p.mm for p in prepared)
+        isolated = [account.margin_figures(held_of(p)) for p in prepared]
+        figures = MarginFigures.of(
+            sum(f.margin_balance for f in isolated),
+            sum(f.maintenance_margin for f in isolated),
+            sum(f.closing_fee for f in isolated),
+            0.0,
+        )
     else:
-        balance, total_mm = wallet, 0.0
+        figures = MarginFigures.of(float(wallet_balance), 0.0, 0.0, 0.0)
     return Snapshot(
-        positions=tuple(results[id(p)] for p in prepared),
-        margin_balance=balance,
-        maintenance_margin=total_mm,
-        margin_ratio=mg.margin_ratio(total_mm, balance),
+        positions=tuple(results),
+        margin_balance=figures.margin_balance,
+        maintenance_margin=figures.maintenance_margin,
+        margin_ratio=figures.margin_ratio,
+        closing_fee=figures.closing_fee,
+        order_margin=figures.order_margin,
+        trigger_margin=figures.trigger_margin,
     )
-
-
-def _close_fee(formula: str, fee: float, p: _Prepared) -> float:
-    """Closing-fee term of the ``taker_at_mark`` trigger: ``taker × q × mark`` (else 0)."""
-    return fee * p.q * p.inp.mark_price if formula == "taker_at_mark" else 0.0
 
 
 def _prepare(
@@ -334,9 +366,9 @@ def _prepare(
     spec = profile.symbols.get(symbol)
     table = pos.tiers if pos.tiers is not None else (spec.tiers if spec is not None else None)
     if table is None:
-        known = ", ".join(sorted(profile.symbols)) or "none"
+        known = known_symbols_text(profile.symbols, pos.symbol)
         problems.append(
-            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} (known: {known}); "
+            f"{where}: symbol {pos.symbol!r} is not in profile {profile.name!r} ({known}); "
             "import its tiers (liqbt calc import-tiers) or give mmr / --mmr"
         )
     used_margin = profile.mm_model == "used_margin"
@@ -366,55 +398,40 @@ def _prepare(
     if len(problems) > start or table is None:
         return None
 
-    q, entry, mark = values["size"], values["entry_price"], values["mark_price"]
+    q, entry = values["size"], values["entry_price"]
     im = mg.initial_margin(q, entry, lev) if lev is not None else None
     margin = float(pos.margin) if pos.margin is not None else im
-    lp_table = table
-    if used_margin:
-        used = margin if margin is not None else 0.0
-        mm = profile.used_margin_mm_rate * used
-        # constant MM as a zero-rate tier with amount −MM: MM(P) = q·P·0 − (−MM) = MM
-        lp_table = TierTable(
-            (Tier(0.0, math.inf, 0.0, table.tiers[-1].max_leverage, -mm),),
-            style="bracket",
-            symbol=symbol,
-            source="used_margin model",
-        )
-        tier = None
+    if lev is not None:
+        leverage = lev
+    elif margin is not None:
+        leverage = q * entry / margin  # no leverage given: the margin is the initial margin
     else:
-        # Bybit standard keys MM and its tier on the entry value (as margin.py's bybit LP does)
-        mm_price = entry if profile.lp_formula == "bybit" else mark
-        mm = table.maintenance_margin_at(q, mm_price)
-        tier = table.tier_index(table.lookup_value(q, mm_price)) + 1
+        leverage = 1.0  # a tiered cross position: its leverage moves no figure shown here
     return _Prepared(
         inp=pos,
         symbol=symbol,
         side=side,
         q=q,
         table=table,
-        lp_table=lp_table,
         price_tick=spec.price_tick if spec is not None else 10.0 ** -profile.lp_decimals,
-        mm=mm,
-        tier=tier,
-        im=im,
+        leverage=leverage,
         margin=margin if pos.margin_mode == "isolated" else None,
-        upnl=mg.unrealized_pnl(side * q, entry, mark),
     )
 
 
 def _result(
     profile: ExchangeProfile,
+    account: Account,
     p: _Prepared,
+    held: Position,
     lp: float | None,
-    bp: float | None,
     rounding_side: int,
 ) -> PositionResult:
-    """Assemble a :class:`PositionResult`; ``rounding_side`` +1 rounds like a long's LP."""
-    tier_row = p.table.tiers[p.tier - 1] if p.tier is not None else None
-    lp_tier: int | None = None
-    if lp is not None and p.tier is not None:
-        at = p.inp.entry_price if profile.lp_formula == "bybit" else lp
-        lp_tier = p.table.tier_index(p.table.lookup_value(p.q, at)) + 1
+    """Assemble a :class:`PositionResult` from the account's answers; ``rounding_side`` +1
+    rounds like a long's LP."""
+    tier = account.tier_index(held)
+    tier_row = p.table.tiers[tier] if tier is not None else None
+    lp_tier = account.tier_index(held, at_mark=lp) if lp is not None else None
     display = (
         mg.round_price(lp, profile.lp_rounding, p.price_tick, rounding_side, profile.lp_decimals)
         if lp is not None
@@ -428,13 +445,14 @@ def _result(
         mark_price=float(p.inp.mark_price),
         margin_mode=p.inp.margin_mode,
         liquidation_price=lp,
-        bankruptcy_price=bp,
-        maintenance_margin=p.mm,
-        tier=p.tier,
+        bankruptcy_price=account.bankruptcy_price(held),
+        maintenance_margin=account.maintenance_margin(held),
+        tier=None if tier is None else tier + 1,
         mmr=tier_row.mmr if tier_row is not None else None,
         maintenance_amount=float(tier_row.maintenance_amount) if tier_row is not None else None,
-        liquidation_tier=lp_tier,
-        unrealized_pnl=p.upnl,
+        liquidation_tier=None if lp_tier is None else lp_tier + 1,
+        unrealized_pnl=held.unrealized_pnl,
         margin=p.margin,
         display_liquidation_price=display,
+        closing_fee=account.closing_fee(held),
     )

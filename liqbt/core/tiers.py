@@ -263,12 +263,20 @@ class TierTable:
         return self.tier_for(notional).max_leverage
 
     def max_notional(self, leverage: float) -> float:
-        """Largest notional (USDT) whose tier still allows ``leverage``; 0 when none does."""
+        """Largest cap whose tier still allows ``leverage``; 0 when none does. The cap is in
+        the table's units: USDT for notional-keyed tables, base units for size-keyed ones
+        (prefer :meth:`cap_for_leverage`, which says so in its name)."""
         best = 0.0
         for tier in self.tiers:
             if tier.max_leverage + 1e-12 >= leverage:
                 best = tier.cap
         return best
+
+    def cap_for_leverage(self, leverage: float) -> float:
+        """Largest position the table allows at ``leverage``, in the table's own units: USDT
+        notional (``basis = "notional"``) or base units (``basis = "size"``, OKX); 0 when no
+        tier allows the leverage. Compare it with :meth:`lookup_value`."""
+        return self.max_notional(leverage)
 
     @property
     def last_cap(self) -> float:

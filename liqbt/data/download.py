@@ -185,6 +185,32 @@ def fetch_file(item: ArchiveFile, *, timeout: float = 60.0) -> bool:
     return True
 
 
+def _merge_existing(
+    target: Path, series: str, new: pd.DataFrame, timeframe: str
+) -> pd.DataFrame:
+    """``new`` merged into the rows of the existing ``target`` (new rows win on overlap)."""
+    try:
+        if series == "funding":
+            old = load_funding(target)
+        else:
+            old = load_candles(target, kind=series)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise DownloadError(
+            f"{target} exists but cannot be read to merge into ({exc}); fix or move it, or "
+            "pass --erase to replace it"
+        ) from None
+    if series != "funding" and len(old) > 1:
+        old_tf = old.attrs.get("timeframe")
+        if old_tf is not None and old_tf != parse_timeframe(timeframe):
+            raise DownloadError(
+                f"{target} holds {timeframe_label(old_tf)} bars, not {timeframe}; pass --erase "
+                "to replace it"
+            )
+    combined = pd.concat([old, new])
+    combined = combined[~combined.index.duplicated(keep="last")].sort_index()
+    return combined
+
+
 def download_binance(
     symbol: str,
     timeframe: str,
@@ -197,6 +223,7 @@ def download_binance(
     base_url: str = DEFAULT_BASE_URL,
     on_file: Callable[[ArchiveFile, bool], None] | None = None,
     timeout: float = 60.0,
+    erase: bool = False,
 ) -> dict[str, Path]:
     """Download, verify and merge Binance USDT-M archive files for ``[start, end]``.
 
@@ -218,6 +245,11 @@ def download_binance(
         Called after each file with ``(file, downloaded)`` (progress reporting).
     timeout
         Socket timeout per request, seconds.
+    erase
+        Replace existing merged files. By default (like freqtrade's ``download-data``) the
+        new rows are merged into an existing file: rows outside the new range are kept,
+        rows inside it are replaced by the downloaded ones, so a shorter second download
+        never truncates candles, mark or funding.
 
     Returns
     -------
@@ -256,6 +288,9 @@ def download_binance(
             ]
             save = save_candles
         merged = select_range(pd.concat(frames).sort_index(), lo, hi)
-        save(merged[~merged.index.duplicated(keep="last")], merged_paths[series])
-        written[series] = merged_paths[series]
+        target = merged_paths[series]
+        if target.exists() and not erase:
+            merged = _merge_existing(target, series, merged, timeframe)
+        save(merged[~merged.index.duplicated(keep="last")], target)
+        written[series] = target
     return written

@@ -138,10 +138,23 @@ def timeframe_label(td: pd.Timedelta) -> str:
 
 
 def to_utc(value: TimeLike) -> pd.Timestamp | None:
-    """Parse a date/time as UTC (naive values are taken as UTC, aware ones converted)."""
+    """Parse a date/time as UTC (naive values are taken as UTC, aware ones converted).
+
+    Raises
+    ------
+    ValidationError
+        For text that is not a date (``"yesterday"``, ``"2021-13-01"``).
+    """
     if value is None:
         return None
-    ts = pd.Timestamp(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            [f"{value!r} is not a date/time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC): {exc}"]
+        ) from None
+    if ts is pd.NaT:
+        raise ValidationError([f"{value!r} is not a date/time (use YYYY-MM-DD, UTC)"])
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -353,8 +366,39 @@ def _read_generic(
 def _read_raw(
     path: Path, fmt: str | None, columns: Mapping[str, str] | None, funding: bool
 ) -> pd.DataFrame:
+    """The raw table of any supported file; any reader failure (empty, truncated, wrong
+    format, undecodable text...) becomes a :class:`ValidationError` naming the file."""
     if not path.exists():
         raise ValidationError(["file does not exist"], source=str(path))
+    if path.is_dir():
+        raise ValidationError(["is a folder, expected a data file"], source=str(path))
+    try:
+        return _read_raw_unchecked(path, fmt, columns, funding)
+    except ValidationError:
+        raise
+    except Exception as exc:  # pyarrow, json, zip, csv and decoding errors all land here
+        raise ValidationError([_read_problem(path, fmt, exc)], source=str(path)) from None
+
+
+def _read_problem(path: Path, fmt: str | None, exc: Exception) -> str:
+    """One line saying why a file could not be read at all."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    kind = fmt or (detect_format(path) if path.suffix else "data")
+    if size == 0:
+        return f"the file is empty (0 bytes); expected a {kind} file"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if kind == "freqtrade-feather":
+        return (f"not a readable Arrow/feather file ({size:,} bytes: truncated, or not "
+                f"Arrow): {detail}")
+    return f"cannot read it as {kind} ({size:,} bytes): {type(exc).__name__}: {detail}"
+
+
+def _read_raw_unchecked(
+    path: Path, fmt: str | None, columns: Mapping[str, str] | None, funding: bool
+) -> pd.DataFrame:
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise ValidationError([f"unknown fmt {fmt!r}; expected one of {FORMATS}"], str(path))
@@ -665,16 +709,20 @@ def _write(table: pd.DataFrame, path: Path) -> None:
     # bytes depend on the data only (the bundled dataset is checked byte for byte)
     table.attrs = {}
     name = path.name.lower()
-    if name.endswith(".feather"):
-        table.to_feather(path, compression="zstd")
-    elif name.endswith(".parquet"):
-        table.to_parquet(path, index=False, compression="zstd")
-    elif name.endswith(".csv"):
-        out = table.copy()
-        out["date"] = out["date"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        out.to_csv(path, index=False, float_format="%.10g", lineterminator="\n")
-    else:
+    if not name.endswith((".feather", ".parquet", ".csv")):
         raise ValidationError(["output must end in .feather, .parquet or .csv"], source=str(path))
+    from liqbt.outputs import atomic_replace
+
+    # temp file + rename: an interrupted write never leaves a truncated data file behind
+    with atomic_replace(path) as tmp:
+        if name.endswith(".feather"):
+            table.to_feather(tmp, compression="zstd")
+        elif name.endswith(".parquet"):
+            table.to_parquet(tmp, index=False, compression="zstd")
+        else:
+            out = table.copy()
+            out["date"] = out["date"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
 
 
 def save_candles(frame: pd.DataFrame, path: str | Path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liqbt.core.choices import SYNTH_SCENARIOS
 from liqbt.core.errors import ValidationError
 from liqbt.data.loaders import (
     companion_paths,
@@ -42,12 +43,11 @@ from liqbt.data.loaders import (
 MINUTES_PER_YEAR = 525_600
 
 #: scenario -> (depth, duration, at) defaults; depth is a fraction, duration a pandas offset.
-SCENARIOS: dict[str, tuple[float, str, float]] = {
-    "flash-crash": (0.30, "4h", 0.6),
-    "slow-grind": (0.35, "5D", 0.3),
-    "short-squeeze": (0.25, "2h", 0.6),
-    "range-chop": (0.08, "2D", 0.0),
-}
+SCENARIOS: dict[str, tuple[float, str, float]] = dict(zip(
+    SYNTH_SCENARIOS,
+    [(0.30, "4h", 0.6), (0.35, "5D", 0.3), (0.25, "2h", 0.6), (0.08, "2D", 0.0)],
+    strict=True,
+))
 
 
 @dataclass(frozen=True)
@@ -209,10 +209,18 @@ def generate(
         problems.append(f"depth = {depth} must be in (0, 1) (a fraction: 0.3 = 30 %)")
     if not 0.0 <= at < 1.0:
         problems.append(f"at = {at} must be in [0, 1) (fraction of the run)")
-    if days <= 0:
-        problems.append(f"days = {days} must be positive")
+    if not (np.isfinite(days) and days > 0):
+        problems.append(f"days = {days} must be a positive number")
     if not 0.0 <= rebound <= 1.0:
         problems.append(f"rebound = {rebound} must be in [0, 1]")
+    if not (np.isfinite(start_price) and start_price > 0):
+        problems.append(f"start price = {start_price} must be a positive price")
+    if not (np.isfinite(volatility) and 0.0 <= volatility <= 10.0):
+        problems.append(f"volatility = {volatility} must be in [0, 10] (annualised, 0.5 = 50 %)")
+    if not (np.isfinite(tick) and tick > 0):
+        problems.append(f"tick = {tick} must be a positive price step")
+    if not (np.isfinite(base_volume) and base_volume >= 0):
+        problems.append(f"base volume = {base_volume} must be >= 0")
     if problems:
         raise ValidationError(problems)
     bar_min = int(bar_min)
@@ -324,17 +332,30 @@ def generate(
     return SynthData(candles=candles, mark=mark, funding=funding)
 
 
-def write(data: SynthData, path: str | Path) -> tuple[Path, Path, Path]:
+def write(data: SynthData, path: str | Path, force: bool = False) -> tuple[Path, Path, Path]:
     """Write ``FILE``, ``FILE-mark`` and ``FILE-funding_rate`` (freqtrade naming and layout).
 
     The format follows the extension (``.feather`` zstd, ``.parquet``, ``.csv``); the funding file
     keeps the rate in ``open`` as freqtrade does, so :func:`liqbt.data.load_funding` reads it.
+    Each file is written to a temporary name and renamed into place.
+
+    Parameters
+    ----------
+    force
+        Overwrite existing files. Without it, an existing file of the trio is an error and
+        nothing is written (generated data never silently replaces real data).
 
     Returns
     -------
     The three paths written.
     """
     paths = companion_paths(path)
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise ValidationError(
+            [f"{p}: already exists; refusing to overwrite it (pass --force / force=True)"
+             for p in existing]
+        )
     save_candles(data.candles, paths[0])
     save_candles(data.mark, paths[1])
     save_funding(data.funding, paths[2])
