@@ -101,6 +101,9 @@ def supports(config: RunConfig) -> str | None:
                 f"{'/'.join(sorted(_BOTS))} bots only")
     if len(config.markets) != 1:
         return "several markets: the fast engine runs one symbol"
+    if config.markets[0].margin_mode != "isolated":
+        return ("cross margin: the fast engine does not yet mirror the joint cross-condition "
+                "walk (margin-model §8)")
     acct = config.account
     if acct.position_mode != "one-way":
         return "hedge mode is not covered by the fast engine"
@@ -156,7 +159,7 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     fp[fm.LIQFEE] = profile.liquidation_fee
     fp[fm.UMRATE] = profile.used_margin_mm_rate
     fp[fm.MINNOT] = spec.min_notional
-    fp[fm.CAPNOT] = table.max_notional(lev)
+    fp[fm.CAPNOT] = table.cap_for_leverage(lev)
     ip = np.zeros(fm.N_IP, np.int64)
     ip[fm.ISO] = market.margin_mode == "isolated"
     ip[fm.LPF] = _FORMULAS[profile.lp_formula]
@@ -266,7 +269,8 @@ def _iso(t: np.datetime64) -> str:
 def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
     """Run one config and build its :class:`liqbt.runner.RunResult` (``engine="fast"``)."""
     from liqbt.analyzers import round_trips
-    from liqbt.runner import RunResult, max_drawdown_pct
+    from liqbt.runner import RunResult
+    from liqbt.stats import compute_statistics
 
     reason = supports(config)
     if reason is not None:
@@ -275,7 +279,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
         raise ValidationError([f"fast engine: {reason}"])
     if data is None:
         data = load_market(config)
-    p, st, stats, fills, liqs, topups, eq = run_arrays(config, data)
+    p, st, stats, fills, liqs, topups, eq, mr, ex = run_arrays(config, data)
     market = config.markets[0]
     symbol = p.profile.symbol(market.symbol).symbol
     times = data.times
@@ -306,11 +310,19 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
     info: dict[int, dict[str, Any]] = {}
     li = 0
     fill_rows = []
-    for ref, r in enumerate(fills, start=1):
+    exit_reason = _EXIT_REASONS.get(int(stats[0]), "stop")
+    for r in fills:
+        ref = int(r[kn.F_REF])
         is_liq = bool(r[kn.F_LIQ])
         tag = int(r[kn.F_TAG])
-        if tag == kn.T_GRID:
-            info[ref] = {"grid_level": 0}
+        if is_liq:
+            info[ref] = {"liquidation": True}
+        elif tag == kn.T_GRID:
+            info[ref] = {"grid_level": int(r[kn.F_LVL])}
+            if r[kn.F_PAIR]:
+                info[ref]["pair_ref"] = int(r[kn.F_PAIR])
+        elif tag == kn.T_CLOSE:
+            info[ref] = {"reason": exit_reason}
         events.append(ev.Fill(dt(r[kn.F_BAR]), symbol, "net", float(r[kn.F_QTY]),
                               float(r[kn.F_PRICE]), float(r[kn.F_FEE]), liquidation=is_liq,
                               order_ref=ref))
@@ -323,7 +335,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
                 dt(lq[kn.L_BAR]), symbol, "net", "long" if lq[kn.L_SIDE] > 0 else "short",
                 float(lq[kn.L_SIZE]), float(lq[kn.L_TRIG]), float(lq[kn.L_SETTLE]),
                 float(lq[kn.L_LOSS]), float(lq[kn.L_INS]), market.margin_mode,
-                bool(lq[kn.L_PARTIAL]), float(lq[kn.L_FEE]),
+                bool(lq[kn.L_PARTIAL]), float(lq[kn.L_FEE]), float(lq[kn.L_LIQFEE]),
             ))
     mark_last = float(data.mark_close[-1])
     trades = round_trips(events, info, {(symbol, "net"): mark_last})
@@ -332,6 +344,18 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
     wiped = bool(stats[2])
     distance = float(st[fm.MIND])
     equity_list = [float(x) for x in eq]
+    distance_pct = distance * 100 if math.isfinite(distance) else None
+    statistics = compute_statistics(
+        data.times, equity_list, initial, final, trades,
+        benchmark_close=[float(data.close[0]), float(data.close[-1])] if data.bars else None,
+        exposed=[bool(x) for x in ex],
+        margin_ratio=[float(x) for x in mr],
+        warning_threshold=config.account.warning_threshold,
+        fees_paid=float(st[fm.FEES]), funding_paid=float(st[fm.FUND]),
+        liquidations=len(liquidations), top_ups=len(top_ups),
+        min_liquidation_distance_pct=distance_pct,
+    )
+    code = int(stats[0])
     return RunResult(
         label=config.label(),
         start=when(0) if data.bars else None,
@@ -340,7 +364,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
         initial_balance=initial,
         final_equity=final,
         return_pct=(final / initial - 1) * 100 if initial else 0.0,
-        max_drawdown_pct=max_drawdown_pct([*equity_list, final]),
+        max_drawdown_pct=statistics.max_drawdown_pct,
         fees_paid=float(st[fm.FEES]),
         funding_paid=float(st[fm.FUND]),
         funding_by_symbol={market.symbol: float(st[fm.FUND])},
@@ -352,17 +376,37 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
         top_ups=top_ups,
         trades=trades,
         funding_note="" if market.funding is not None else "no funding data",
-        min_liquidation_distance_pct=distance * 100 if math.isfinite(distance) else None,
+        min_liquidation_distance_pct=distance_pct,
         markets=[{"symbol": m.symbol, "leverage": m.leverage, "margin_mode": m.margin_mode,
                   "auto_top_up": m.auto_top_up} for m in config.markets],
         strategy=config.strategy.name,
         stopped_reason=_stopped_reason(config, p, stats, liquidations, symbol),
+        stopped_kind=_STOP_KINDS.get(code),
+        stopped_time=_iso(times[int(stats[1])]) if code else None,
         rejected_orders=int(stats[6]),
+        warning_threshold=config.account.warning_threshold,
+        statistics=statistics,
+        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL])),
         timeline={"time": [dt(i) for i in range(data.bars)], "equity": equity_list},
         fills=fill_rows,
         launch_report={},
         engine="fast",
     )
+
+
+_STOP_KINDS = {kn.S_LIQ: "liquidated", kn.S_WIPE: "wiped_out", kn.S_REJECT: "order_refused",
+               kn.S_SMALL: "below_minimum", kn.S_SL: "stop_loss", kn.S_TP: "take_profit",
+               kn.S_RANGE: "out_of_range"}
+_EXIT_REASONS = {kn.S_SL: "stop_loss", kn.S_TP: "take_profit", kn.S_RANGE: "out_of_range"}
+
+
+def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
+              realized: float) -> dict[str, Any]:
+    """The bot's own counters (grid profit and pairs) for reports."""
+    view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
+    if config.strategy.name == "grid":
+        view.update(grid_profit=float(stats[17]), pairs=int(stats[13]))
+    return view
 
 
 def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
@@ -409,6 +453,12 @@ def _reject_text(kind: int, v1: float, v2: float, symbol: str, p: _Prepared) -> 
                 f"{p.min_notional:g} USDT")
     if kind == kn.R_CAP:
         cap = float(p.fp[fm.CAPNOT])
+        if p.ip[fm.BASIS_SIZE]:
+            from liqbt.core.orders import base_unit
+
+            unit = base_unit(symbol)
+            return (f"{symbol}: position size {v1:,.6g} {unit} would exceed {cap:,.6g} {unit}, "
+                    f"the largest tier allowing {p.leverage:g}x")
         return (f"{symbol}: position value {v1:,.2f} USDT would exceed {cap:,.0f} USDT, "
                 f"the largest tier allowing {p.leverage:g}x")
     if kind == kn.R_MARGIN:

@@ -28,6 +28,7 @@ from liqbt.fast.margin import (
     CAPNOT,
     DEBIT,
     EN,
+    FEES,
     FUND,
     INIT,
     INS,
@@ -56,6 +57,7 @@ from liqbt.fast.margin import (
     initial_margin,
     liquidation_price,
     lookup_value,
+    margin_ratio,
     settlement_price,
     tier_index,
     upnl,
@@ -64,11 +66,11 @@ from liqbt.fast.margin import (
 # order book columns: float
 OQ, OP, ORES = 0, 1, 2
 # int columns
-OTYPE, ORED, OCB, OSTAT, OTAG, OLVL, OOPEN, OREF, OCANCEL = range(9)
+OTYPE, ORED, OCB, OSTAT, OTAG, OLVL, OOPEN, OREF, OCANCEL, OPAIR = range(10)
 MARKET, LIMIT = 0, 1
 SUBMITTED, PENDING, DEAD = 0, 1, 2
 # tags
-T_OTHER, T_GRID, T_BASE, T_SAFETY, T_TP, T_SL = 0, 1, 2, 3, 4, 5
+T_OTHER, T_GRID, T_BASE, T_SAFETY, T_TP, T_SL, T_CLOSE = 0, 1, 2, 3, 4, 5, 6
 
 # bot parameter indices (float bp / int bi)
 BOT_HOLD, BOT_GRID, BOT_DCA = 0, 1, 2
@@ -86,9 +88,25 @@ S_NONE, S_LIQ, S_WIPE, S_REJECT, S_SL, S_TP, S_RANGE, S_SMALL, S_FINISHED = rang
 R_WIPED, R_MIN, R_CAP, R_MARGIN, R_FILL_ISO, R_FILL_MARGIN = range(6)
 
 # fill record columns
-F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG = range(6)
+F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL = range(9)
 # liquidation record columns
-L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE = range(9)
+L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE = range(10)
+
+
+_VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+
+
+@njit(cache=True)
+def _at(path, k, tau):
+    """``liqbt.broker._at``: the path's price at clock ``tau`` inside segment ``k``."""
+    a = path[k]
+    b = path[k + 1]
+    t0 = _VT[k]
+    if a == b or tau <= t0:
+        return a
+    if tau >= _VT[k + 1]:
+        return b
+    return a + (b - a) * (tau - t0) * 3.0
 
 
 @njit(cache=True)
@@ -139,12 +157,12 @@ def run(
     st[INIT] = balance
     st[MIND] = math.inf
     ob = np.zeros((capacity, 3))
-    oi = np.zeros((capacity, 9), np.int64)
+    oi = np.zeros((capacity, 10), np.int64)
     n_orders = 0
     next_ref = 1
-    fills = np.empty((64, 6))
+    fills = np.empty((64, 9))
     nf = 0
-    liqs = np.empty((8, 9))
+    liqs = np.empty((8, 10))
     nl = 0
     topups = np.empty((8, 3))
     nt = 0
@@ -166,6 +184,9 @@ def run(
     note_open = np.empty(capacity * 4 + 16, np.int64)
     note_buy = np.empty(capacity * 4 + 16, np.int64)
     note_price = np.empty(capacity * 4 + 16)
+    note_ref = np.empty(capacity * 4 + 16, np.int64)
+    mr = np.empty(n)
+    ex = np.zeros(n, np.bool_)
     # bot state
     launched = False
     grid_profit = 0.0
@@ -199,18 +220,21 @@ def run(
                 opening = _opening_size(st, ob, oi, k)
                 if opening:
                     price = ob[k, OP]
-                    notional = opening * price
                     order_value = abs(ob[k, OQ]) * price
                     if order_value < fp[MINNOT]:
                         reason = R_MIN
                         v1 = order_value
                     else:
-                        resulting = notional + (abs(st[SZ]) * price if st[SZ] != 0.0 else 0.0)
-                        if resulting > fp[CAPNOT]:
+                        # liqbt.core.orders.resulting_size / tier_cap_refusal
+                        held = st[SZ]
+                        same_side = held != 0 and (held > 0) == (ob[k, OQ] > 0)
+                        resulting = opening + (abs(held) if same_side else 0.0)
+                        value = lookup_value(ip, resulting, price)
+                        if not value <= fp[CAPNOT] * (1 + 1e-12):
                             reason = R_CAP
-                            v1 = resulting
+                            v1 = value
                         else:
-                            required = notional / lev + notional * taker
+                            required = opening * price * (1.0 / lev + taker)
                             avail = available_balance(
                                 st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k))
                             if required > avail + 1e-9:
@@ -269,20 +293,20 @@ def run(
                 adverse_high_first = net < 0
                 high_first = adverse_high_first == (ip[INTRABAR] == 1)
             if high_first:
-                tp0, tp1, tp2, tp3 = o[t], h[t], lo[t], c[t]
-                mp0, mp1, mp2, mp3 = mo[t], mh[t], ml[t], mc[t]
+                tpath = np.array([o[t], h[t], lo[t], c[t]])
+                mpath = np.array([mo[t], mh[t], ml[t], mc[t]])
             else:
-                tp0, tp1, tp2, tp3 = o[t], lo[t], h[t], c[t]
-                mp0, mp1, mp2, mp3 = mo[t], ml[t], mh[t], mc[t]
+                tpath = np.array([o[t], lo[t], h[t], c[t]])
+                mpath = np.array([mo[t], ml[t], mh[t], mc[t]])
+            # MarginBroker._walk: one clock τ ∈ [0, 1], vertices at 0, 1/3, 2/3, 1
+            tau = 0.0
+            skip_liq = -1.0
             for seg in range(3):
-                if seg == 0:
-                    a, b, ma, mb = tp0, tp1, mp0, mp1
-                elif seg == 1:
-                    a, b, ma, mb = tp1, tp2, mp1, mp2
-                else:
-                    a, b, ma, mb = tp2, tp3, mp2, mp3
-                first = seg == 0
+                tau_end = _VT[seg + 1]
                 for _ in range(10_000):
+                    width = tau_end - tau
+                    a = _at(tpath, seg, tau)
+                    b = tpath[seg + 1]
                     best_f = math.inf
                     best_k = -1
                     best_p = 0.0
@@ -291,25 +315,30 @@ def run(
                         if oi[k, OSTAT] != PENDING:
                             continue
                         if oi[k, OTYPE] == MARKET:
-                            if not first:
+                            if tau != 0.0:
                                 continue
                             f, p, hit = 0.0, a, True
                         else:
                             f, p, hit = cross_at(a, b, ob[k, OP], ob[k, OQ] < 0)
-                        if hit and f < best_f:
-                            best_f, best_k, best_p = f, k, p
+                        if hit:
+                            at = tau + f * width
+                            if at < best_f:
+                                best_f, best_k, best_p = at, k, p
                     liq = False
                     if st[SZ] != 0.0:
+                        ma = _at(mpath, seg, tau)
+                        mb = mpath[seg + 1]
                         lp, direction, found = liquidation_price(st, fp, ip, tiers)
                         if found:
                             f, p, hit = cross_at(ma, mb, lp, direction > 0)
-                            if hit and f <= best_f:
-                                best_f, best_p, liq = f, p, True
+                            if hit:
+                                at = tau + f * width
+                                if at > skip_liq and at <= best_f:
+                                    best_f, best_p, liq = at, p, True
                     if best_k < 0 and not liq:
                         break
-                    trade_at = a + (b - a) * best_f
-                    mark_at = ma + (mb - ma) * best_f
-                    st[MK] = mark_at
+                    tau = best_f
+                    st[MK] = _at(mpath, seg, tau)
                     if not liq:
                         # --- fill an order (MarginBroker._fill_order) -----------------------
                         k = best_k
@@ -334,7 +363,7 @@ def run(
                                 v1 = 0.0
                                 v2 = 0.0
                                 if ip[ISO]:
-                                    needed = opening * price * (1 / lev + taker)
+                                    needed = opening * price * (1.0 / lev + taker)
                                     if needed > st[W] + 1e-9:
                                         reject = R_FILL_ISO
                                         v1 = needed
@@ -342,7 +371,7 @@ def run(
                                 if reject < 0:
                                     unreserved = opening - ob[k, ORES]
                                     if not unreserved <= 1e-12 * max(opening, 1.0):
-                                        required = unreserved * price * (1 / lev + taker)
+                                        required = unreserved * price * (1.0 / lev + taker)
                                         own = opening * ob[k, OP] / lev
                                         avail = available_balance(
                                             st, fp, ip,
@@ -370,6 +399,9 @@ def run(
                             fills[nf, 3] = fee
                             fills[nf, 4] = 0
                             fills[nf, 5] = oi[k, OTAG]
+                            fills[nf, 6] = oi[k, OREF]
+                            fills[nf, 7] = oi[k, OPAIR]
+                            fills[nf, 8] = oi[k, OLVL]
                             nf += 1
                             _count_trade(stats, qty)
                             oi[k, OSTAT] = DEAD
@@ -379,6 +411,7 @@ def run(
                                 note_open[n_notes] = oi[k, OOPEN]
                                 note_buy[n_notes] = 1 if ob[k, OQ] > 0 else 0
                                 note_price[n_notes] = price
+                                note_ref[n_notes] = oi[k, OREF]
                                 n_notes += 1
                             _ = old
                     else:
@@ -404,9 +437,11 @@ def run(
                                 nt += 1
                                 done = True
                         if not done:
+                            cancelled = False
                             for k in range(n_orders):
-                                if oi[k, OSTAT] == PENDING or oi[k, OSTAT] == SUBMITTED:
+                                if oi[k, OSTAT] == PENDING:
                                     oi[k, OSTAT] = DEAD
+                                    cancelled = True
                             if _still(st, fp, ip, tiers, price):
                                 full = True
                                 while _can_partial(st, fp, ip, tiers, price):
@@ -438,7 +473,9 @@ def run(
                                             stats[12] = e
                                             if bar_stop == S_NONE:
                                                 bar_stop = S_WIPE
-                    a, ma, first = trade_at, mark_at, False
+                            elif not cancelled:
+                                skip_liq = tau  # nothing changed: not again at this instant
+                tau = max(tau, tau_end)
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
@@ -494,7 +531,7 @@ def run(
                 if 0 <= counter < levels.shape[0] and stop == S_NONE:
                     n_orders, next_ref = _place_grid(
                         ob, oi, n_orders, next_ref, t, counter, not buy, direction_g, bi[3],
-                        bp[0], levels)
+                        bp[0], levels, note_ref[j])
             if stop == S_NONE:
                 if not launched:
                     if t == bi[2]:
@@ -523,7 +560,7 @@ def run(
                         if st[SZ] != 0.0 and not wiped:
                             n_orders, next_ref = _add_order(
                                 ob, oi, n_orders, next_ref, t, -st[SZ], close, MARKET, True,
-                                T_OTHER, 0, 0)
+                                T_CLOSE, 0, 0)
         elif bot == BOT_HOLD:
             if t == 0 and stop == S_NONE:
                 if bi[2] == 0:
@@ -535,12 +572,14 @@ def run(
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
         eq[t] = equity(st, ip)
+        mr[t] = margin_ratio(st, fp, ip, tiers)
+        ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
     stats[14] = cycles
     stats[15] = 1 if finished else 0
     _ = in_cycle, base_live, next_start, tp_live, sl_live, signal
-    return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq
+    return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq, mr, ex
 
 
 @njit(cache=True)
@@ -631,6 +670,7 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     :meth:`liqbt.core.account.Account.book_liquidation`."""
     side = 1 if st[SZ] > 0 else -1
     entry = st[EN]
+    margin_before = st[MG]
     closed, fee = fill(st, fp, ip, qty, execution, fee_rate)
     fills = _grow(fills, nf)
     fills[nf, 0] = t
@@ -639,20 +679,27 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     fills[nf, 3] = fee
     fills[nf, 4] = 1
     fills[nf, 5] = T_OTHER
+    fills[nf, 6] = -(nf + 1)
+    fills[nf, 7] = 0
+    fills[nf, 8] = 0
     nf += 1
-    _count_trade(stats, qty)
     closed_part = -closed
-    charged = ip[SETTLE_LP] != 0 and not partial
-    liq_fee = abs(qty) * execution * fp[LIQFEE] if charged else 0.0
     clearance = closed_part * (execution - settle)
-    if charged:
-        clearance += liq_fee
     st[W] -= clearance
-    st[INS] += clearance
+    liq_fee = 0.0
+    if ip[SETTLE_LP] and not partial:
+        if ip[ISO]:
+            backing = margin_before + closed_part * (settle - entry) - fee
+        else:
+            backing = st[W] + (0.0 + upnl(st)) if st[SZ] != 0.0 else st[W] + 0
+        liq_fee = min(abs(qty) * execution * fp[LIQFEE], max(backing, 0.0))
+        st[W] -= liq_fee
+        st[FEES] += liq_fee
     if not ip[ISO] and not partial and st[SZ] == 0.0:
         if abs(st[W]) < 1e-9 * max(1.0, st[INIT]) or (st[W] < 0 and not ip[DEBIT]):
-            st[INS] += st[W]
+            clearance += st[W]
             st[W] = 0.0
+    st[INS] += clearance
     loss = -(closed_part * (settle - entry)) + liq_fee
     liqs = _grow(liqs, nl)
     liqs[nl, 0] = t
@@ -664,6 +711,7 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     liqs[nl, 6] = 1 if partial else 0
     liqs[nl, 7] = clearance
     liqs[nl, 8] = fee
+    liqs[nl, 9] = liq_fee
     nl += 1
     return nf, nl, fills, liqs
 
@@ -682,6 +730,7 @@ def _add_order(ob, oi, n_orders, next_ref, t, qty, price, otype, reduce, tag, le
     oi[n_orders, OOPEN] = opening
     oi[n_orders, OREF] = next_ref
     oi[n_orders, OCANCEL] = 0
+    oi[n_orders, OPAIR] = 0
     return n_orders + 1, next_ref + 1
 
 
@@ -697,12 +746,14 @@ def _is_opening(direction, start_level, level, buy) -> bool:
 
 @njit(cache=True)
 def _place_grid(ob, oi, n_orders, next_ref, t, level, buy, direction, start_level, quantity,
-                levels):
+                levels, pair_ref):
     """:meth:`strategies.grid.GridStrategy._place_grid`."""
     opening = _is_opening(direction, start_level, level, buy)
     size = quantity if buy else -quantity
-    return _add_order(ob, oi, n_orders, next_ref, t, size, levels[level], LIMIT, not opening,
-                      T_GRID, level, 1 if opening else 0)
+    n_orders, ref = _add_order(ob, oi, n_orders, next_ref, t, size, levels[level], LIMIT,
+                               not opening, T_GRID, level, 1 if opening else 0)
+    oi[n_orders - 1, OPAIR] = pair_ref
+    return n_orders, ref
 
 
 @njit(cache=True)
@@ -721,10 +772,10 @@ def _grid_launch(ob, oi, n_orders, next_ref, t, bi, bp, levels, close):
                                         MARKET, False, T_OTHER, k, 1)
     for i in range(k):
         n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, i, True, direction,
-                                         k, q, levels)
+                                         k, q, levels, 0)
     for i in range(k + 1, nlev):
         n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, i, False, direction,
-                                         k, q, levels)
+                                         k, q, levels, 0)
     return n_orders, next_ref
 
 

@@ -68,29 +68,29 @@ def upnl(st: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def mm_tier(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray):
-    """:meth:`liqbt.core.account.Account._mm_tier` as ``(mmr, maintenance_amount)``."""
+def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.maintenance_margin` of the isolated leg:
+    :class:`liqbt.core.margin_models.TieredMM` (``q × P × mmr − amount``, P the mark, the entry
+    on Bybit standard) or :class:`liqbt.core.margin_models.UsedMarginMM` (``rate × q × E /
+    leverage``). No closing fee (see :func:`closing_fee`)."""
+    size = st[SZ]
+    if size == 0.0:
+        return 0.0
     if ip[USED]:
-        im = abs(st[SZ]) * st[EN] / fp[LEV]
-        return 0.0, -fp[UMRATE] * im
-    if ip[LPF] == F_BYBIT:
-        k = tier_index(tiers, lookup_value(ip, st[SZ], st[EN]))
-    else:
-        k = tier_index(tiers, lookup_value(ip, st[SZ], st[MK]))
-    return tiers[k, 1], tiers[k, 2]
+        return fp[UMRATE] * abs(size) * st[EN] / fp[LEV]
+    price = st[EN] if ip[LPF] == F_BYBIT else st[MK]
+    k = tier_index(tiers, lookup_value(ip, size, price))
+    return abs(size) * price * tiers[k, 1] - tiers[k, 2]
 
 
 @njit(cache=True)
-def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
-    """:meth:`liqbt.core.account.Account.maintenance_margin` (closing-fee term included)."""
+def closing_fee(st: np.ndarray, fp: np.ndarray, ip: np.ndarray) -> float:
+    """:meth:`liqbt.core.margin_models.MarginModel.closing_fee`: ``taker × q × mark`` on
+    ``taker_at_mark`` profiles, else 0."""
     if st[SZ] == 0.0:
         return 0.0
-    mmr, amount = mm_tier(st, fp, ip, tiers)
-    basis = st[EN] if ip[LPF] == F_BYBIT else st[MK]
-    mm = abs(st[SZ]) * basis * mmr - amount
-    if ip[LPF] == F_TAKER:
-        mm += abs(st[SZ]) * st[MK] * fp[TAKER]
-    return mm
+    rate = fp[TAKER] if ip[LPF] == F_TAKER else 0.0
+    return rate * abs(st[SZ]) * st[MK]
 
 
 @njit(cache=True)
@@ -146,8 +146,8 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
     used = ip[USED] != 0
     u_amount = 0.0
     if used:
-        u_amount = -fp[UMRATE] * (abs(size) * entry / fp[LEV])
-        formula = F_TAKER
+        # UsedMarginMM.solver_tiers: one zero-rate tier with amount −MM
+        u_amount = -(fp[UMRATE] * abs(size) * entry / fp[LEV])
     taker = fp[TAKER]
     seen_k = np.empty(_MAX_TIER_ITERATIONS, np.int64)
     seen_p = np.empty(_MAX_TIER_ITERATIONS)
@@ -324,16 +324,11 @@ def fill(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float, price: floa
 @njit(cache=True)
 def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                      execution: float) -> float:
-    """:meth:`liqbt.core.account.Account.settlement_prices` for the one leg."""
-    if ip[SETTLE_LP]:
-        return execution
+    """:meth:`liqbt.core.account.Account.settlement_prices` for the one isolated leg."""
     saved = st[MK]
     st[MK] = execution
-    if ip[ISO]:
-        balance = 0 + (st[MG] + upnl(st))
-    else:
-        balance = st[W] + (0.0 + upnl(st))
-    if balance < 0 and ip[DEBIT]:
+    balance = 0 + (st[MG] + upnl(st))
+    if (balance < 0 and ip[DEBIT]) or (ip[SETTLE_LP] and balance >= 0):
         st[MK] = saved
         return execution
     weight = maintenance_margin(st, fp, ip, tiers)
@@ -346,3 +341,17 @@ def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.n
     result = execution - side * share / abs(st[SZ])
     st[MK] = saved
     return result
+
+
+@njit(cache=True)
+def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.margin_ratio` of the isolated leg
+    (:class:`liqbt.core.margin_models.MarginFigures`: (MM + closing fee) / (M + upnl));
+    0 when flat (the timeline's convention)."""
+    if st[SZ] == 0.0:
+        return 0.0
+    balance = st[MG] + upnl(st)
+    trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
+    if balance <= 0:
+        return math.inf if trigger > 0 or balance < 0 else 0.0
+    return trigger / balance
