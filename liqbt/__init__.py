@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "MarginBroker": "liqbt.broker",
-    "MarketSpec": "liqbt.broker",
+    "MarketSpec": "liqbt.markets",
     "analyzers": "liqbt.analyzers",
 }
 

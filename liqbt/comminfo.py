@@ -77,3 +77,26 @@ class LeveragedCommInfo(bt.CommInfoBase):
     def getvalue(self, position: Any, price: float) -> float:
         """Value of a backtrader position at ``price`` in margin terms (signed)."""
         return self.getvaluesize(position.size, price)
+
+
+def lever_sizer(broker: Any, strategy: Any) -> None:
+    """Make backtrader's stock ``PercentSizer`` / ``AllInSizer`` (and subclasses) of
+    ``strategy`` size by margin × leverage: they compute ``cash / close × percents``, so they
+    are handed the buying power ``available × leverage`` of the data's market, and the size is
+    rounded down to the size step. Other sizers are left alone (a risk-based sizer must see the
+    real cash)."""
+    sizer = strategy.getsizer()
+    if not isinstance(sizer, bt.sizers.PercentSizer) or getattr(sizer, "_liqbt", False):
+        return
+
+    def getsizing(data: Any, isbuy: bool) -> float:
+        comminfo = broker.getcommissioninfo(data)
+        leverage = comminfo.p.leverage if isinstance(comminfo, LeveragedCommInfo) else 1.0
+        size = sizer._getsizing(comminfo, broker.getcash() * leverage, data, isbuy)
+        if broker.getposition(data).size:
+            return size  # PercentSizer closes the position it sees: keep its size
+        step = comminfo.p.size_step if isinstance(comminfo, LeveragedCommInfo) else 0.0
+        return floor_to_step(size, step)
+
+    sizer.getsizing = getsizing
+    sizer._liqbt = True

@@ -20,9 +20,17 @@ from pathlib import Path
 
 from liqbt.core.errors import ValidationError
 
+
+def _read_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 MANIFEST = ".liqbt-report"
 # names an earlier liqbt report (before manifests) wrote; removed when no manifest exists
-_LEGACY_PATTERNS = ("index.html", "price_*.png", "lp_*.png", "equity*.png", "ratio*.png",
+_LEGACY_PATTERNS = ("index.html", "price_*.png", "liquidation_price_*.png", "equity*.png",
                     "margin_ratio*.png", "heatmap_*.png")
 
 
@@ -123,6 +131,13 @@ def atomic_replace(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; the file replaces a report or data file, so it gets the mode an
+    # ordinary open() would give (0666 less the umask), or the mode of the file it replaces
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~_read_umask()
+    tmp.chmod(mode)
     try:
         yield tmp
         os.replace(tmp, target)

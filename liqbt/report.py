@@ -196,7 +196,10 @@ def _run_rows(result: RunResult) -> list[tuple[str, str]]:
         ("Top-ups", str(len(result.top_ups))),
         ("Closest to liquidation", _fmt(result.min_liquidation_distance_pct, ",.2f", " %")),
         ("Wiped out", f"yes, {result.wipeout_time}" if result.wiped_out else "no"),
-        ("Bot stopped", result.stopped_reason or "no (ran to the end of the data)"),
+        ("Bot stopped", (f"{result.stopped_kind or 'stop'}"
+                         + (f" at {result.stopped_time}" if result.stopped_time else "")
+                         + f": {result.stopped_reason}") if result.stopped_reason
+         else "no (ran to the end of the data)"),
     ]
     est = (result.launch_report or {}).get("estimated_liquidation_price") or (
         result.launch_report or {}).get("estimated_liquidation_price_all_filled")
@@ -678,33 +681,55 @@ def _cell_notes(r: Mapping[str, Any]) -> str:
     return ""
 
 
-def _deaths(levs: list[float], modes: list[str], dead: np.ndarray) -> str:
-    """``isolated: first liquidation at 20x; cross: survives ...`` per mode."""
+def _deaths(xs: list[Any], ys: list[Any], dead: np.ndarray, x_key: str = "leverage") -> str:
+    """``isolated: first liquidation at 20x; cross: survives ...`` per row of the map."""
+    def name(v: Any) -> str:
+        return f"{v:g}x" if x_key == "leverage" and isinstance(v, int | float) else (
+            f"{x_key}={v:g}" if isinstance(v, int | float) else f"{x_key}={v}")
+
     parts = []
-    for i, mode in enumerate(modes):
-        first = next((levs[j] for j in range(len(levs)) if dead[i, j]), None)
-        parts.append(f"{mode}: survives every leverage up to {levs[-1]:g}x" if first is None
-                     else f"{mode}: first liquidation at {first:g}x")
+    for i, y in enumerate(ys):
+        first = next((xs[j] for j in range(len(xs)) if dead[i, j]), None)
+        parts.append(f"{y}: survives every value up to {name(xs[-1])}" if first is None
+                     else f"{y}: first liquidation at {name(first)}")
     return "; ".join(parts)
 
 
-def _heatmap(members: list[Mapping[str, Any]], title: str) -> tuple[Any, str]:
-    """A Bokeh leverage × margin-mode heatmap of the return and its caption."""
+def _axis_values(members: list[Mapping[str, Any]], key: str) -> list[Any]:
+    values = list(dict.fromkeys(r.get(key) for r in members))
+    try:
+        return sorted(values)
+    except TypeError:
+        return values
+
+
+def _label(key: str, value: Any) -> str:
+    if key == "leverage" and isinstance(value, int | float):
+        return f"{float(value):g}x"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _heatmap(members: list[Mapping[str, Any]], title: str, x_key: str = "leverage",
+             y_key: str = "margin_mode") -> tuple[Any, str]:
+    """A Bokeh ``x_key`` × ``y_key`` heatmap of the return (any two swept keys) and its
+    caption."""
     from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
     from bokeh.palettes import RdYlGn11
     from bokeh.plotting import figure
 
-    levs = sorted({float(r["leverage"]) for r in members})
-    modes = sorted({str(r["margin_mode"]) for r in members})
-    dead = np.zeros((len(modes), len(levs)), dtype=bool)
+    xs = _axis_values(members, x_key)
+    ys = _axis_values(members, y_key)
+    xl = [_label(x_key, v) for v in xs]
+    yl = [_label(y_key, v) for v in ys]
+    dead = np.zeros((len(ys), len(xs)), dtype=bool)
     data: dict[str, list[Any]] = {k: [] for k in ("lev", "mode", "ret", "text", "dead")}
     for r in members:
-        i, j = modes.index(str(r["margin_mode"])), levs.index(float(r["leverage"]))
+        i, j = ys.index(r.get(y_key)), xs.index(r.get(x_key))
         died = bool(r.get("liquidations")) or bool(r.get("wiped_out"))
         dead[i, j] = died
         ret = r.get("return_pct")
-        data["lev"].append(f"{levs[j]:g}x")
-        data["mode"].append(modes[i])
+        data["lev"].append(xl[j])
+        data["mode"].append(yl[i])
         data["ret"].append(float("nan") if ret is None else float(ret))
         note = _cell_notes(r)
         data["text"].append(("–" if ret is None else f"{ret:+.1f} %") + (
@@ -714,8 +739,8 @@ def _heatmap(members: list[Mapping[str, Any]], title: str) -> tuple[Any, str]:
     span = max([abs(v) for v in finite] + [1.0])
     mapper = LinearColorMapper(palette=list(reversed(RdYlGn11)), low=-span, high=span,
                                nan_color="#dddddd")
-    fig = figure(title=title, x_range=[f"{v:g}x" for v in levs], y_range=modes,
-                 height=110 + 70 * len(modes), width=max(420, 110 * len(levs) + 120),
+    fig = figure(title=title, x_range=xl, y_range=yl,
+                 height=110 + 70 * len(ys), width=max(420, 110 * len(xs) + 120),
                  tools="hover,save", toolbar_location="right")
     fig.name = "heatmap"
     src = ColumnDataSource(data)
@@ -726,12 +751,12 @@ def _heatmap(members: list[Mapping[str, Any]], title: str) -> tuple[Any, str]:
         fill_alpha=0, line_color="#222222", line_width=3, line_dash="dashed")
     fig.text("lev", "mode", "text", source=src, text_align="center", text_baseline="middle",
              text_font_size="9pt")
-    fig.xaxis.axis_label = "leverage"
-    fig.yaxis.axis_label = "margin mode"
+    fig.xaxis.axis_label = x_key.replace("_", " ")
+    fig.yaxis.axis_label = y_key.replace("_", " ")
     hover = fig.select_one(HoverTool)
-    hover.tooltips = [("leverage", "@lev"), ("mode", "@mode"), ("return", "@ret{+0.00} %"),
+    hover.tooltips = [(x_key, "@lev"), (y_key, "@mode"), ("return", "@ret{+0.00} %"),
                       ("", "@text")]
-    return fig, _deaths(levs, modes, dead)
+    return fig, _deaths(xs, yl, dead, x_key)
 
 
 def _runs_table(rows: Sequence[Mapping[str, Any]], links: Mapping[int, str]) -> str:
@@ -745,10 +770,12 @@ def _runs_table(rows: Sequence[Mapping[str, Any]], links: Mapping[int, str]) -> 
 def write_sweep_report(
     rows: Sequence[Mapping[str, Any]], directory: str | Path, keys: Sequence[str] = (),
     title: str = "liqbt sweep", run_reports: Mapping[int, str | Path] | None = None,
+    axes: tuple[str, str] | None = None,
 ) -> Path:
     """Write ``index.html``: per combination of the other swept values, a leverage ×
-    margin-mode heatmap of the return (cells name their liquidations, wipeout or "no trades";
-    liquidated cells are outlined; the caption says at which leverage each mode first dies),
+    margin-mode heatmap of the return, or of any two swept keys given as ``axes`` (cells name
+    their liquidations, wipeout or "no trades"; liquidated cells are outlined; the caption says
+    at which value each row of the map first dies),
     then every row, linking ``run_reports[i]`` (row index → report path) where given."""
     from bokeh.embed import components
     from bokeh.layouts import column
@@ -757,15 +784,21 @@ def write_sweep_report(
     rows = list(rows)
     parts: list[str] = []
     maps = []
-    if rows and all("leverage" in r and "margin_mode" in r for r in rows):
-        other = [k for k in keys if k not in ("leverage", "margin_mode")]
+    if axes is None and "leverage" in keys and "margin_mode" in keys:
+        axes = ("leverage", "margin_mode")
+    if axes is None and not keys and rows and all("leverage" in r and "margin_mode" in r
+                                                  for r in rows):
+        axes = ("leverage", "margin_mode")
+    if rows and axes is not None and all(a in r for a in axes for r in rows):
+        x_key, y_key = axes
+        other = [k for k in keys if k not in axes]
         groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
         for r in rows:
             groups.setdefault(tuple(r.get(k) for k in other), []).append(r)
         for combo, members in list(groups.items())[:12]:
             suffix = ", ".join(f"{k}={v}" for k, v in zip(other, combo, strict=True))
-            fig, deaths = _heatmap(members, "Return by leverage and margin mode"
-                                   + (f" — {suffix}" if suffix else ""))
+            fig, deaths = _heatmap(members, f"Return by {x_key} and {y_key}"
+                                   + (f" — {suffix}" if suffix else ""), x_key, y_key)
             maps.append(fig)
             parts.append(f"<p><b>{html.escape((suffix + ': ') if suffix else '')}"
                          f"{html.escape(deaths)}</b> (outlined = liquidated)</p>")

@@ -77,8 +77,14 @@ def run_point(config: RunConfig) -> dict[str, Any]:
 
 
 def result_row(config: RunConfig, result: Any) -> dict[str, Any]:
-    """A sweep row: the run summary plus the config hash and the engine that ran it."""
+    """A sweep row: the run summary, its outcome (:func:`liqbt.outcome.classify`) and
+    reason, the config hash and the engine that ran it."""
+    from liqbt.outcome import classify
+
     row = result.summary()
+    c = classify(result)
+    row["outcome"] = c.outcome
+    row["outcome_reason"] = c.reason
     row["config_hash"] = config.config_hash()
     row["engine"] = result.engine
     return row
@@ -151,17 +157,41 @@ def row_columns() -> list[str]:
             hint = str(hints.get(f.name, ""))
             empty[f.name] = ([] if hint.startswith("list") else {} if hint.startswith("dict")
                              else "" if hint == "<class 'str'>" else 0)
-    return [*RunResult(**empty).summary(), "config_hash", "engine"]
+    return [*RunResult(**empty).summary(), "outcome", "outcome_reason", "config_hash",
+            "engine"]
+
+
+#: ``--sort`` value of the default risk-aware order (see :func:`sort_rows`)
+RISK = "risk"
 
 
 def check_sort_key(key: str | None, swept: Sequence[str]) -> None:
-    """Raise :class:`ValidationError` when ``key`` is not a row column (before any run)."""
-    known = [*swept, *row_columns()]
+    """Raise :class:`ValidationError` when ``key`` is not ``risk`` nor a row column (before
+    any run)."""
+    known = [RISK, *swept, *row_columns()]
     if key and key not in known:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValidationError([f"--sort {key!r}: no such column{hint}; columns: "
                                f"{', '.join(known)}"])
+
+
+def heatmap_axes(spec: str | None, swept: Sequence[str]) -> tuple[str, str] | None:
+    """The two swept keys a sweep report's heatmaps use: ``spec`` (``"X,Y"``) when given,
+    else ``leverage, margin_mode`` when both are swept, else the first two swept keys
+    (``None`` with fewer than two)."""
+    if spec:
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            raise ValidationError([f"--heatmap {spec!r}: give two different swept keys X,Y"])
+        bad = [p for p in parts if p not in swept]
+        if bad:
+            raise ValidationError([f"--heatmap {spec!r}: {', '.join(bad)} not swept (swept: "
+                                   f"{', '.join(swept)})"])
+        return parts[0], parts[1]
+    if "leverage" in swept and "margin_mode" in swept:
+        return "leverage", "margin_mode"
+    return (swept[0], swept[1]) if len(swept) >= 2 else None
 
 
 def check_scheduler(address: str, timeout: float = 3.0) -> None:
@@ -188,16 +218,39 @@ def check_scheduler(address: str, timeout: float = 3.0) -> None:
                                f"within {timeout:g} s ({reason})"]) from None
 
 
-def sort_rows(rows: Iterable[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
-    """Rows sorted by ``key`` descending (best return first); ``None`` values last."""
+def sort_rows(rows: Iterable[dict[str, Any]], key: str | None = RISK,
+              risk_aware: bool = True) -> list[dict[str, Any]]:
+    """Rows in risk-aware order (the default of every sweep table).
+
+    The rule: rows are grouped by outcome, best first (survived, bot stopped, not tradable,
+    liquidated, wiped out; :data:`liqbt.outcome.OUTCOMES`); within a group, by ``key``
+    descending (``risk``: the return), ``None`` values last. So a liquidated run never ranks
+    above a survivor, however high its return. ``risk_aware=False`` sorts by ``key`` only.
+    """
+    from liqbt.outcome import OUTCOMES
+
     rows = list(rows)
     if not key:
         return rows
-    if rows and key not in rows[0]:
+    col = "return_pct" if key == RISK else key
+    if rows and col not in rows[0]:
         raise ValidationError([f"--sort {key!r}: no such column (known: {', '.join(rows[0])})"])
-    with_value = [r for r in rows if r.get(key) is not None]
-    without = [r for r in rows if r.get(key) is None]
-    return sorted(with_value, key=lambda r: r[key], reverse=True) + without
+
+    def group(r: dict[str, Any]) -> int:
+        if not risk_aware:
+            return 0
+        out = r.get("outcome")
+        return OUTCOMES.index(out) if out in OUTCOMES else len(OUTCOMES)
+
+    def order(r: dict[str, Any]) -> tuple[int, int, float]:
+        v = r.get(col)
+        missing = v is None or not isinstance(v, int | float | bool)
+        return (group(r), 1 if missing else 0, 0.0 if missing else -float(v))
+
+    if rows and any(not isinstance(r.get(col), int | float | bool | None) for r in rows):
+        # a text column: plain string order within each outcome group
+        return sorted(rows, key=lambda r: (group(r), str(r.get(col))))
+    return sorted(rows, key=order)
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -406,6 +459,7 @@ __all__ = [
     "SweepPoint",
     "expand",
     "find_max_leverage",
+    "heatmap_axes",
     "leverage_candidates",
     "leverage_ladder",
     "run_point",

@@ -272,7 +272,8 @@ class MarginAwareStrategy(bt.Strategy):
         elif isinstance(event, ev.Wipeout):
             self.stop_bot(f"account wiped out: {event.reason}", kind="wiped_out")
         elif isinstance(event, ev.Rejected) and mine:
-            self.stop_bot(f"order rejected: {event.reason}", kind="order_refused")
+            if not self.on_refused(event.order_ref, event.reason):
+                self.stop_bot(f"order rejected: {event.reason}", kind="order_refused")
 
     def notify_order(self, order: bt.Order) -> None:
         """Route our fills to :meth:`on_fill`; rejections stop the bot (the Rejected margin
@@ -290,9 +291,17 @@ class MarginAwareStrategy(bt.Strategy):
             self.on_fill(order)
         elif order.status in (bt.Order.Margin, bt.Order.Rejected):
             reason = order.info.get("reject_reason") or order.getstatusname()
-            self.stop_bot(f"order rejected: {reason}", kind="order_refused")
+            if not self.on_refused(order.ref, reason):
+                self.stop_bot(f"order rejected: {reason}", kind="order_refused")
         elif order.status in (bt.Order.Canceled, bt.Order.Expired):
             self.on_cancel(order)
+
+    def on_refused(self, order_ref: int | None, reason: str) -> bool:
+        """Hook: the broker refused order ``order_ref`` (margin, minimum, tier cap). Return
+        ``True`` when the bot handles it (e.g. retries on a later bar, as exchange grid bots
+        do); the default returns ``False`` and the bot stops (kind ``order_refused``). May be
+        called twice for one order (margin event and order notification)."""
+        return False
 
     def on_fill(self, order: bt.Order) -> None:
         """Hook: ``order`` filled completely."""

@@ -5,8 +5,9 @@ base order; once it fills, every safety order of :func:`liqbt.core.ladders.dca_l
 limit (as 3Commas places them) and a reduce-only take-profit limit sits at
 ``average × (1 ± take_profit / 100)``, moved after each safety fill. The take-profit fill
 cancels the remaining safety orders and ends the cycle; an optional stop loss (checked on bar
-closes, closed at the next open) ends it too. The bot stops for good after a liquidation, a
-wipeout or a rejected order (see :mod:`strategies.base`).
+closes, closed at the next open) ends it too. A refused safety order or take profit is retried
+on later bars (``refused_orders`` in the summary); the bot stops for good after a liquidation, a
+wipeout or a refused base order (see :mod:`strategies.base`).
 
 Entry filter (``ta`` library, computed once over the feed's close array in ``start`` — every
 ``ta`` indicator used here is causal, so the value at bar ``t`` only uses closes up to ``t``):
@@ -130,6 +131,11 @@ class DcaStrategy(MarginAwareStrategy):
         self._next_start = 0  # first bar number (len(self)) allowed to open a cycle
         self._base_order: bt.Order | None = None
         self._safety: dict[int, int] = {}  # order ref -> safety index
+        # refused safety orders (index) and take profit, retried on later bars
+        self._retry_safety: set[int] = set()
+        self._retry_tp = False
+        self._refused_refs: set[int] = set()
+        self.refused_orders = 0
         self._tp: bt.Order | None = None
         self._sl_order: bt.Order | None = None
         self._cycle: dict[str, Any] = {}
@@ -176,6 +182,8 @@ class DcaStrategy(MarginAwareStrategy):
             return
         if self.in_cycle:
             self._check_stop_loss(float(self.data.close[0]))
+            if self._sl_order is None:
+                self._retry_refused(float(self.data.close[0]))
             return
         if self._base_order is not None or len(self) < self._next_start:
             return
@@ -207,6 +215,40 @@ class DcaStrategy(MarginAwareStrategy):
 
     def on_cancel(self, order: bt.Order) -> None:
         self._safety.pop(order.ref, None)
+
+    def on_refused(self, order_ref: int | None, reason: str) -> bool:
+        """A refused safety order or take profit is retried on later bars (a refused base
+        order stops the bot: the deal never opened)."""
+        if order_ref is None:
+            return False
+        if order_ref in self._refused_refs:
+            return True
+        if order_ref in self._safety:
+            self._retry_safety.add(self._safety.pop(order_ref))
+        elif self._tp is not None and order_ref == self._tp.ref:
+            self._tp = None
+            self._retry_tp = True
+        else:
+            return False
+        self._refused_refs.add(order_ref)
+        self.refused_orders += 1
+        self.log(f"order refused, retried on later bars: {reason}")
+        return True
+
+    def _retry_refused(self, close: float) -> None:
+        """Place refused safety orders again while they still rest beyond ``close``, and a
+        refused take profit."""
+        for index in sorted(self._retry_safety):
+            rung = self.ladder[index]
+            if (rung.price - close) * self.side < 0:
+                size = self.order_size(rung.notional, rung.price)
+                self._retry_safety.discard(index)
+                if size > 0:
+                    order = self.place(self.side * size, rung.price, dca=f"safety{index}")
+                    self._safety[order.ref] = index
+        if self._retry_tp:
+            self._retry_tp = False
+            self._place_take_profit()
 
     def _on_base_fill(self, order: bt.Order) -> None:
         p = self.p
@@ -300,6 +342,8 @@ class DcaStrategy(MarginAwareStrategy):
             if order is not None:
                 self.cancel_order(order)
         self._safety.clear()
+        self._retry_safety.clear()
+        self._retry_tp = False
         if self._tp is not None:
             self.cancel_order(self._tp)
             self._tp = None
@@ -338,6 +382,7 @@ class DcaStrategy(MarginAwareStrategy):
         return {
             "cycles": len(self.cycles),
             "cycle_pnl": sum(c["pnl"] for c in self.cycles),
+            "refused_orders": self.refused_orders,
             **self.account_summary(),
             "finished": self.finished,
         }

@@ -13,6 +13,15 @@ Each fill is replaced by its counter-order one line away (a buy at line ``i`` by
 ``i + 1``, a sell at ``i`` by a buy at ``i − 1``); a closing fill completes a pair and books
 ``quantity × (line gap)`` of grid profit (gross of fees).
 
+The grid keeps managing (the lines it holds always match its state): the bot's state is the set
+of lines that should hold an order (line → side); after every bar it re-syncs the broker to that
+state, placing the order of every line that has none (an order cancelled outside the bot, or
+refused) as soon as it is a resting order again (a buy line below the close, a sell line above).
+A refused grid order (margin, minimum, tier cap) does **not** stop the bot: it is retried on
+later bars, as exchange grid bots do; ``refused_orders`` and ``missing_lines`` (in
+``summary()`` and the run's ``bot`` view) report it. A refused launch market order stops the
+bot (kind ``order_refused``): the grid never opened.
+
 Simplifications (stated, not hidden): a counter-order is placed when the fill is notified, so it
 can fill from the next bar on, never inside the bar of the fill; ``stop_loss``,
 ``take_profit`` and ``out_of_range`` are checked on bar closes and close with a market order at
@@ -120,6 +129,13 @@ class GridStrategy(MarginAwareStrategy):
         self.pairs = 0
         # order ref -> (line index, opening?) of the grid's limit orders
         self._grid_orders: dict[int, tuple[int, bool]] = {}
+        # the grid's state: line index -> (buy?, pair_ref) of the order the line should hold
+        self.wanted: dict[int, tuple[bool, int | None]] = {}
+        # line index -> ref of the live order holding it
+        self._line_order: dict[int, int] = {}
+        self._refused_refs: set[int] = set()
+        self.refused_orders = 0
+        self.last_refusal: str | None = None
         self._start_level = 0
         self._launch_price = 0.0
         self._prev_close: float | None = None
@@ -135,6 +151,28 @@ class GridStrategy(MarginAwareStrategy):
                 self._launch(close)
             return
         self._check_exits(close)
+        if self.stopped_reason is None:
+            self.resync(close)
+
+    def resync(self, close: float) -> None:
+        """Place the order of every line of the grid's state that holds none (cancelled or
+        refused), when it is a resting order at ``close``; cancel live grid orders no line
+        wants."""
+        for ref, (level, _) in list(self._grid_orders.items()):
+            if self.wanted.get(level) is None or self._line_order.get(level) != ref:
+                order = self.live_orders.get(ref)
+                if order is not None:
+                    self.cancel_order(order)
+        for level, (buy, pair_ref) in sorted(self.wanted.items()):
+            if level in self._line_order:
+                continue
+            price = self.levels[level]
+            if (buy and price < close) or (not buy and price > close):
+                self._submit(level, buy, pair_ref)
+
+    def missing_lines(self) -> list[int]:
+        """Lines of the grid's state holding no live order right now."""
+        return sorted(set(self.wanted) - set(self._line_order))
 
     def _triggered(self, prev: float | None) -> bool:
         trigger = self.p.trigger_price
@@ -213,6 +251,10 @@ class GridStrategy(MarginAwareStrategy):
     def _place_grid(self, level: int, buy: bool, pair_ref: int | None = None) -> None:
         if self.stopped_reason is not None:
             return
+        self.wanted[level] = (buy, pair_ref)
+        self._submit(level, buy, pair_ref)
+
+    def _submit(self, level: int, buy: bool, pair_ref: int | None) -> None:
         opening = self._is_opening(level, buy)
         size = self.quantity if buy else -self.quantity
         # pair_ref: the fill this counter-order answers (trade lists match the pair on it)
@@ -220,6 +262,7 @@ class GridStrategy(MarginAwareStrategy):
         order = self.place(size, self.levels[level], reduce_only=not opening, grid_level=level,
                            **tags)
         self._grid_orders[order.ref] = (level, opening)
+        self._line_order[level] = order.ref
 
     def on_fill(self, order: bt.Order) -> None:
         info = self._grid_orders.pop(order.ref, None)
@@ -227,6 +270,9 @@ class GridStrategy(MarginAwareStrategy):
             return  # the launch market order or a closing order
         level, opening = info
         buy = order.isbuy()
+        if self._line_order.get(level) == order.ref:
+            del self._line_order[level]
+            self.wanted.pop(level, None)
         if not opening:
             # closing fill: its counter-order opened one line away
             gap = abs(self.levels[level] - self.levels[level + (-1 if not buy else 1)])
@@ -237,7 +283,27 @@ class GridStrategy(MarginAwareStrategy):
             self._place_grid(counter, not buy, pair_ref=order.ref)
 
     def on_cancel(self, order: bt.Order) -> None:
-        self._grid_orders.pop(order.ref, None)
+        # the line stays in the grid's state: resync places it again
+        info = self._grid_orders.pop(order.ref, None)
+        if info is not None and self._line_order.get(info[0]) == order.ref:
+            del self._line_order[info[0]]
+
+    def on_refused(self, order_ref: int | None, reason: str) -> bool:
+        """A refused grid line is retried on later bars (see the module docstring); a refused
+        launch or closing market order stops the bot."""
+        if order_ref in self._refused_refs:
+            return True
+        info = self._grid_orders.pop(order_ref, None) if order_ref is not None else None
+        if info is None:
+            return False
+        self._refused_refs.add(order_ref)
+        if self._line_order.get(info[0]) == order_ref:
+            del self._line_order[info[0]]
+        self.refused_orders += 1
+        if self.last_refusal != reason:
+            self.log(f"line {self.levels[info[0]]:g} refused, retried on later bars: {reason}")
+        self.last_refusal = reason
+        return True
 
     # --- exits ---------------------------------------------------------------------------
     def _reached(self, level: float | None, close: float) -> bool:
@@ -266,4 +332,6 @@ class GridStrategy(MarginAwareStrategy):
 
     def summary(self) -> dict[str, Any]:
         """Results: grid profit, pairs, fees, unrealized PnL, equity, stop reason."""
-        return {"grid_profit": self.grid_profit, "pairs": self.pairs, **self.account_summary()}
+        return {"grid_profit": self.grid_profit, "pairs": self.pairs,
+                "refused_orders": self.refused_orders, "last_refusal": self.last_refusal,
+                "missing_lines": len(self.missing_lines()), **self.account_summary()}

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from liqbt.data.synth import generate, write
+
+# The suite's property tests run derandomized (a fixed example sequence per test), so a green
+# CI stays green and a red one reproduces; explore new examples with
+# ``pytest --hypothesis-profile=explore`` (random seeds, more examples).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=500, print_blob=True)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

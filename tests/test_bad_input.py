@@ -331,3 +331,24 @@ def test_subclass_with_plain_backtrader_params_still_loads(tmp_path: Path) -> No
         "price_buffer, verbose)",
         "strategy.margin = -1 must be > 0",
     ]
+
+
+def test_atomic_writes_get_an_ordinary_file_mode(tmp_path: Path) -> None:
+    """A report or data file written atomically is readable like one written by open()
+    (0666 less the umask), and a replaced file keeps its mode."""
+    import os
+
+    from liqbt.outputs import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        new = tmp_path / "index.html"
+        atomic_write_text(new, "<html></html>")
+        assert new.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "rows.csv"
+        kept.write_text("a\n")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "b\n")
+        assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "b\n"
+    finally:
+        os.umask(mask)

@@ -175,7 +175,7 @@ def test_hedge_mode_cross_netting_avoids_full_liquidation():
     assert long_leg.size == pytest.approx(0.1) and short_leg.size == 0
     wallet_after = wallet - 2 * 0.1 * lp_hedged * 0.0005
     lp_after = (wallet_after - 0.1 * 60_000) / (0.1 * 0.004 - 0.1)
-    assert broker.liquidation_price(broker._symbol_data["BTCUSDT"]) == pytest.approx(lp_after)
+    assert broker.liquidation_price(broker.data_of("BTCUSDT")) == pytest.approx(lp_after)
 
 
 def test_partial_liquidation_reduces_one_tier_then_recovers():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 from test_runner import write_config
@@ -108,3 +109,25 @@ def test_errors_are_click_errors(tmp_path):
     assert "leverage = 500" in res.output
     res = CliRunner().invoke(main, ["sweep", str(cfg), "--set", "leverage"])
     assert res.exit_code != 0
+
+
+def test_sweep_table_is_risk_aware_and_heatmap_takes_any_two_keys(tmp_path):
+    grid = Path(__file__).parents[1] / "configs" / "grid.toml"
+    args = ["sweep", str(grid), "--set", "leverage=5,20", "--set", "strategy.grids=20,40",
+            "--set", "end=2025-10-11T00:00:00", "--workers", "1", "--no-cache",
+            "--heatmap", "strategy.grids,leverage", "--report", str(tmp_path / "rep"),
+            "--run-reports", "0"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "outcome" in res.output.splitlines()[0]
+    assert "min_liquidation_distance_pct" in res.output and "stopped_kind" in res.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Return by strategy.grids and leverage" in page
+    data = json.loads(CliRunner().invoke(main, [*args[:-4], "--json"]).output)
+    from liqbt.outcome import OUTCOMES
+
+    ranks = [OUTCOMES.index(r["outcome"]) for r in data["rows"]]
+    assert ranks == sorted(ranks)
+    bad = CliRunner().invoke(main, ["sweep", str(grid), "--set", "leverage=5", "--heatmap",
+                                    "leverage,colour", "--sort", "nope"])
+    assert bad.exit_code != 0 and "not swept" in bad.output and "--sort 'nope'" in bad.output

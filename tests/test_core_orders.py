@@ -56,6 +56,8 @@ def test_opening_part(size: float, held: float, reduces: bool, netted: bool,
         (2.0, -0.7, 0.7),  # a buy reducing a short
         (-1.0, 0.0, 0.0),  # flat: nothing to reduce
         (1.0, 1.0, 0.0),  # same side would open
+        (-0.008, 0.007999999999999972, -0.008),  # exceeds by float residue only: whole
+        (-0.008, 0.0079, -0.0079),  # a real excess is still capped
     ],
 )
 def test_reducing_fill(size: float, held: float, expected: float) -> None:

@@ -127,3 +127,19 @@ def test_funding_gaps_and_big_rates() -> None:
     assert lines[0].endswith("expected ≈ 63 (one per 8h); 10 missing, funding is not charged "
                              "there")
     assert "rate 0.03 is above 0.02 per event" in lines[1]
+
+
+def test_inspect_prints_bad_ticks_and_funding_warnings(tmp_path: Path) -> None:
+    c = load_candles(REPO / "datasets" / "2020-03" / "BTCUSDT-1h.feather")
+    c.iloc[100, c.columns.get_loc("low")] = 1.0
+    save_candles(c, tmp_path / "tick.feather")
+    res = CliRunner().invoke(main, ["data", "inspect", str(tmp_path / "tick.feather")])
+    assert res.exit_code == 0
+    assert res.output.splitlines()[-1] == (
+        "warning:   2020-03-05T04:00:00+00:00 low 1 is 0.000112× the neighbouring closes "
+        "(median 8914.76): bad tick?")
+    f = load_funding(REPO / "datasets" / "2020-03" / "BTCUSDT-1h-funding_rate.feather")
+    f["funding_rate"] *= 10
+    save_funding(f, tmp_path / "x-funding_rate.feather")
+    res = CliRunner().invoke(main, ["data", "inspect", str(tmp_path / "x-funding_rate.feather")])
+    assert "rate -0.03 is above 0.02 per event" in res.output

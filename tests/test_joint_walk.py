@@ -299,3 +299,66 @@ def test_coarser_bar_is_walked_when_complete_and_held_before(order):
     # before its bar completes ETH stays at its last close: no look-ahead into the crash
     assert dict(strategy.eth_marks)["00:30"] == 4_000.0
     assert dict(strategy.eth_marks)["00:35"] == 4_000.0
+
+
+# --- the exact first crossing against a dense scan ------------------------------------------
+@settings(deadline=None, max_examples=15)
+@given(
+    notionals=st.tuples(st.floats(2_000, 9_000), st.floats(2_000, 9_000)),
+    sides=st.tuples(st.sampled_from([1, -1]), st.sampled_from([1, -1])),
+    moves=st.tuples(*[st.tuples(st.floats(0, 0.15), st.floats(0, 0.15), st.floats(0, 1))] * 2),
+    intrabar=st.sampled_from(["heuristic", "pessimistic", "optimistic"]),
+)
+def test_trigger_instant_matches_a_dense_scan_of_the_account_condition(
+    notionals, sides, moves, intrabar
+):
+    from liqbt.core import path as pth
+    from liqbt.core.account import Account
+    from liqbt.core.profile import load_profile
+
+    entries = {BTC: 100_000.0, ETH: 4_000.0}
+    sizes = {sym: side * n / entries[sym]
+             for sym, n, side in zip((BTC, ETH), notionals, sides, strict=True)}
+    crash = {}
+    for sym, (up, down, where) in zip((BTC, ETH), moves, strict=True):
+        e = entries[sym]
+        high, low = e * (1 + up), e * (1 - down)
+        crash[sym] = (e, high, low, low + (high - low) * where)
+
+    def act(s):
+        for sym in (BTC, ETH):
+            qty = sizes[sym]
+            data = s.getdatabyname(sym)
+            s.buy(data=data, size=qty) if qty > 0 else s.sell(data=data, size=-qty)
+
+    markets = {sym: ([(entries[sym],) * 4] * 2 + [crash[sym], (crash[sym][3],) * 4],
+                     dict(leverage=20)) for sym in (BTC, ETH)}
+    broker, strategy = run(markets, actions={1: act}, cash=1000.0, profile_overrides=NO_FEES,
+                           intrabar=intrabar)
+    forced = [o for o in strategy.orders if o.info.get("liquidation")]
+    assert len([e for e in events_of(broker, "fill") if not e.liquidation]) == 2
+
+    # the same account, rebuilt from the core alone, scanned on 3,000 instants of the clock
+    account = Account(load_profile("binance").with_overrides(NO_FEES), 1000.0)
+    paths = {}
+    for sym in (BTC, ETH):
+        account.set_market(sym, 20)
+        account.fill(sym, sizes[sym], entries[sym], 0.0)
+        o, h, low, c = crash[sym]
+        paths[sym] = pth.bar_path(o, h, low, c, pth.high_first(intrabar, o, c, sizes[sym]))
+
+    def g(t):
+        for sym in (BTC, ETH):
+            account.set_mark(sym, pth.value_at(paths[sym], t))
+        return account.cross_margin_balance() - account.cross_maintenance_margin()
+
+    steps = 3000
+    first = next((i / steps for i in range(steps + 1) if g(i / steps) <= 0), None)
+    if first is None:
+        # never breached on the scan: the walk may only find a breach between two samples
+        assert not forced or g(forced[0].info.intrabar_time) <= 1e-6
+    else:
+        assert forced, "the scan breaches maintenance but the broker did not liquidate"
+        t = forced[0].info.intrabar_time
+        assert first - 1 / steps - 1e-9 <= t <= first + 1e-9
+        assert abs(g(t)) <= 1e-6 * 20_000

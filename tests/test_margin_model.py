@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 
 import backtrader as bt
+import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scripted import events_of, run
 
 from liqbt.cli import main
@@ -185,3 +188,178 @@ def test_mm_and_margin_ratio_equal_in_broker_account_and_calculator(name):
         assert snap.margin_ratio == pytest.approx(account.margin_ratio(pos))
         assert snap.positions[0].liquidation_price == pytest.approx(
             account.liquidation_price(pos)[0])
+
+
+# --- item 10: one property holds the calculator to the broker on every bundled profile -------
+PROFILES = ("binance", "bybit", "okx", "bitget", "gate", "simple")
+
+
+def _market_of(name: str) -> tuple[str, float]:
+    profile = load_profile(name)
+    return ("ETHUSDT", 3_000.0) if profile.symbols.get("ETHUSDT") is not None else (
+        "BTCUSDT", 60_000.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    name=st.sampled_from(PROFILES),
+    mode=st.sampled_from(("cross", "isolated")),
+    leverage=st.sampled_from((2, 5, 10, 20)),
+    notional=st.floats(300, 3_000),
+    short=st.booleans(),
+    more=st.floats(0, 1),
+    move=st.floats(-0.03, 0.03),
+    rate=st.floats(-0.002, 0.002),
+    added=st.floats(0, 150),
+)
+def test_calculator_and_broker_agree_after_fills_funding_and_added_margin(
+    name, mode, leverage, notional, short, more, move, rate, added
+):
+    """The broker's figures after two fills, a funding payment and added margin (isolated) are
+    what ``liqbt calc`` computes from the same state (wallet, size, entry, mark, margin,
+    leverage): MM, margin ratio, LP and BP. Independently of both, the trigger holds with
+    equality at the LP: margin balance = MM + closing fee (+ order margin) there."""
+    symbol, price = _market_of(name)
+    size = round(notional / price, 3)
+    assume(size > 0)
+    side = -1 if short else 1
+    moved = price * (1 + move)
+    flat = (price, price, price, price)
+    bars = [flat, flat, flat, flat, (price, max(price, moved), min(price, moved), moved),
+            (moved,) * 4]
+    nan = float("nan")
+    seen: dict[str, object] = {}
+
+    def order(s, qty):
+        if qty > 0:
+            (s.buy if side > 0 else s.sell)(data=s.datas[0], size=qty)
+
+    def add(s):
+        if mode == "isolated" and added > 0 and s.broker.positions_of(s.datas[0]):
+            s.broker.add_margin(s.datas[0], min(added, s.broker.get_cash()))
+
+    def capture(s):
+        legs = s.broker.positions_of(s.datas[0])
+        if legs:
+            pos = legs[0]
+            seen.update(
+                pos=(pos.size, pos.entry_price, pos.mark_price, pos.margin),
+                wallet=s.broker.account.wallet_balance,
+                mm=s.broker.account.maintenance_margin(pos),
+                ratio=s.broker.margin_ratio(s.datas[0]),
+                lp=s.broker.liquidation_price(s.datas[0]),
+                bp=s.broker.bankruptcy_price(s.datas[0]),
+            )
+            account = s.broker.account
+            lp = seen["lp"]
+            if lp is not None:
+                mark = pos.mark_price
+                pos.mark_price = lp
+                figures = account.margin_figures(pos)
+                seen["excess_at_lp"] = figures.excess
+                seen["notional_at_lp"] = abs(pos.size) * lp
+                pos.mark_price = mark
+
+    broker, _ = run(
+        {symbol: (bars, dict(leverage=leverage, margin_mode=mode,
+                             frame_extra={"funding_rate": [nan, nan, nan, rate, nan, nan]}))},
+        actions={1: lambda s: order(s, size), 2: lambda s: order(s, round(size * more, 3)),
+                 4: add, 6: capture},
+        cash=2_000.0, exchange=name,
+    )
+    assume("pos" in seen)
+    q, entry, mark, margin = seen["pos"]
+    snap = evaluate(broker.profile, seen["wallet"], [PositionInput(
+        symbol, "long" if q > 0 else "short", abs(q), entry, mark, mode,
+        margin=margin if mode == "isolated" else None, leverage=leverage)])
+    (result,) = snap.positions
+    assert snap.maintenance_margin == pytest.approx(seen["mm"], rel=1e-12, abs=1e-9)
+    assert snap.margin_ratio == pytest.approx(seen["ratio"], rel=1e-12, abs=1e-12)
+    if seen["lp"] is None:
+        assert result.liquidation_price is None
+    else:
+        assert result.liquidation_price == pytest.approx(seen["lp"], rel=1e-12)
+        assert abs(seen["excess_at_lp"]) <= 1e-9 * seen["notional_at_lp"]
+    if seen["bp"] is None:
+        assert result.bankruptcy_price is None
+    else:
+        assert result.bankruptcy_price == pytest.approx(seen["bp"], rel=1e-12)
+
+
+def test_grid_bot_launch_report_is_where_the_broker_liquidates_on_simple():
+    """issue 10 item 10 through the bot itself: a one-interval long grid 60,000–61,000 on
+    `simple`, 10x isolated, investment 301.5 → Q = 301.5 × 10 / (60,000 × 1.005) = 0.05: the
+    launch buys 0.05 at 60,000 (the sell at 61,000 only closes). The launch report's estimate
+    and the broker's liquidation are both 2,850 / 0.049975 = 57,028.51 (it was 54,244 when the
+    estimate used the tier table instead of the used-margin rule)."""
+    from liqbt.strategies import GridStrategy
+
+    import liqbt
+
+    rows = [(60_000.0,) * 4] * 3 + [(60_000.0, 60_000.0, 56_000.0, 56_500.0), (56_500.0,) * 4]
+    frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"],
+                         index=pd.date_range("2024-01-01", periods=len(rows), freq="5min"))
+    frame["volume"] = 1.0
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = liqbt.MarginBroker(exchange="simple", cash=1000)
+    data = bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Minutes, compression=5)
+    cerebro.adddata(data, name="BTCUSDT")
+    cerebro.broker.set_market(data, symbol="BTCUSDT", leverage=10, margin_mode="isolated")
+    cerebro.addstrategy(GridStrategy, lower=60_000, upper=61_000, grids=1, investment=301.5,
+                        leverage=10)
+    strat = cerebro.run()[0]
+    expected = 2_850 / 0.049975
+    assert strat.quantity == pytest.approx(0.05)
+    assert strat.launch_report["estimated_liquidation_price"] == pytest.approx(expected)
+    (liq,) = events_of(cerebro.broker, "liquidation")
+    assert liq.size == pytest.approx(0.05)
+    assert liq.trigger_price == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["binance", "simple"])
+def test_hedge_two_symbol_cross_account_equal_in_account_and_calculator(name):
+    """Hedge mode, two cross symbols, resting orders' margin: the calculator's LP of each symbol
+    (others held at their marks) is the account's. On `simple` the order margin (120) moves
+    both LPs; on binance it is ignored."""
+    profile = load_profile(name)
+    account = Account(profile, 3_000.0, position_mode="hedge")
+    account.hold_order_margin(120.0)
+    account.set_market("BTCUSDT", 20, "cross")
+    account.set_market("ETHUSDT", 10, "cross")
+    account.fill("BTCUSDT", 0.2, 60_000.0, profile.taker_fee, leg="long")
+    account.fill("BTCUSDT", -0.05, 61_000.0, profile.taker_fee, leg="short")
+    account.fill("ETHUSDT", -2.0, 3_000.0, profile.taker_fee, leg="short")
+    account.set_mark("BTCUSDT", 58_000.0)
+    account.set_mark("ETHUSDT", 3_100.0)
+    inputs = [
+        PositionInput("BTCUSDT", "long", 0.2, 60_000.0, 58_000.0, "cross", leverage=20),
+        PositionInput("BTCUSDT", "short", 0.05, 61_000.0, 58_000.0, "cross", leverage=20),
+        PositionInput("ETHUSDT", "short", 2.0, 3_000.0, 3_100.0, "cross", leverage=10),
+    ]
+    snap = evaluate(profile, account.wallet_balance, inputs, "hedge", order_margin=120.0)
+    legs = [("BTCUSDT", "long"), ("BTCUSDT", "short"), ("ETHUSDT", "short")]
+    for result, key in zip(snap.positions, legs, strict=True):
+        pos = account.positions[key]
+        assert result.liquidation_price == pytest.approx(account.liquidation_price(pos)[0])
+        assert result.maintenance_margin == pytest.approx(account.maintenance_margin(pos))
+    figures = account.margin_figures()
+    assert snap.margin_ratio == pytest.approx(figures.margin_ratio)
+    assert snap.order_margin == (120.0 if name == "simple" else 0.0)
+    # the LP solves the trigger: at BTC's LP (ETH at its mark) the excess is 0
+    btc_lp = snap.positions[0].liquidation_price
+    account.set_mark("BTCUSDT", btc_lp)
+    assert account.cross_excess() == pytest.approx(0.0, abs=1e-9 * 0.25 * btc_lp)
+
+
+def test_account_file_order_margin(tmp_path):
+    """``order_margin`` in a calculator account file is the same as ``--order-margin``."""
+    account = tmp_path / "account.toml"
+    account.write_text(
+        'exchange = "simple"\nwallet_balance = 400\norder_margin = 80\n'
+        '[[positions]]\nsymbol = "BTCUSDT"\nside = "long"\nsize = 0.1\nentry_price = 50000\n'
+        'leverage = 50\n', encoding="utf-8")
+    out = calc("--account", str(account))
+    assert out["positions"][0]["liquidation_price"] == pytest.approx(LP_WITH_ORDER)
+    bad = CliRunner().invoke(main, ["calc", "liq-price", "--account", str(account),
+                                    "--order-margin", "-5"])
+    assert bad.exit_code == 1 and "order_margin = -5.0 must be a number >= 0" in bad.output

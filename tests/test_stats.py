@@ -158,3 +158,27 @@ def test_max_drawdown_matches_a_loop(values):
     dd, hours = max_drawdown(np.array(values), stamps)
     assert dd == pytest.approx(worst * 100, abs=1e-9)
     assert 0 <= hours <= len(values) - 1
+
+
+def test_daily_ratios_match_a_pandas_resample():
+    """Hourly bars over ten days: the daily bucketing agrees with pandas' own resample of the
+    same series (last value per UTC day, the initial balance before the first day)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    hours = [T0 + timedelta(hours=i) for i in range(240)]
+    equity = 1000 * np.cumprod(1 + rng.normal(0.0005, 0.01, 240))
+    s = compute_statistics(hours, equity, 1000.0)
+    # bar i's equity is stamped at its end (time + 1 h)
+    series = pd.Series(equity, index=pd.DatetimeIndex(hours) + pd.Timedelta(hours=1))
+    daily = pd.concat([pd.Series([1000.0], index=[pd.Timestamp(T0)]),
+                       series.resample("1D").last()])
+    returns = daily.pct_change().dropna()
+    assert len(returns) == 11  # ten days, the last bar ending at midnight of day eleven
+    assert s.sharpe == pytest.approx(returns.mean() / returns.std(ddof=1) * math.sqrt(365))
+    downside = math.sqrt((returns.clip(upper=0) ** 2).mean())
+    assert s.sortino == pytest.approx(returns.mean() / downside * math.sqrt(365))
+    peak = pd.concat([pd.Series([1000.0]), pd.Series(equity)]).cummax()
+    dd = 1 - pd.concat([pd.Series([1000.0]), pd.Series(equity)]) / peak
+    assert s.max_drawdown_pct == pytest.approx(dd.max() * 100)

@@ -77,3 +77,31 @@ def test_max_leverage_bisection_matches_hand_numbers(tmp_path):
     # LP = (5,000 L + 2.5 L − 10,000) / (0.0996 L) < 40,000  <=>  L < 9.86
     cross = find_max_leverage(cfg, "cross", maximum=20, min_distance_pct=0)
     assert cross.leverage == 9 and cross.failed_at == 10
+
+
+def test_risk_aware_sort_puts_survivors_first():
+    rows = [
+        {"k": 1, "return_pct": 50.0, "outcome": "liquidated"},
+        {"k": 2, "return_pct": 3.0, "outcome": "survived"},
+        {"k": 3, "return_pct": 14.2, "outcome": "bot stopped"},
+        {"k": 4, "return_pct": None, "outcome": "survived"},
+        {"k": 5, "return_pct": 9.0, "outcome": "survived"},
+        {"k": 6, "return_pct": -100.0, "outcome": "wiped out"},
+        {"k": 7, "return_pct": 0.0, "outcome": "not tradable"},
+    ]
+    assert [r["k"] for r in sort_rows(rows)] == [5, 2, 4, 3, 7, 1, 6]
+    assert [r["k"] for r in sort_rows(rows, "return_pct", risk_aware=False)][:2] == [1, 3]
+
+
+def test_heatmap_axes_any_two_swept_keys():
+    from liqbt.core.errors import ValidationError
+    from liqbt.sweep import heatmap_axes
+
+    assert heatmap_axes(None, ["strategy.grids", "leverage", "margin_mode"]) == (
+        "leverage", "margin_mode")
+    assert heatmap_axes(None, ["strategy.grids", "leverage"]) == ("strategy.grids", "leverage")
+    assert heatmap_axes("leverage,strategy.grids", ["strategy.grids", "leverage"]) == (
+        "leverage", "strategy.grids")
+    assert heatmap_axes(None, ["leverage"]) is None
+    with pytest.raises(ValidationError, match="not swept"):
+        heatmap_axes("leverage,balance", ["leverage"])

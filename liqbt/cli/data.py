@@ -197,9 +197,13 @@ def inspect(file: Path, kind: str | None, fmt: str | None, timeframe: str | None
         return
     click.echo(f"first:     {frame.index[0].isoformat()}")
     click.echo(f"last:      {frame.index[-1].isoformat()}")
+    from liqbt.data.quality import funding_rate_warnings, outlier_warnings
+
     if kind == "funding":
         r = frame["funding_rate"]
         click.echo(f"rate:      min {r.min():.6f}  mean {r.mean():.6f}  max {r.max():.6f}")
+        for line in funding_rate_warnings("", frame):
+            click.echo(f"warning:   {line.split(': ', 1)[-1]}")
         return
     tf = frame.attrs.get("timeframe")
     click.echo(f"timeframe: {timeframe_label(tf) if tf is not None else '?'}")
@@ -214,6 +218,8 @@ def inspect(file: Path, kind: str | None, fmt: str | None, timeframe: str | None
     drop = frame["low"] / frame["open"] - 1.0
     worst = drop.idxmin()
     click.echo(f"max drop:  {drop.min():.2%} @ {worst.isoformat()} (single bar, low / open - 1)")
+    for line in outlier_warnings("", frame):
+        click.echo(f"warning:   {line.split(': ', 1)[-1]}")
 
 
 @data.command("list")

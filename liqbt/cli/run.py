@@ -128,7 +128,9 @@ def _result_text(result: Any) -> str:
         f"wiped out         {'yes at ' + str(result.wipeout_time) if result.wiped_out else 'no'}",
     ]
     if result.stopped_reason:
-        out.append(f"strategy stopped  {result.stopped_reason}")
+        when = f" at {result.stopped_time}" if result.stopped_time else ""
+        out.append(f"bot stopped       {result.stopped_kind or 'stop'}{when}: "
+                   f"{result.stopped_reason}")
     out.append(f"liquidations      {result.liquidation_count}")
     if result.liquidations:
         out.append(_table(
@@ -264,12 +266,24 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
     if not as_json and results:
         _warn_data(results[0])
     if as_json:
-        click.echo(json.dumps({"runs": [r.to_dict() for r in results]}))
+        from liqbt.outcome import classify
+
+        click.echo(json.dumps({"runs": [
+            {**r.to_dict(), "outcome": classify(r).outcome,
+             "outcome_reason": classify(r).reason} for r in results]}))
         return
     def first(r: Any, key: str) -> Any:
         return r.liquidations[0][key] if r.liquidations else None
 
+    from liqbt.outcome import classify
+
+    def stop(r: Any) -> Any:
+        return f"{r.stopped_kind} {r.stopped_time or ''}".strip() if r.stopped_kind else None
+
     metrics: list[tuple[str, Callable[[Any], Any]]] = [
+        ("outcome", lambda r: classify(r).outcome),
+        ("why", lambda r: classify(r).reason),
+        ("bot stopped", stop),
         ("final equity (USDT)", lambda r: r.final_equity),
         ("return %", lambda r: r.return_pct),
         ("max drawdown %", lambda r: r.max_drawdown_pct),
@@ -288,6 +302,12 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
     ]
     rows = [[name, *(get(r) for r in results)] for name, get in metrics]
     click.echo(_table(["", *(r.label for r in results)], rows))
+
+
+def _engine_check(engine: str, configs: Sequence[Any]) -> None:
+    from liqbt.executor import resolve_engine
+
+    resolve_engine(engine, configs)
 
 
 def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
@@ -310,10 +330,17 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes (default: CPU count).")
 @click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
+@click.option("--engine", default="auto", show_default=True,
+              help="auto (fast engine when it supports every run), fast or backtrader.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE.csv or FILE.json.")
-@click.option("--sort", "sort_key", default="return_pct", show_default=True,
-              help="Column to sort by (descending).")
+@click.option("--sort", "sort_key", default="risk", show_default=True,
+              help="Order of the rows: survivors first, then bot stopped, not tradable, "
+                   "liquidated, wiped out; within each group by this column descending "
+                   "(risk = return_pct).")
+@click.option("--heatmap", "heatmap", default=None,
+              help="X,Y: the two swept keys of the report's heatmaps (default: leverage,"
+                   "margin_mode when both are swept, else the first two --set keys).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".liqbt-cache",
               show_default=True, help="Per-run result cache (resumes interrupted sweeps).")
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the cache.")
@@ -327,8 +354,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_strict_option
 def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: str | None,
-          out_file: str | None, sort_key: str, cache_dir: str, no_cache: bool,
-          report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
+          engine: str, out_file: str | None, sort_key: str, heatmap: str | None, cache_dir: str,
+          no_cache: bool, report_dir: str | None, run_reports: int, as_json: bool, quiet: bool,
           strict: bool) -> None:
     """Run CONFIG over the cartesian product of every --set."""
     from liqbt import sweep as sw
@@ -341,6 +368,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     problems: list[str] = []
     for check in (
         lambda: sw.check_sort_key(sort_key, list(grid)),
+        lambda: heatmap and sw.heatmap_axes(heatmap, list(grid)),
+        lambda: _engine_check(engine, [p.config for p in points]),
         lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
         lambda: report_dir and check_report_dir(report_dir),
         lambda: scheduler and sw.check_scheduler(scheduler),
@@ -359,7 +388,7 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
             bar.__enter__()
         outcome = _guard(lambda: sw.run_sweep(
             points, workers=workers, scheduler=scheduler,
-            cache_dir=None if no_cache else cache_dir, on_result=tick))
+            cache_dir=None if no_cache else cache_dir, on_result=tick, engine=engine))
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -371,22 +400,26 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
 
         with ReportDir(report_dir) as out:
             pages = _sweep_run_reports(points, rows[:run_reports], out.path, cfg, quiet)
-            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages)
+            axes = sw.heatmap_axes(heatmap, outcome.keys)
+            write_sweep_report(rows, out.path, outcome.keys, run_reports=pages, axes=axes)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
                                "rows": rows}))
         return
-    columns = [*outcome.keys, "return_pct", "max_drawdown_pct", "final_equity", "fees_paid",
-               "funding_paid", "trades", "liquidations", "first_liquidation", "top_ups",
-               "min_liquidation_distance_pct", "wiped_out"]
+    columns = [*outcome.keys, "outcome", "return_pct", "max_drawdown_pct",
+               "min_liquidation_distance_pct", "liquidations", "first_liquidation",
+               "stopped_kind", "stopped_time", "trades", "final_equity", "fees_paid",
+               "funding_paid", "top_ups"]
     click.echo(_table(columns, [[r.get(c) for c in columns] for r in rows]))
-    # runs where the bot never traded: say why (e.g. grid orders below the minimum notional)
+    # every run that did not simply survive: say why (never only in the CSV)
     for r in rows:
-        if not r.get("trades") and r.get("stopped_reason"):
+        if r.get("outcome") not in (None, "survived") and r.get("outcome_reason"):
             where = " ".join(f"{k}={r.get(k)}" for k in outcome.keys)
-            click.echo(f"no trades at {where}: {r['stopped_reason']}")
-    click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache",
-               err=True)
+            click.echo(f"{r['outcome']} at {where}: {r['outcome_reason']}")
+    click.echo("rows: survivors first, then bot stopped, not tradable, liquidated, wiped out; "
+               f"within each by {'return_pct' if sort_key == 'risk' else sort_key}", err=True)
+    click.echo(f"{len(rows)} runs: {outcome.computed} computed, {outcome.cached} from cache; "
+               f"{outcome.engine_reason}", err=True)
 
 
 def _sweep_run_reports(points: Sequence[Any], rows: Sequence[dict[str, Any]], folder: Any,

@@ -11,7 +11,16 @@ backtrader orders and notifications. Money accounting (margin-model §4–7):
 * A liquidation closes at the market (execution) price; the trader is then settled at the
   bankruptcy price and the difference goes to the insurance fund (``insurance_fund`` is the
   running total of what the fund gained). Hence, exactly:
-  ``equity = initial + realized PnL (at execution) − fees − funding − insurance_fund``.
+  ``equity = initial + realized PnL (at execution) − fees − funding − insurance_fund``
+  (a liquidation fee, under ``settlement = "liquidation_price"``, is one of the fees).
+
+Margin figures (margin-model §3–5): the account is the only place that maps a profile's rules
+onto the formulas of :mod:`liqbt.core.margin`, through the :class:`MarginModel` chosen once from
+the profile (:func:`liqbt.core.margin_models.margin_model_for`). MM (:meth:`maintenance_margin`)
+is the exchange's figure; the trigger adds the closing fee (:meth:`closing_fee`) and, where the
+profile says so, resting orders' margin (:meth:`trigger_order_margin`);
+:meth:`margin_figures` returns them together. The calculator (:mod:`liqbt.core.snapshot`) and
+the bots' launch estimates (:mod:`liqbt.core.ladders`) ask a scratch account.
 """
 
 from __future__ import annotations

@@ -84,10 +84,17 @@ def opening_part(size: float, held: float, reduces: bool, netted: bool) -> float
 def reducing_fill(size: float, held: float) -> float:
     """The signed quantity a reducing (reduce-only) order of signed ``size`` may fill against a
     leg holding signed ``held``: the order capped at the position, or 0 when the leg is flat or
-    on the order's side (the order is then cancelled: it would open). Units: base units."""
+    on the order's side (the order is then cancelled: it would open). Units: base units.
+
+    An order that exceeds the leg by float residue only (≤ 1e-9 of its size, e.g. a grid's
+    0.008 close against 0.0079999999999999 accumulated from several fills) fills whole: the
+    account treats that residue as a close, and capping it would leave the order Partial and
+    then Canceled although the trader closed exactly what was filled."""
     if not held or (held > 0) == (size > 0):
         return 0.0
-    return -held if abs(size) > abs(held) else size
+    if abs(size) - abs(held) <= 1e-9 * abs(size):
+        return size
+    return -held
 
 
 def order_margin(opening: float, price: float, leverage: float) -> float:

@@ -104,19 +104,27 @@ def funding_warnings(symbol: str, candles: pd.DataFrame, funding: pd.DataFrame |
             f"{last.isoformat()}, expected ≈ {expected} (one per {timeframe_label(interval)}); "
             f"{expected - len(inside)} missing, funding is not charged there"
         )
-    rate = inside["funding_rate"].to_numpy(dtype="float64")
-    if len(rate):
-        big = np.flatnonzero(np.abs(rate) > MAX_FUNDING)
-        lines += [
-            f"{where}: {inside.index[i].isoformat()} rate {rate[i]:.6g} is above "
-            f"{MAX_FUNDING:g} per event in magnitude" for i in big[:MAX_LINES]
-        ]
-        median = float(np.median(np.abs(rate)))
-        if median > MAX_MEDIAN_FUNDING:
-            lines.append(
-                f"{where}: median |rate| {median:.6g} is {median / 0.0001:.0f}× the usual "
-                "0.0001 (0.01 %) base: rates stored in percent (×100)?"
-            )
+    return lines + funding_rate_warnings(symbol, inside)
+
+
+def funding_rate_warnings(symbol: str, funding: pd.DataFrame) -> list[str]:
+    """Implausible funding rates: single events above :data:`MAX_FUNDING`, and a median far
+    above the usual 0.01 % base (rates stored in percent)."""
+    where = _where(funding, f"{symbol} funding".strip())
+    rate = funding["funding_rate"].to_numpy(dtype="float64")
+    if not len(rate):
+        return []
+    big = np.flatnonzero(np.abs(rate) > MAX_FUNDING)
+    lines = [
+        f"{where}: {funding.index[i].isoformat()} rate {rate[i]:.6g} is above "
+        f"{MAX_FUNDING:g} per event in magnitude" for i in big[:MAX_LINES]
+    ]
+    median = float(np.median(np.abs(rate)))
+    if median > MAX_MEDIAN_FUNDING:
+        lines.append(
+            f"{where}: median |rate| {median:.6g} is {median / 0.0001:.0f}× the usual "
+            "0.0001 (0.01 %) base: rates stored in percent (×100)?"
+        )
     return lines
 
 
@@ -171,6 +179,7 @@ __all__ = [
     "FUNDING_INTERVAL",
     "MAX_FUNDING",
     "OUTLIER_FACTOR",
+    "funding_rate_warnings",
     "funding_warnings",
     "gap_warnings",
     "mark_warnings",
