@@ -101,6 +101,9 @@ def supports(config: RunConfig) -> str | None:
                 f"{'/'.join(sorted(_BOTS))} bots only")
     if len(config.markets) != 1:
         return "several markets: the fast engine runs one symbol"
+    if config.strategy.name == "grid":
+        return ("grid: the bot's line re-sync (refused lines retried, cancelled lines placed "
+                "again) is not mirrored yet")
     if config.markets[0].margin_mode != "isolated":
         return ("cross margin: the fast engine does not yet mirror the joint cross-condition "
                 "walk (margin-model §8)")
