@@ -88,6 +88,13 @@ class MarginTimeline(bt.Analyzer):
                 self.rets[key] = []
             self.rets["symbols"] = {}
         self._datas: list[tuple[Any, str]] = []
+        # bar times as backtrader's float dates, turned into datetimes once in stop()
+        self._times: list[float] = []
+
+    def stop(self) -> None:
+        line = self.strategy.datetime
+        tz = line._tz
+        self.rets["time"] = [bt.num2date(x, tz=tz, naive=True) for x in self._times]
 
     def _bind(self) -> None:
         broker = self.strategy.broker
@@ -109,18 +116,24 @@ class MarginTimeline(bt.Analyzer):
         account = broker.account
         if not self._datas:
             self._bind()
-        self.rets["time"].append(self.strategy.datetime.datetime(0))
+        self._times.append(self.strategy.datetime[0])
         self.rets["equity"].append(account.equity())
         open_legs = list(account.open_positions())
         self.rets["exposed"].append(bool(open_legs))
         ratio = 0.0
+        # each leg's ratio: the cross account's (computed once) or its isolated one
+        leg_ratio: dict[tuple[str, str], float] = {}
         if open_legs:
             # cheap when flat (the common case in sweeps): only computed with a position
-            ratios = [account.margin_ratio()] if any(
-                p.margin_mode == "cross" for p in open_legs) else []
-            ratios += [account.margin_ratio(p) for p in open_legs
-                       if p.margin_mode == "isolated"]
-            ratio = max(ratios, default=0.0)
+            cross_ratio = None
+            for p in open_legs:
+                if p.margin_mode == "cross":
+                    if cross_ratio is None:
+                        cross_ratio = account.margin_ratio()
+                    leg_ratio[(p.symbol, p.leg)] = cross_ratio
+                else:
+                    leg_ratio[(p.symbol, p.leg)] = account.margin_ratio(p)
+            ratio = max(leg_ratio.values())
         self.rets["margin_ratio"].append(ratio)
         if not self.p.detail:
             return
@@ -142,7 +155,7 @@ class MarginTimeline(bt.Analyzer):
             legs = broker.positions_of(data)
             row["size"].append(sum(p.size for p in legs))
             row["margin_ratio"].append(
-                max((account.margin_ratio(p) for p in legs), default=0.0)
+                max((leg_ratio[(p.symbol, p.leg)] for p in legs), default=0.0)
             )
 
 

@@ -45,7 +45,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from liqbt.config import RunConfig
 from liqbt.core.errors import ValidationError
+from liqbt.outputs import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -230,11 +230,7 @@ def _read_cache(path: Path) -> RunResult | None:
 
 def _write_cache(path: Path, result: RunResult) -> None:
     # write-then-rename: an interrupted write never leaves a truncated cache entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result.to_dict(), fh, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result.to_dict(), sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,6 +89,31 @@ class FuturesFeed(bt.feed.DataBase):
         self._n = len(arrays.get("datetime", ()))
         self._i = 0
 
+    def preload(self) -> None:
+        """Fill the line buffers with every bar at once (``array.extend`` per line) instead of
+        backtrader's bar-by-bar ``load`` loop: the same buffers, several times faster. Falls
+        back to the loop whenever a bar could be dropped, delayed or changed on its way in
+        (date filters, filters, a time zone to apply, bounded buffers)."""
+        lines = [self.lines[i] for i in range(self.lines.size())]
+        bulk = (
+            not self._i and not self._tzinput and not self._filters and not self._barstack
+            and not self._barstash and self.fromdate == float("-inf")
+            and self.todate == float("inf") and len(lines) == len(self._cols) + 1
+            and all(line.mode == bt.linebuffer.LineBuffer.UnBounded and line.idx == -1
+                    and not len(line.array) for line in lines)
+        )
+        if not bulk:
+            super().preload()
+            return
+        n = self._n
+        for line, values in [*self._cols, (self._oi, [0.0] * n)]:
+            line.array.extend(values)
+            line.idx += n
+            line.lencount += n
+        self._i = n
+        self._last()
+        self.home()
+
     def _load(self) -> bool:
         i = self._i
         if i >= self._n:

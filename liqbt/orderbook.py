@@ -89,6 +89,7 @@ class OrderBook:
             return self.books
         previous = self.signature
         self.signature = signature
+        reserve_valid = self._reserve_key == (previous, self.account.version)
         self._reserve_key = None
         if previous and signature[2] != previous[2]:
             self.books, self.index = {}, {}
@@ -96,13 +97,24 @@ class OrderBook:
             getattr(pending[previous[0] - 1], "ref", None) == previous[1]
         ):
             # only appended since (the usual case: orders accepted): index the tail alone
+            total = self._reserve_total
             for i in range(previous[0], signature[0]):
                 order = pending[i]
                 if order is not None and order.alive() and order.ref not in self.index:
+                    # the running sum stays the loop's sum (same terms, same order) only when
+                    # the order joins the last book, at its end
+                    reserve_valid = reserve_valid and (
+                        not self.books or order.data is next(reversed(self.books))
+                    )
                     self.index[order.ref] = order
                     self._add(order)
                     if order.valid:
                         self.valid_orders.append(order)
+                    if reserve_valid:
+                        total += self._reserve_of(self.books[order.data].reserve[order.ref])
+            if reserve_valid:
+                self._reserve_key = (signature, self.account.version)
+                self._reserve_total = total
             return self.books
         alive = {o.ref: o for o in pending if o is not None and o.alive()}
         index = self.index
@@ -169,18 +181,20 @@ class OrderBook:
         books = self.refresh(pending)
         key = (self.signature, self.account.version)
         if self._reserve_key != key:
-            positions = self.account.positions
             total = 0.0
             for book in books.values():
-                for order, symbol, leg, reduces, price, leverage in book.reserve.values():
-                    if not order.active():
-                        continue  # a bracket child reserves nothing until its parent fills
-                    pos = positions.get((symbol, leg))
-                    opening = core_orders.opening_part(
-                        order.executed.remsize, pos.size if pos is not None else 0.0, reduces,
-                        leg == "net",
-                    )
-                    if opening:
-                        total += core_orders.order_margin(opening, price, leverage)
+                for entry in book.reserve.values():
+                    total += self._reserve_of(entry)
             self._reserve_key, self._reserve_total = key, total
         return self._reserve_total
+
+    def _reserve_of(self, entry: tuple[Any, str, str, bool, float, float]) -> float:
+        """One resting order's reserved margin (USDT; 0 for what only reduces)."""
+        order, symbol, leg, reduces, price, leverage = entry
+        if not order.active():
+            return 0.0  # a bracket child reserves nothing until its parent fills
+        pos = self.account.positions.get((symbol, leg))
+        opening = core_orders.opening_part(
+            order.executed.remsize, pos.size if pos is not None else 0.0, reduces, leg == "net",
+        )
+        return core_orders.order_margin(opening, price, leverage) if opening else 0.0

@@ -18,6 +18,7 @@ The rules, first match wins:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +87,51 @@ def not_tradable(reason: str) -> Classified:
     return Classified(NOT_TRADABLE, reason)
 
 
+def _first_liquidation(result: Any, key: str) -> Any:
+    return result.liquidations[0][key] if result.liquidations else None
+
+
+def _stop(result: Any) -> Any:
+    if not result.stopped_kind:
+        return None
+    return f"{result.stopped_kind} {result.stopped_time or ''}".strip()
+
+
+def _stat(name: str) -> Callable[[Any], Any]:
+    return lambda r: getattr(r.statistics, name) if r.statistics else None
+
+
+#: the rows of a side-by-side comparison of runs (``liqbt compare`` in the terminal and in its
+#: report): a label and how to read it off a :class:`~liqbt.runner.RunResult`
+COMPARE_METRICS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("outcome", lambda r: classify(r).outcome),
+    ("why", lambda r: classify(r).reason),
+    ("bot stopped", _stop),
+    ("final equity (USDT)", lambda r: r.final_equity),
+    ("return %", lambda r: r.return_pct),
+    ("max drawdown %", lambda r: r.max_drawdown_pct),
+    ("Sharpe", _stat("sharpe")),
+    ("win rate % (net)", _stat("win_rate_pct")),
+    ("fees (USDT)", lambda r: r.fees_paid),
+    ("funding (USDT, + = paid)", lambda r: r.funding_paid),
+    ("liquidations", lambda r: r.liquidation_count),
+    ("first liquidation (UTC)", lambda r: _first_liquidation(r, "time")),
+    ("first liq. price", lambda r: _first_liquidation(r, "trigger_price")),
+    ("liquidation loss (USDT)", lambda r: sum(q["loss"] for q in r.liquidations)),
+    ("top-ups", lambda r: len(r.top_ups)),
+    ("closest to liq. %", lambda r: r.min_liquidation_distance_pct),
+    ("trades", lambda r: len(r.trades)),
+    ("wiped out", lambda r: r.wiped_out),
+)
+
+
+def compare_rows(results: Sequence[Any]) -> list[list[Any]]:
+    """One row per :data:`COMPARE_METRICS` entry: the label, then each run's value."""
+    return [[name, *(get(r) for r in results)] for name, get in COMPARE_METRICS]
+
+
 __all__ = [
+    "COMPARE_METRICS",
     "LIQUIDATED",
     "NOT_TRADABLE",
     "OUTCOMES",
@@ -96,5 +141,6 @@ __all__ = [
     "WIPED_OUT",
     "Classified",
     "classify",
+    "compare_rows",
     "not_tradable",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from liqbt.outcome import compare_rows
 from liqbt.runner import RunResult
 from liqbt.stats import drawdown
 
@@ -818,25 +819,10 @@ def write_compare_report(results: Sequence[RunResult], directory: str | Path,
     run's own report (``run_reports``, same order as ``results``)."""
     out = _target(directory)
     links = [run_link(p, out.parent) for p in run_reports or []]
-    metrics: list[tuple[str, Any]] = [
-        ("final equity (USDT)", lambda r: r.final_equity),
-        ("return %", lambda r: r.return_pct),
-        ("max drawdown %", lambda r: r.max_drawdown_pct),
-        ("Sharpe", lambda r: r.statistics.sharpe if r.statistics else None),
-        ("win rate % (net)", lambda r: r.statistics.win_rate_pct if r.statistics else None),
-        ("fees (USDT)", lambda r: r.fees_paid),
-        ("funding (USDT, + = paid)", lambda r: r.funding_paid),
-        ("liquidations", lambda r: r.liquidation_count),
-        ("first liquidation (UTC)", lambda r: r.liquidations[0]["time"]
-         if r.liquidations else None),
-        ("top-ups", lambda r: len(r.top_ups)),
-        ("closest to liq. %", lambda r: r.min_liquidation_distance_pct),
-        ("wiped out", lambda r: r.wiped_out),
-    ]
     rows: list[list[Any]] = []
     if links:
         rows.append(["report", *(Link("open", h) for h in links)])
-    rows += [[name, *(get(r) for r in results)] for name, get in metrics]
+    rows += compare_rows(results)
     body = html_table(["", *(r.label for r in results)], rows, "compare")
     return _write(out, html_page(title, body))
 

@@ -81,9 +81,12 @@ def _survival_heatmap(study: Any, mode: str) -> Any:
 
 
 def write_survival_report(study: Any, directory: str | Path, every: str, horizon: str,
-                          title: str = "liqbt survival") -> Path:
+                          title: str = "liqbt survival",
+                          links: Mapping[tuple[str, str, float], str] | None = None) -> Path:
     """``index.html``: survival probability per leverage and mode, the worst start dates,
-    one start date × leverage heatmap per margin mode and every run."""
+    one start date × leverage heatmap per margin mode and every run; ``links`` maps
+    ``(start, margin mode, leverage)`` to a run report (relative href) shown in the worst
+    start dates and on that run's row."""
     from bokeh.embed import components
     from bokeh.layouts import column
 
@@ -100,16 +103,26 @@ def write_survival_report(study: Any, directory: str | Path, every: str, horizon
         [[c.margin_mode, f"{c.leverage:g}x", c.runs, c.tradable, c.survived, c.liquidated,
           c.wiped_out, c.stopped, c.survival_pct, c.median_hours_to_liquidation,
           c.worst_distance_pct, c.mean_return_pct] for c in study.cells], "cells")
+    links = links or {}
+
+    def reports(start: str) -> Any:
+        # the first failed run of that start (others are linked from their rows below)
+        found = [(mode, lev, href) for (s, mode, lev), href in links.items() if s == start]
+        return Link(f"{found[0][0]} {found[0][1]:g}x", found[0][2]) if found else None
+
     body += "<h2>Worst start dates</h2>" + html_table(
-        ["start", "failed runs", "runs", "lowest failing leverage", "mean return %"],
+        ["start", "failed runs", "runs", "lowest failing leverage", "mean return %",
+         "run report"],
         [[w["start"], w["failed"], w["runs"], w["lowest_failing_leverage"],
-          w["mean_return_pct"]] for w in study.worst_starts], "worst")
+          w["mean_return_pct"], reports(w["start"])] for w in study.worst_starts], "worst")
     script, div = components(column(*[_survival_heatmap(study, m) for m in modes]))
     body += f"<h2>Survival map</h2><p>{legend}</p>" + div + script
     body += "<h2>Runs</h2>" + html_table(
         ["start", "end", "margin mode", "leverage", "outcome", "reason", "h to liq.",
          "closest to liq. %", "return %"],
-        [[r.start, r.end, r.margin_mode, f"{r.leverage:g}x", r.outcome, r.reason,
+        [[Link(r.start, links[(r.start, r.margin_mode, r.leverage)])
+          if (r.start, r.margin_mode, r.leverage) in links else r.start,
+          r.end, r.margin_mode, f"{r.leverage:g}x", r.outcome, r.reason,
           r.hours_to_liquidation, r.min_distance_pct, r.return_pct] for r in study.runs],
         "runs")
     return _write(out, html_page(title, body, bokeh=True))

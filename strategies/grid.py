@@ -139,6 +139,9 @@ class GridStrategy(MarginAwareStrategy):
         self._start_level = 0
         self._launch_price = 0.0
         self._prev_close: float | None = None
+        # False after any change of the grid's state; True once a resync found every wanted
+        # line holding its order and no stray order: then the next bars need no resync
+        self._in_sync = False
 
     # --- life cycle ----------------------------------------------------------------------
     def next(self) -> None:
@@ -151,24 +154,31 @@ class GridStrategy(MarginAwareStrategy):
                 self._launch(close)
             return
         self._check_exits(close)
-        if self.stopped_reason is None:
+        if self.stopped_reason is None and not self._in_sync:
             self.resync(close)
 
     def resync(self, close: float) -> None:
         """Place the order of every line of the grid's state that holds none (cancelled or
         refused), when it is a resting order at ``close``; cancel live grid orders no line
-        wants."""
+        wants.
+
+        Skipped while the state is in sync (nothing changed since a resync that had nothing
+        to do): the result would be the same, and the per-bar cost stays flat."""
+        clean = True
         for ref, (level, _) in list(self._grid_orders.items()):
             if self.wanted.get(level) is None or self._line_order.get(level) != ref:
+                clean = False
                 order = self.live_orders.get(ref)
                 if order is not None:
                     self.cancel_order(order)
         for level, (buy, pair_ref) in sorted(self.wanted.items()):
             if level in self._line_order:
                 continue
+            clean = False
             price = self.levels[level]
             if (buy and price < close) or (not buy and price > close):
                 self._submit(level, buy, pair_ref)
+        self._in_sync = clean
 
     def missing_lines(self) -> list[int]:
         """Lines of the grid's state holding no live order right now."""
@@ -249,12 +259,14 @@ class GridStrategy(MarginAwareStrategy):
         return level < self._start_level if buy else level > self._start_level
 
     def _place_grid(self, level: int, buy: bool, pair_ref: int | None = None) -> None:
+        self._in_sync = False
         if self.stopped_reason is not None:
             return
         self.wanted[level] = (buy, pair_ref)
         self._submit(level, buy, pair_ref)
 
     def _submit(self, level: int, buy: bool, pair_ref: int | None) -> None:
+        self._in_sync = False
         opening = self._is_opening(level, buy)
         size = self.quantity if buy else -self.quantity
         # pair_ref: the fill this counter-order answers (trade lists match the pair on it)
@@ -265,6 +277,7 @@ class GridStrategy(MarginAwareStrategy):
         self._line_order[level] = order.ref
 
     def on_fill(self, order: bt.Order) -> None:
+        self._in_sync = False
         info = self._grid_orders.pop(order.ref, None)
         if info is None:
             return  # the launch market order or a closing order
@@ -283,6 +296,7 @@ class GridStrategy(MarginAwareStrategy):
             self._place_grid(counter, not buy, pair_ref=order.ref)
 
     def on_cancel(self, order: bt.Order) -> None:
+        self._in_sync = False
         # the line stays in the grid's state: resync places it again
         info = self._grid_orders.pop(order.ref, None)
         if info is not None and self._line_order.get(info[0]) == order.ref:
@@ -291,6 +305,7 @@ class GridStrategy(MarginAwareStrategy):
     def on_refused(self, order_ref: int | None, reason: str) -> bool:
         """A refused grid line is retried on later bars (see the module docstring); a refused
         launch or closing market order stops the bot."""
+        self._in_sync = False
         if order_ref in self._refused_refs:
             return True
         info = self._grid_orders.pop(order_ref, None) if order_ref is not None else None

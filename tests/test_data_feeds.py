@@ -244,3 +244,42 @@ def test_add_resampled_refuses_finer() -> None:
     cerebro.adddata(fine)
     with pytest.raises(ValidationError):
         add_resampled(cerebro, fine, "5m")
+
+
+class _LoopPreload(FuturesFeed):
+    """The same feed loaded bar by bar (backtrader's own ``preload`` loop)."""
+
+    def preload(self) -> None:
+        bt.feed.DataBase.preload(self)
+
+
+def _twin(feed: FuturesFeed) -> FuturesFeed:
+    kwargs = {k: v for k, v in feed.p._getkwargs().items() if k != "arrays"}
+    return _LoopPreload(arrays=feed.p.arrays, **kwargs)
+
+
+def _same(x: object, y: object) -> bool:
+    return x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+
+
+def test_bulk_preload_fills_the_same_buffers_as_the_bar_loop() -> None:
+    """The bulk preload is an optimisation only: every line (values, NaN funding included),
+    its index and length equal backtrader's bar-by-bar load, and a run sees the same bars."""
+    candles = make_candles(60)
+    funding = pd.DataFrame({"funding_rate": [0.0001]}, index=pd.DatetimeIndex([T0], name="date"))
+    fast = make_feed(candles, funding=funding)
+    slow = _twin(fast)
+    for feed in (fast, slow):
+        bt.Cerebro().adddata(feed)
+        feed._start()
+        feed.preload()
+    assert fast.lines.size() == slow.lines.size() == 12
+    for i in range(fast.lines.size()):
+        a, b = fast.lines[i], slow.lines[i]
+        assert (a.idx, a.lencount, len(a.array)) == (b.idx, b.lencount, len(b.array)) == (-1, 0, 60)
+        assert np.array_equal(np.asarray(a.array), np.asarray(b.array), equal_nan=True)
+    fresh = make_feed(candles, funding=funding)
+    rows, loop_rows = run(fresh).rows, run(_twin(fresh)).rows
+    assert len(rows) == len(loop_rows) == 60
+    assert all(_same(x, y) for r, q in zip(rows, loop_rows, strict=True)
+               for x, y in zip(r, q, strict=True))

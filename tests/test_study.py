@@ -107,6 +107,11 @@ def test_survival_cli_report_and_dask_identical(hold, tmp_path):
     assert "worst start dates" in res.output and "survival %" in res.output
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "survival-isolated" in page and "Bokeh" in page and "<script src=" not in page
+    # the failed runs of the worst start dates are linked to their own full run reports
+    linked = sorted(p.name for p in (tmp_path / "rep").glob("run-*.html"))
+    assert linked and all(f"href='{name}'" in page for name in linked)
+    first = (tmp_path / "rep" / linked[0]).read_text()
+    assert "liquidat" in first.lower() and "<script src=" not in first
     local = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:

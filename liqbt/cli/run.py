@@ -168,8 +168,9 @@ def _bot_lines(bot: dict[str, Any]) -> list[str]:
     return out
 
 
-def _check_outputs(checks: Sequence[Callable[[], Any]]) -> None:
-    """Run every output-path check; one CLI error listing all their problems."""
+def precheck(checks: Sequence[Callable[[], Any]]) -> None:
+    """Run every check that could otherwise only fail after the work (output paths, sort keys,
+    engines, schedulers...); one CLI error listing all their problems, before any run."""
     problems: list[str] = []
     for check in checks:
         try:
@@ -203,7 +204,7 @@ def run(config: str, as_json: bool, report_dir: str | None, trades_csv: str | No
 
     cfg = _load(config, strict)
     # output paths are checked before the run (all problems at once), not after it
-    _check_outputs([lambda: report_dir and check_report_dir(report_dir),
+    precheck([lambda: report_dir and check_report_dir(report_dir),
                     lambda: trades_csv and check_output_file(trades_csv, (".csv",),
                                                              "--trades-csv")])
     result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
@@ -245,7 +246,7 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
     cfg = _load(config, strict)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     levs = _csv(leverages, float, "--leverage") or [cfg.leverage]
-    _check_outputs([lambda: report_dir and check_report_dir(report_dir)])
+    precheck([lambda: report_dir and check_report_dir(report_dir)])
     results = []
     for lev in levs:
         for mode in modes:
@@ -272,35 +273,9 @@ def compare(config: str, margin_modes: str, leverages: str | None, as_json: bool
             {**r.to_dict(), "outcome": classify(r).outcome,
              "outcome_reason": classify(r).reason} for r in results]}))
         return
-    def first(r: Any, key: str) -> Any:
-        return r.liquidations[0][key] if r.liquidations else None
+    from liqbt.outcome import compare_rows
 
-    from liqbt.outcome import classify
-
-    def stop(r: Any) -> Any:
-        return f"{r.stopped_kind} {r.stopped_time or ''}".strip() if r.stopped_kind else None
-
-    metrics: list[tuple[str, Callable[[Any], Any]]] = [
-        ("outcome", lambda r: classify(r).outcome),
-        ("why", lambda r: classify(r).reason),
-        ("bot stopped", stop),
-        ("final equity (USDT)", lambda r: r.final_equity),
-        ("return %", lambda r: r.return_pct),
-        ("max drawdown %", lambda r: r.max_drawdown_pct),
-        ("Sharpe", lambda r: r.statistics.sharpe if r.statistics else None),
-        ("win rate % (net)", lambda r: r.statistics.win_rate_pct if r.statistics else None),
-        ("fees (USDT)", lambda r: r.fees_paid),
-        ("funding (USDT)", lambda r: r.funding_paid),
-        ("liquidations", lambda r: r.liquidation_count),
-        ("first liquidation (UTC)", lambda r: first(r, "time")),
-        ("first liq. price", lambda r: first(r, "trigger_price")),
-        ("liquidation loss (USDT)", lambda r: sum(q["loss"] for q in r.liquidations)),
-        ("top-ups", lambda r: len(r.top_ups)),
-        ("closest to liq. %", lambda r: r.min_liquidation_distance_pct),
-        ("trades", lambda r: len(r.trades)),
-        ("wiped out", lambda r: r.wiped_out),
-    ]
-    rows = [[name, *(get(r) for r in results)] for name, get in metrics]
+    rows = compare_rows(results)
     click.echo(_table(["", *(r.label for r in results)], rows))
 
 
@@ -365,21 +340,14 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
     grid = _parse_sets(sets)
     points = _guard(lambda: sw.expand(cfg, grid))
     # every option that could only fail after the sweep is checked now, all problems at once
-    problems: list[str] = []
-    for check in (
+    precheck([
         lambda: sw.check_sort_key(sort_key, list(grid)),
         lambda: heatmap and sw.heatmap_axes(heatmap, list(grid)),
         lambda: _engine_check(engine, [p.config for p in points]),
         lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES),
         lambda: report_dir and check_report_dir(report_dir),
         lambda: scheduler and sw.check_scheduler(scheduler),
-    ):
-        try:
-            check()
-        except ValidationError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise click.ClickException(str(ValidationError(problems)))
+    ])
     show = not quiet and not as_json and sys.stderr.isatty()
     bar = click.progressbar(length=len(points), label="sweep", file=sys.stderr) if show else None
     tick = (lambda _i, _row: bar.update(1)) if bar is not None else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from liqbt.cli.run import _csv, _guard, _load, _modes, _table
+from liqbt.cli.run import _csv, _guard, _load, _modes, _table, precheck
 from liqbt.core.errors import ValidationError
 
 
@@ -35,18 +35,6 @@ def _exec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         fn = opt(fn)
     return fn
-
-
-def _precheck(checks: list[Callable[[], Any]]) -> None:
-    """Run every check, report every problem at once (before any run)."""
-    problems: list[str] = []
-    for check in checks:
-        try:
-            check()
-        except ValidationError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise click.ClickException(str(ValidationError(problems)))
 
 
 def _common_checks(configs: list[Any], engine: str, scheduler: str | None,
@@ -99,7 +87,7 @@ def max_leverage(config: str, margin_modes: str, leverages: str | None, maximum:
     cfg = _load(config)
     modes = _modes(margin_modes) or [cfg.margin_mode]
     cands = _csv(leverages, float, "--leverage")
-    _precheck(_common_checks([cfg], engine, scheduler, report_dir))
+    precheck(_common_checks([cfg], engine, scheduler, report_dir))
     quiet = quiet or as_json
 
     def tick(done: int, total: int, s: Any) -> None:
@@ -160,6 +148,30 @@ def _ladder_report(cfg: Any, found: list[Any], report_dir: str) -> Any:
         return write_ladder_report(found, out.path, links=links)
 
 
+def _survival_run_reports(cfg: Any, study: Any, folder: Any) -> dict[tuple[str, str, float], str]:
+    """Full run reports (run again with per-bar detail) of the failed runs at each worst start
+    date's lowest failing leverage; maps ``(start, margin mode, leverage)`` to the file name."""
+    from liqbt.cli.run import _run
+    from liqbt.outcome import LIQUIDATED, STOPPED, WIPED_OUT
+    from liqbt.report import write_run_report
+
+    links: dict[tuple[str, str, float], str] = {}
+    for worst in study.worst_starts:
+        lev = worst["lowest_failing_leverage"]
+        for r in study.runs:
+            if (r.start, r.leverage) != (worst["start"], lev) or r.outcome not in (
+                    LIQUIDATED, WIPED_OUT, STOPPED):
+                continue
+            variant = _guard(lambda r=r: cfg.with_overrides(
+                {"start": r.start, "end": r.end, "leverage": r.leverage,
+                 "margin_mode": r.margin_mode}))
+            name = f"run-{r.start[:10]}-{r.margin_mode}-{r.leverage:g}x.html"
+            write_run_report(_run(variant, timeline=True, quiet=True), folder / name,
+                             cfg.account.warning_threshold)
+            links[(r.start, r.margin_mode, r.leverage)] = name
+    return links
+
+
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--leverage", "leverages", default="1,2,3,5,10,20", show_default=True,
@@ -188,7 +200,7 @@ def survival(config: str, leverages: str, margin_modes: str | None, every: str, 
     if not levs:
         raise click.BadParameter("give at least one leverage", param_hint="--leverage")
     modes = _modes(margin_modes) or [cfg.margin_mode]
-    _precheck([*_common_checks([cfg], engine, scheduler, report_dir),
+    precheck([*_common_checks([cfg], engine, scheduler, report_dir),
                lambda: st.parse_duration(every, "--every"),
                lambda: st.parse_duration(horizon, "--horizon"),
                lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES)])
@@ -210,7 +222,8 @@ def survival(config: str, leverages: str, margin_modes: str | None, every: str, 
         from liqbt.study_report import write_survival_report
 
         with ReportDir(report_dir) as out:
-            write_survival_report(result, out.path, every, horizon)
+            links = _survival_run_reports(cfg, result, out.path)
+            write_survival_report(result, out.path, every, horizon, links=links)
     if as_json:
         click.echo(json.dumps({"engine": result.engine,
                                "cells": [c.to_dict() for c in result.cells],
@@ -289,7 +302,7 @@ def optimize(config: str, params: tuple[str, ...], objective: str,
         if problems:
             raise ValidationError(problems)
 
-    _precheck([parse_all, *_common_checks([cfg], engine, scheduler, report_dir),
+    precheck([parse_all, *_common_checks([cfg], engine, scheduler, report_dir),
                lambda: out_file and check_output_file(out_file, sw.ROW_SUFFIXES)])
     quiet = quiet or as_json
 
