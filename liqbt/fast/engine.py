@@ -346,13 +346,14 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
     initial = float(config.account.balance)
     wiped = bool(stats[2])
     distance = float(st[fm.MIND])
-    equity_list = [float(x) for x in eq]
+    equity_list = eq.tolist()
+    bar_times = times.astype("datetime64[us]").tolist()
     distance_pct = distance * 100 if math.isfinite(distance) else None
     statistics = compute_statistics(
-        data.times, equity_list, initial, final, trades,
+        times, eq, initial, final, trades,
         benchmark_close=[float(data.close[0]), float(data.close[-1])] if data.bars else None,
-        exposed=[bool(x) for x in ex],
-        margin_ratio=[float(x) for x in mr],
+        exposed=ex,
+        margin_ratio=mr,
         warning_threshold=config.account.warning_threshold,
         fees_paid=float(st[fm.FEES]), funding_paid=float(st[fm.FUND]),
         liquidations=len(liquidations), top_ups=len(top_ups),
@@ -390,7 +391,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
         warning_threshold=config.account.warning_threshold,
         statistics=statistics,
         bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL])),
-        timeline={"time": [dt(i) for i in range(data.bars)], "equity": equity_list},
+        timeline={"time": bar_times, "equity": equity_list},
         fills=fill_rows,
         launch_report={},
         engine="fast",
