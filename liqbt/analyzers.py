@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -209,89 +210,11 @@ class Trades(bt.Analyzer):
 
     def stop(self) -> None:
         broker = self.strategy.broker
-        trades: list[dict[str, Any]] = []
-        # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
-        lots: dict[tuple[str, str], list[list[Any]]] = {}
-        last: dict[tuple[str, str], dict[str, Any]] = {}
-        for e in getattr(broker, "events", []):
-            if isinstance(e, ev.Liquidation):
-                trip = last.get((e.symbol, e.leg))
-                if trip is not None and trip["reason"] == "liquidation":
-                    sign = 1.0 if trip["side"] == "long" else -1.0
-                    trip["exit_price"] = float(e.settlement_price)
-                    trip["pnl"] = sign * trip["size"] * (e.settlement_price - trip["entry_price"])
-                continue
-            if not isinstance(e, ev.Fill) or not e.size:
-                continue
-            key = (e.symbol, e.leg)
-            book = lots.setdefault(key, [])
-            qty = float(e.size)
-            fee_unit = float(e.fee) / abs(qty)
-            closing = bool(book) and (book[0][1] > 0) != (qty > 0)
-            info = {} if e.order_ref is None else self._info.get(e.order_ref, {})
-            if closing and info.get("pair_ref") is not None:
-                # a grid counter-order closes the lot of the fill it answers first, so its
-                # round trip is the grid's matched pair (not the oldest lot)
-                at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
-                book.insert(0, book.pop(at))
-            if closing:
-                want = abs(qty)
-                matched = notional = fees = 0.0
-                first_time = book[0][0]
-                side = "long" if book[0][1] > 0 else "short"
-                while book and want > 1e-12:
-                    lot = book[0]
-                    take = min(want, abs(lot[1]))
-                    matched += take
-                    notional += take * lot[2]
-                    fees += take * lot[3]
-                    want -= take
-                    lot[1] -= take if lot[1] > 0 else -take
-                    if abs(lot[1]) <= 1e-12:
-                        book.pop(0)
-                entry = notional / matched
-                sign = 1.0 if side == "long" else -1.0
-                trip = {
-                    "symbol": e.symbol,
-                    "side": side,
-                    "size": round(matched, 12),
-                    "entry_time": iso(first_time),
-                    "entry_price": entry,
-                    "exit_time": iso(e.time),
-                    "exit_price": float(e.price),
-                    "pnl": sign * matched * (float(e.price) - entry),
-                    "fees": fees + matched * fee_unit,
-                    "reason": "liquidation" if e.liquidation else _reason(info),
-                }
-                trades.append(trip)
-                last[key] = trip
-                rest = want if qty > 0 else -want
-            else:
-                rest = qty
-            if abs(rest) > 1e-12:
-                book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
         account = getattr(broker, "account", None)
-        for (symbol, leg), book in lots.items():
-            if not book:
-                continue
-            size = sum(abs(lot[1]) for lot in book)
-            pos = account.positions.get((symbol, leg)) if account is not None else None
-            mark = float(pos.mark_price) if pos is not None and pos.mark_price else math.nan
-            sign = 1.0 if book[0][1] > 0 else -1.0
-            entry = sum(abs(lot[1]) * lot[2] for lot in book) / size
-            trades.append({
-                "symbol": symbol,
-                "side": "long" if sign > 0 else "short",
-                "size": round(size, 12),
-                "entry_time": iso(book[0][0]),
-                "entry_price": entry,
-                "exit_time": None,
-                "exit_price": None,
-                "pnl": sign * size * (mark - entry) if math.isfinite(mark) else 0.0,
-                "fees": sum(abs(lot[1]) * lot[3] for lot in book),
-                "reason": "open",
-            })
-        self.rets["trades"] = trades
+        marks = {} if account is None else {
+            key: float(pos.mark_price) for key, pos in account.positions.items()
+        }
+        self.rets["trades"] = round_trips(getattr(broker, "events", []), self._info, marks)
 
 
 class Progress(bt.Analyzer):
@@ -330,3 +253,97 @@ class Progress(bt.Analyzer):
 
 
 __all__ = ["Liquidations", "MarginTimeline", "Progress", "Trades", "iso"]
+
+
+def round_trips(
+    events: Iterable[ev.Event],
+    info_by_ref: Mapping[int, Mapping[str, Any]],
+    marks: Mapping[tuple[str, str], float],
+) -> list[dict[str, Any]]:
+    """Round trips of a run's fill and liquidation events, by the rule of :class:`Trades`.
+
+    ``info_by_ref`` is the ``order.info`` of each order ref (reason, grid ``pair_ref``),
+    ``marks`` the last mark per ``(symbol, leg)`` (for lots still open). Shared by the
+    :class:`Trades` analyzer and the fast engine (:mod:`liqbt.fast`).
+    """
+    trades: list[dict[str, Any]] = []
+    # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
+    lots: dict[tuple[str, str], list[list[Any]]] = {}
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in events:
+        if isinstance(e, ev.Liquidation):
+            trip = last.get((e.symbol, e.leg))
+            if trip is not None and trip["reason"] == "liquidation":
+                sign = 1.0 if trip["side"] == "long" else -1.0
+                trip["exit_price"] = float(e.settlement_price)
+                trip["pnl"] = sign * trip["size"] * (e.settlement_price - trip["entry_price"])
+            continue
+        if not isinstance(e, ev.Fill) or not e.size:
+            continue
+        key = (e.symbol, e.leg)
+        book = lots.setdefault(key, [])
+        qty = float(e.size)
+        fee_unit = float(e.fee) / abs(qty)
+        closing = bool(book) and (book[0][1] > 0) != (qty > 0)
+        info = {} if e.order_ref is None else info_by_ref.get(e.order_ref, {})
+        if closing and info.get("pair_ref") is not None:
+            # a grid counter-order closes the lot of the fill it answers first, so its
+            # round trip is the grid's matched pair (not the oldest lot)
+            at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
+            book.insert(0, book.pop(at))
+        if closing:
+            want = abs(qty)
+            matched = notional = fees = 0.0
+            first_time = book[0][0]
+            side = "long" if book[0][1] > 0 else "short"
+            while book and want > 1e-12:
+                lot = book[0]
+                take = min(want, abs(lot[1]))
+                matched += take
+                notional += take * lot[2]
+                fees += take * lot[3]
+                want -= take
+                lot[1] -= take if lot[1] > 0 else -take
+                if abs(lot[1]) <= 1e-12:
+                    book.pop(0)
+            entry = notional / matched
+            sign = 1.0 if side == "long" else -1.0
+            trip = {
+                "symbol": e.symbol,
+                "side": side,
+                "size": round(matched, 12),
+                "entry_time": iso(first_time),
+                "entry_price": entry,
+                "exit_time": iso(e.time),
+                "exit_price": float(e.price),
+                "pnl": sign * matched * (float(e.price) - entry),
+                "fees": fees + matched * fee_unit,
+                "reason": "liquidation" if e.liquidation else _reason(info),
+            }
+            trades.append(trip)
+            last[key] = trip
+            rest = want if qty > 0 else -want
+        else:
+            rest = qty
+        if abs(rest) > 1e-12:
+            book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
+    for (symbol, leg), book in lots.items():
+        if not book:
+            continue
+        size = sum(abs(lot[1]) for lot in book)
+        mark = marks.get((symbol, leg)) or math.nan
+        sign = 1.0 if book[0][1] > 0 else -1.0
+        entry = sum(abs(lot[1]) * lot[2] for lot in book) / size
+        trades.append({
+            "symbol": symbol,
+            "side": "long" if sign > 0 else "short",
+            "size": round(size, 12),
+            "entry_time": iso(book[0][0]),
+            "entry_price": entry,
+            "exit_time": None,
+            "exit_price": None,
+            "pnl": sign * size * (mark - entry) if math.isfinite(mark) else 0.0,
+            "fees": sum(abs(lot[1]) * lot[3] for lot in book),
+            "reason": "open",
+        })
+    return trades

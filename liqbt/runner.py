@@ -52,6 +52,8 @@ class RunResult:
         outliers, funding magnitude), one line each naming the file.
     min_liquidation_distance_pct
         Closest the mark came to a liquidation price, in % (``None`` without positions).
+    engine
+        ``backtrader`` (MarginBroker) or ``fast`` (:mod:`liqbt.fast`).
     warning_threshold
         The account's margin-ratio warning threshold (fraction; reports draw it).
     statistics

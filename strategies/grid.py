@@ -233,7 +233,8 @@ class GridStrategy(MarginAwareStrategy):
             f"{leverage:g}x, estimated LP {lp_text}"
         )
         min_notional = market.spec.min_notional
-        if self.quantity * self.levels[0] < min_notional:
+        # a quantity that rounds to nothing cannot be sent (backtrader returns no order)
+        if self.quantity <= 0 or self.quantity * self.levels[0] < min_notional:
             self.stop_bot(
                 f"quantity per grid {self.quantity:g} × lowest line {self.levels[0]:g} is below "
                 f"the minimum order value {min_notional:g} USDT: raise investment or leverage, "

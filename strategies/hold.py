@@ -139,7 +139,8 @@ class HoldStrategy(MarginAwareStrategy):
             }
             plans.append((data, plan))
             min_notional = market.spec.min_notional
-            if size * close < min_notional:
+            # a size that rounds to nothing cannot be sent (backtrader returns no order)
+            if size <= 0 or size * close < min_notional:
                 prefix = f"{symbol}: " if len(feeds) > 1 else ""
                 too_small.append(
                     f"{prefix}{size:g} × {close:g} is below the minimum order value "

@@ -1,0 +1,494 @@
+"""Python side of the fast engine: which configs it covers, data loading, parameter arrays,
+and the :class:`liqbt.runner.RunResult` built from the kernel's arrays.
+
+Everything that does not depend on the account (grid lines, launch bar and quantity, the hold
+size) is computed here with the same functions the bots call; the kernel only runs the bars.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from liqbt.config import RunConfig
+from liqbt.core import events as ev
+from liqbt.core import ladders
+from liqbt.core.profile import ExchangeProfile, load_profile
+from liqbt.fast import kernel as kn
+from liqbt.fast import margin as fm
+
+_BOTS = {"hold": kn.BOT_HOLD, "grid": kn.BOT_GRID}
+_FORMULAS = {"binance": fm.F_BINANCE, "taker_at_mark": fm.F_TAKER, "bybit": fm.F_BYBIT}
+_INTRABAR = {"heuristic": 0, "pessimistic": 1, "optimistic": 2}
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """One symbol's bars as the broker sees them: trade and mark OHLC, funding per bar."""
+
+    times: np.ndarray  # datetime64[ns], naive UTC
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    mark_open: np.ndarray
+    mark_high: np.ndarray
+    mark_low: np.ndarray
+    mark_close: np.ndarray
+    funding_rate: np.ndarray
+
+    @property
+    def bars(self) -> int:
+        """Number of bars."""
+        return len(self.open)
+
+
+def load_market(config: RunConfig) -> MarketArrays:
+    """Load the config's (single) market exactly as :func:`liqbt.runner.build_cerebro` and
+    :func:`liqbt.feeds.make_feed` do (mark alignment, NaN fallback, funding per bar)."""
+    import pandas as pd
+
+    from liqbt.core.errors import ValidationError
+    from liqbt.data import load_candles, load_funding
+    from liqbt.data.loaders import infer_timeframe
+    from liqbt.feeds import align_funding, align_mark
+
+    market = config.markets[0]
+    start, end = config.backtest.start, config.backtest.end
+    candles = load_candles(market.candles, kind="candles", start=start, end=end)
+    if candles.empty:
+        raise ValidationError(
+            [f"{market.symbol}: no candles in {market.candles} between "
+             f"{start or 'the start'} and {end or 'the end'}"]
+        )
+    mark = (load_candles(market.mark, kind="mark", start=start, end=end)
+            if market.mark is not None else None)
+    funding = (load_funding(market.funding, start=start, end=end)
+               if market.funding is not None else None)
+    tf = candles.attrs.get("timeframe") or infer_timeframe(candles)
+    index = candles.index
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    frame = candles.set_axis(index)
+    marks, _ = align_mark(frame, mark, tf)
+    return arrays_from_frames(frame, marks, align_funding(index, tf, funding), pd)
+
+
+def arrays_from_frames(frame: Any, marks: Any, funding: np.ndarray, pd: Any) -> MarketArrays:
+    """:class:`MarketArrays` from a candle frame, its aligned mark frame and funding array;
+    a mark row with a NaN falls back to the trade OHLC (as the broker's ``_mark_ohlc``)."""
+    trade = frame[["open", "high", "low", "close"]].to_numpy(dtype="float64")
+    mk = marks[["mark_open", "mark_high", "mark_low", "mark_close"]].to_numpy(dtype="float64")
+    bad = np.isnan(mk).any(axis=1)
+    mk = mk.copy()
+    mk[bad] = trade[bad]
+    times = frame.index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return MarketArrays(
+        times, *(np.ascontiguousarray(trade[:, i]) for i in range(4)),
+        *(np.ascontiguousarray(mk[:, i]) for i in range(4)),
+        np.ascontiguousarray(funding, dtype="float64"),
+    )
+
+
+def supports(config: RunConfig) -> str | None:
+    """``None`` when the fast engine reproduces ``MarginBroker`` for ``config``, else the
+    reason it does not (the caller then uses backtrader)."""
+    if config.strategy.name not in _BOTS:
+        return (f"strategy {config.strategy.name!r}: the fast engine runs the bundled "
+                f"{'/'.join(sorted(_BOTS))} bots only")
+    if len(config.markets) != 1:
+        return "several markets: the fast engine runs one symbol"
+    if config.strategy.name == "grid":
+        return ("grid: the bot's line re-sync (refused lines retried, cancelled lines placed "
+                "again) is not mirrored yet")
+    if config.markets[0].margin_mode != "isolated":
+        return ("cross margin: the fast engine does not yet mirror the joint cross-condition "
+                "walk (margin-model §8)")
+    acct = config.account
+    if acct.position_mode != "one-way":
+        return "hedge mode is not covered by the fast engine"
+    try:
+        profile = _profile(config)
+    except Exception as exc:  # reported by the backtrader path with its full message
+        return f"profile: {exc}"
+    if profile.lp_formula not in _FORMULAS:
+        return f"lp_formula {profile.lp_formula!r} is not covered by the fast engine"
+    kwargs = config.strategy.kwargs
+    if config.strategy.name == "hold" and isinstance(kwargs.get("margin"), dict):
+        return "hold with a margin table: not covered by the fast engine"
+    if config.strategy.name == "grid" and kwargs.get("lower") is None:
+        return "grid without lower/upper"
+    return None
+
+
+def _profile(config: RunConfig) -> ExchangeProfile:
+    profile = load_profile(config.account.exchange)
+    if config.account.profile_overrides:
+        profile = profile.with_overrides(dict(config.account.profile_overrides))
+    return profile
+
+
+@dataclass
+class _Prepared:
+    tiers: np.ndarray
+    fp: np.ndarray
+    ip: np.ndarray
+    bi: np.ndarray
+    bp: np.ndarray
+    levels: np.ndarray
+    capacity: int
+    profile: ExchangeProfile
+    min_notional: float
+    leverage: float
+    extra: dict[str, Any]
+
+
+def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
+    """Parameter arrays of one config (see :mod:`liqbt.fast.margin` for the layout)."""
+    profile = _profile(config)
+    market = config.markets[0]
+    spec = profile.symbol(market.symbol)
+    table = spec.tiers
+    tiers = np.array([[t.cap, t.mmr, t.maintenance_amount, t.max_leverage]
+                      for t in table.tiers], dtype="float64")
+    lev = float(market.leverage)
+    fp = np.zeros(fm.N_FP)
+    fp[fm.LEV] = lev
+    fp[fm.TAKER] = profile.taker_fee
+    fp[fm.MAKER] = profile.maker_fee
+    fp[fm.LIQFEE] = profile.liquidation_fee
+    fp[fm.UMRATE] = profile.used_margin_mm_rate
+    fp[fm.MINNOT] = spec.min_notional
+    fp[fm.CAPNOT] = table.cap_for_leverage(lev)
+    ip = np.zeros(fm.N_IP, np.int64)
+    ip[fm.ISO] = market.margin_mode == "isolated"
+    ip[fm.LPF] = _FORMULAS[profile.lp_formula]
+    ip[fm.USED] = profile.mm_model == "used_margin"
+    ip[fm.PDROP] = profile.partial_liquidation_tiers
+    ip[fm.PISO] = "isolated" in profile.partial_liquidation_modes
+    ip[fm.PCROSS] = "cross" in profile.partial_liquidation_modes
+    ip[fm.TOPUP] = bool(market.auto_top_up)
+    ip[fm.SETTLE_LP] = config.account.settlement == "liquidation_price"
+    ip[fm.DEBIT] = bool(config.account.debit)
+    ip[fm.BASIS_SIZE] = table.basis == "size"
+    ip[fm.INTRABAR] = _INTRABAR[config.backtest.intrabar]
+    kwargs = config.strategy.kwargs
+    balance = float(config.account.balance)
+    extra: dict[str, Any] = {}
+    levels = np.zeros(1)
+    capacity = 8
+    if config.strategy.name == "hold":
+        # strategies/hold.py, next() on the first bar
+        direction = kwargs.get("direction", "long")
+        leverage = float(lev if kwargs.get("leverage") is None else kwargs["leverage"])
+        margin = float(kwargs["margin"]) if kwargs.get("margin") is not None else balance
+        close = float(data.close[0])
+        price = close * (1 + float(kwargs.get("price_buffer", 0.005)))
+        notional = margin / (1 / leverage + profile.taker_fee)
+        step = spec.size_step
+        size = notional / price
+        if step:
+            size = round(int(size / step + 1e-9) * step, 12)
+        ok = not (size <= 0 or size * close < spec.min_notional)
+        bi = np.array([kn.BOT_HOLD, 1 if direction == "long" else -1, int(ok)], np.int64)
+        bp = np.array([size])
+        extra.update(size=size, close=close, margin=margin, leverage=leverage,
+                     direction=direction, notional=size * price)
+    else:
+        bi, bp, levels, extra = _grid_params(kwargs, data, lev, balance, profile, spec)
+        capacity = 3 * len(levels) + 16
+    return _Prepared(tiers, fp, ip, bi, bp, levels, capacity, profile, spec.min_notional, lev,
+                     extra)
+
+
+def _grid_params(kwargs: dict[str, Any], data: MarketArrays, lev: float, balance: float,
+                 profile: ExchangeProfile, spec: Any) -> tuple[Any, ...]:
+    """strategies/grid.py: lines, the launch bar (trigger), quantity and plan."""
+    direction = kwargs.get("direction", "long")
+    levels = ladders.grid_levels(float(kwargs["lower"]), float(kwargs["upper"]),
+                                 int(kwargs.get("grids", 10)), kwargs.get("spacing", "arithmetic"))
+    trigger = kwargs.get("trigger_price")
+    launch = -1
+    if trigger is None:
+        launch = 0
+    else:
+        trigger = float(trigger)
+        lo, hi, cl = data.low, data.high, data.close
+        hit = (lo <= trigger) & (trigger <= hi)
+        prev = np.concatenate([[np.nan], cl[:-1]])
+        gap = (prev - trigger) * (cl - trigger) <= 0
+        gap[0] = False
+        idx = np.flatnonzero(hit | gap)
+        launch = int(idx[0]) if len(idx) else -1
+    leverage = float(lev if kwargs.get("leverage") is None else kwargs["leverage"])
+    investment = float(kwargs["investment"]) if kwargs.get("investment") is not None else balance
+    price = float(data.close[launch]) if launch >= 0 else math.nan
+    quantity = 0.0
+    start_level = 0
+    ok = True
+    if launch >= 0:
+        quantity = ladders.grid_quantity(investment, leverage, levels, price,
+                                         kwargs.get("quantity_rule", "levels"), profile.taker_fee)
+        step = spec.size_step
+        if step:
+            quantity = int(quantity / step + 1e-9) * step
+        quantity = round(quantity, 12)
+        start_level = ladders.nearest_level(levels, price)
+        ok = not (quantity <= 0 or quantity * levels[0] < spec.min_notional)
+    sl, tp = kwargs.get("stop_loss"), kwargs.get("take_profit")
+    bi = np.array([
+        kn.BOT_GRID, {"long": 0, "short": 1, "neutral": 2}[direction], launch, start_level,
+        int(kwargs.get("out_of_range", "stay") == "stop"), int(ok), int(sl is not None),
+        int(tp is not None),
+    ], np.int64)
+    bp = np.array([quantity, price, float(sl or 0.0), float(tp or 0.0)])
+    extra = {"quantity": quantity, "levels": levels, "reference_price": price,
+             "investment": investment, "leverage": leverage, "direction": direction,
+             "stop_loss": sl, "take_profit": tp}
+    return bi, bp, np.array(levels, dtype="float64"), extra
+
+
+def run_arrays(config: RunConfig, data: MarketArrays) -> tuple[Any, ...]:
+    """Run the kernel for one config; returns ``(prepared, state, stats, fills, liqs,
+    topups, equity)`` as arrays."""
+    p = prepare(config, data)
+    out = kn.run(
+        data.open, data.high, data.low, data.close, data.mark_open, data.mark_high,
+        data.mark_low, data.mark_close, data.funding_rate, p.tiers, p.fp, p.ip,
+        float(config.account.balance), p.bi, p.bp, p.levels, np.zeros(1, np.bool_), p.capacity,
+    )
+    return (p, *out)
+
+
+def _iso(t: np.datetime64) -> str:
+    from liqbt.analyzers import iso
+
+    return iso(t.astype("datetime64[us]").item())
+
+
+def run_one(config: RunConfig, data: MarketArrays | None = None) -> Any:
+    """Run one config and build its :class:`liqbt.runner.RunResult` (``engine="fast"``)."""
+    from liqbt.analyzers import round_trips
+    from liqbt.runner import RunResult
+    from liqbt.stats import compute_statistics
+
+    reason = supports(config)
+    if reason is not None:
+        from liqbt.core.errors import ValidationError
+
+        raise ValidationError([f"fast engine: {reason}"])
+    if data is None:
+        data = load_market(config)
+    p, st, stats, fills, liqs, topups, eq, mr, ex = run_arrays(config, data)
+    market = config.markets[0]
+    symbol = p.profile.symbol(market.symbol).symbol
+    times = data.times
+    iso_cache: dict[int, str] = {}
+
+    def when(bar: float) -> str:
+        b = int(bar)
+        if b not in iso_cache:
+            iso_cache[b] = _iso(times[b])
+        return iso_cache[b]
+
+    def dt(bar: float) -> Any:
+        return times[int(bar)].astype("datetime64[us]").item()
+
+    liquidations = [{
+        "time": when(r[kn.L_BAR]), "symbol": symbol, "side": "long" if r[kn.L_SIDE] > 0
+        else "short", "size": float(r[kn.L_SIZE]), "trigger_price": float(r[kn.L_TRIG]),
+        "settlement_price": float(r[kn.L_SETTLE]), "loss": float(r[kn.L_LOSS]),
+        "partial": bool(r[kn.L_PARTIAL]), "margin_mode": market.margin_mode,
+        "insurance_fund_delta": float(r[kn.L_INS]),
+    } for r in liqs]
+    top_ups = [{
+        "time": when(r[0]), "symbol": symbol, "amount": float(r[1]),
+        "liquidation_price_after": None if math.isnan(r[2]) else float(r[2]),
+    } for r in topups]
+    # fills and liquidations as core events, in booking order, for the shared trade matcher
+    events: list[ev.Event] = []
+    info: dict[int, dict[str, Any]] = {}
+    li = 0
+    fill_rows = []
+    exit_reason = _EXIT_REASONS.get(int(stats[0]), "stop")
+    for r in fills:
+        ref = int(r[kn.F_REF])
+        is_liq = bool(r[kn.F_LIQ])
+        tag = int(r[kn.F_TAG])
+        if is_liq:
+            info[ref] = {"liquidation": True}
+        elif tag == kn.T_GRID:
+            info[ref] = {"grid_level": int(r[kn.F_LVL])}
+            if r[kn.F_PAIR]:
+                info[ref]["pair_ref"] = int(r[kn.F_PAIR])
+        elif tag == kn.T_CLOSE:
+            info[ref] = {"reason": exit_reason}
+        events.append(ev.Fill(dt(r[kn.F_BAR]), symbol, "net", float(r[kn.F_QTY]),
+                              float(r[kn.F_PRICE]), float(r[kn.F_FEE]), liquidation=is_liq,
+                              order_ref=ref))
+        fill_rows.append({"time": dt(r[kn.F_BAR]), "symbol": symbol, "size": float(r[kn.F_QTY]),
+                          "price": float(r[kn.F_PRICE]), "liquidation": is_liq})
+        if is_liq:
+            lq = liqs[li]
+            li += 1
+            events.append(ev.Liquidation(
+                dt(lq[kn.L_BAR]), symbol, "net", "long" if lq[kn.L_SIDE] > 0 else "short",
+                float(lq[kn.L_SIZE]), float(lq[kn.L_TRIG]), float(lq[kn.L_SETTLE]),
+                float(lq[kn.L_LOSS]), float(lq[kn.L_INS]), market.margin_mode,
+                bool(lq[kn.L_PARTIAL]), float(lq[kn.L_FEE]), float(lq[kn.L_LIQFEE]),
+            ))
+    mark_last = float(data.mark_close[-1])
+    trades = round_trips(events, info, {(symbol, "net"): mark_last})
+    final = float(fm.equity(st, p.ip))
+    initial = float(config.account.balance)
+    wiped = bool(stats[2])
+    distance = float(st[fm.MIND])
+    equity_list = eq.tolist()
+    bar_times = times.astype("datetime64[us]").tolist()
+    distance_pct = distance * 100 if math.isfinite(distance) else None
+    statistics = compute_statistics(
+        times, eq, initial, final, trades,
+        benchmark_close=[float(data.close[0]), float(data.close[-1])] if data.bars else None,
+        exposed=ex,
+        margin_ratio=mr,
+        warning_threshold=config.account.warning_threshold,
+        fees_paid=float(st[fm.FEES]), funding_paid=float(st[fm.FUND]),
+        liquidations=len(liquidations), top_ups=len(top_ups),
+        min_liquidation_distance_pct=distance_pct,
+    )
+    code = int(stats[0])
+    return RunResult(
+        label=config.label(),
+        start=when(0) if data.bars else None,
+        end=when(data.bars - 1) if data.bars else None,
+        bars=data.bars,
+        initial_balance=initial,
+        final_equity=final,
+        return_pct=(final / initial - 1) * 100 if initial else 0.0,
+        max_drawdown_pct=statistics.max_drawdown_pct,
+        fees_paid=float(st[fm.FEES]),
+        funding_paid=float(st[fm.FUND]),
+        funding_by_symbol={market.symbol: float(st[fm.FUND])},
+        insurance_fund_delta=float(st[fm.INS]),
+        wiped_out=wiped,
+        wipeout_time=when(stats[3]) if wiped else None,
+        liquidation_count=len(liquidations),
+        liquidations=liquidations,
+        top_ups=top_ups,
+        trades=trades,
+        funding_note="" if market.funding is not None else "no funding data",
+        min_liquidation_distance_pct=distance_pct,
+        markets=[{"symbol": m.symbol, "leverage": m.leverage, "margin_mode": m.margin_mode,
+                  "auto_top_up": m.auto_top_up} for m in config.markets],
+        strategy=config.strategy.name,
+        stopped_reason=_stopped_reason(config, p, stats, liquidations, symbol),
+        stopped_kind=_STOP_KINDS.get(code),
+        stopped_time=_iso(times[int(stats[1])]) if code else None,
+        rejected_orders=int(stats[6]),
+        warning_threshold=config.account.warning_threshold,
+        statistics=statistics,
+        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL])),
+        timeline={"time": bar_times, "equity": equity_list},
+        fills=fill_rows,
+        launch_report={},
+        engine="fast",
+    )
+
+
+_STOP_KINDS = {kn.S_LIQ: "liquidated", kn.S_WIPE: "wiped_out", kn.S_REJECT: "order_refused",
+               kn.S_SMALL: "below_minimum", kn.S_SL: "stop_loss", kn.S_TP: "take_profit",
+               kn.S_RANGE: "out_of_range"}
+_EXIT_REASONS = {kn.S_SL: "stop_loss", kn.S_TP: "take_profit", kn.S_RANGE: "out_of_range"}
+
+
+def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
+              realized: float) -> dict[str, Any]:
+    """The bot's own counters (grid profit and pairs) for reports."""
+    view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
+    if config.strategy.name == "grid":
+        view.update(grid_profit=float(stats[17]), pairs=int(stats[13]))
+    return view
+
+
+def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
+                    liquidations: list[dict[str, Any]], symbol: str) -> str | None:
+    """The bot's ``stopped_reason`` text (strategies/base.py, grid.py, hold.py)."""
+    code = int(stats[0])
+    x = p.extra
+    if code == kn.S_NONE:
+        return None
+    if code == kn.S_LIQ:
+        e = liquidations[int(stats[11])]
+        return (f"liquidated: {e['side']} {e['size']:g} at {e['trigger_price']:,.2f} "
+                f"(loss {e['loss']:,.2f} USDT)")
+    if code == kn.S_WIPE:
+        return (f"account wiped out: equity {float(stats[12]):.2f} USDT cannot open the "
+                "smallest order")
+    if code == kn.S_REJECT:
+        return "order rejected: " + _reject_text(int(stats[7]), float(stats[8]),
+                                                 float(stats[9]), symbol, p)
+    close = float(stats[10])
+    if code == kn.S_SL:
+        return f"stop loss {x['stop_loss']:g} reached (close {close:g})"
+    if code == kn.S_TP:
+        return f"take profit {x['take_profit']:g} reached (close {close:g})"
+    if code == kn.S_RANGE:
+        return f"price {close:g} left the grid range"
+    if code == kn.S_SMALL:
+        if config.strategy.name == "hold":
+            return (f"{x['size']:g} × {x['close']:g} is below the minimum order value "
+                    f"{p.min_notional:g} USDT (margin {x['margin']:,.2f} USDT at "
+                    f"{x['leverage']:g}x)")
+        return (f"quantity per grid {x['quantity']:g} × lowest line {x['levels'][0]:g} is "
+                f"below the minimum order value {p.min_notional:g} USDT: raise investment or "
+                "leverage, or use fewer grids")
+    return None
+
+
+def _reject_text(kind: int, v1: float, v2: float, symbol: str, p: _Prepared) -> str:
+    """The broker's rejection reasons (liqbt/broker.py ``_rejection``/``_rejection_at_fill``)."""
+    if kind == kn.R_WIPED:
+        return "account wiped out"
+    if kind == kn.R_MIN:
+        return (f"{symbol}: order value {v1:.2f} USDT is below the exchange minimum "
+                f"{p.min_notional:g} USDT")
+    if kind == kn.R_CAP:
+        cap = float(p.fp[fm.CAPNOT])
+        if p.ip[fm.BASIS_SIZE]:
+            from liqbt.core.orders import base_unit
+
+            unit = base_unit(symbol)
+            return (f"{symbol}: position size {v1:,.6g} {unit} would exceed {cap:,.6g} {unit}, "
+                    f"the largest tier allowing {p.leverage:g}x")
+        return (f"{symbol}: position value {v1:,.2f} USDT would exceed {cap:,.0f} USDT, "
+                f"the largest tier allowing {p.leverage:g}x")
+    if kind == kn.R_MARGIN:
+        return (f"{symbol}: order needs {v1:,.2f} USDT margin (incl. fee) but only "
+                f"{v2:,.2f} USDT is available")
+    if kind == kn.R_FILL_ISO:
+        return (f"{symbol}: at fill the isolated margin and fee {v1:,.2f} USDT exceed "
+                f"the wallet balance {v2:,.2f} USDT")
+    return (f"{symbol}: at fill the order needs {v1:,.2f} USDT more margin but only "
+            f"{v2:,.2f} USDT is available")
+
+
+def run_batch(configs: list[RunConfig], data: dict[Any, MarketArrays] | None = None) -> list[Any]:
+    """Run configs (sharing loaded data by candle file and window); one RunResult each."""
+    cache: dict[Any, MarketArrays] = dict(data or {})
+    results = []
+    for cfg in configs:
+        key = data_key(cfg)
+        if key not in cache:
+            cache[key] = load_market(cfg)
+        results.append(run_one(cfg, cache[key]))
+    return results
+
+
+def data_key(config: RunConfig) -> tuple[Any, ...]:
+    """What identifies a config's data: files and window."""
+    m = config.markets[0]
+    return (str(m.candles), str(m.mark), str(m.funding), config.backtest.start,
+            config.backtest.end)

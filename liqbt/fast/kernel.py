@@ -1,0 +1,785 @@
+"""The fast engine's bar loop: ``MarginBroker``'s path walk and the bundled bots, compiled.
+
+One call runs one config over one symbol's bars. The order of operations inside a bar is the
+backtrader one the broker and bots produce:
+
+1. broker: accept/reject the orders submitted during the previous bar (margin checks), settle
+   funding at the open's mark, walk the bar's path (margin-model §8) filling orders at their
+   limit (or the open on a gap), topping up, liquidating (partial steps, settlement, insurance
+   fund), then the bar's margin events reach the bot (a liquidation, wipeout or rejection stops
+   it and cancels its orders);
+2. bot: fill notifications in fill order (grid counter-orders, DCA ladder/take-profit), then
+   ``next()`` on the close (launch, exits, new DCA cycle). Orders placed here are submitted and
+   act from the next bar.
+
+Order book rows (float ``ob`` / int ``oi``) keep creation order, which is backtrader's pending
+order: ties inside a bar resolve in that order, liquidations first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from liqbt.fast.margin import (
+    BASIS_SIZE,
+    CAPNOT,
+    DEBIT,
+    EN,
+    FEES,
+    FUND,
+    INIT,
+    INS,
+    INTRABAR,
+    ISO,
+    LEV,
+    LIQFEE,
+    MAKER,
+    MG,
+    MIND,
+    MINNOT,
+    MK,
+    N_STATE,
+    PCROSS,
+    PDROP,
+    PISO,
+    SETTLE_LP,
+    SZ,
+    TAKER,
+    TOPUP,
+    W,
+    available_balance,
+    cross_at,
+    equity,
+    fill,
+    initial_margin,
+    liquidation_price,
+    lookup_value,
+    margin_ratio,
+    settlement_price,
+    tier_index,
+    upnl,
+)
+
+# order book columns: float
+OQ, OP, ORES = 0, 1, 2
+# int columns
+OTYPE, ORED, OCB, OSTAT, OTAG, OLVL, OOPEN, OREF, OCANCEL, OPAIR = range(10)
+MARKET, LIMIT = 0, 1
+SUBMITTED, PENDING, DEAD = 0, 1, 2
+# tags
+T_OTHER, T_GRID, T_BASE, T_SAFETY, T_TP, T_SL, T_CLOSE = 0, 1, 2, 3, 4, 5, 6
+
+# bot parameter indices (float bp / int bi)
+BOT_HOLD, BOT_GRID, BOT_DCA = 0, 1, 2
+# grid: bi = [bot, direction(0 long 1 short 2 neutral), launch_bar, start_level,
+#             out_of_range_stop, quantity_ok, has_sl, has_tp]
+# grid: bp = [quantity, launch_price, stop_loss, take_profit]
+# hold: bi = [bot, side, ok]; bp = [size]
+# dca: bi = [bot, side, max_safety, cooldown, max_cycles, has_sl, filter]
+#      bp = [base_order, safety_order, price_deviation, step_scale, volume_scale, take_profit,
+#            stop_loss, size_step, min_notional]
+
+# stop codes (reasons formatted in Python)
+S_NONE, S_LIQ, S_WIPE, S_REJECT, S_SL, S_TP, S_RANGE, S_SMALL, S_FINISHED = range(9)
+# reject kinds
+R_WIPED, R_MIN, R_CAP, R_MARGIN, R_FILL_ISO, R_FILL_MARGIN = range(6)
+
+# fill record columns
+F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL = range(9)
+# liquidation record columns
+L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE = range(10)
+
+
+_VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+
+
+@njit(cache=True)
+def _at(path, k, tau):
+    """``liqbt.broker._at``: the path's price at clock ``tau`` inside segment ``k``."""
+    a = path[k]
+    b = path[k + 1]
+    t0 = _VT[k]
+    if a == b or tau <= t0:
+        return a
+    if tau >= _VT[k + 1]:
+        return b
+    return a + (b - a) * (tau - t0) * 3.0
+
+
+@njit(cache=True)
+def _grow(buf: np.ndarray, n: int) -> np.ndarray:
+    if n < buf.shape[0]:
+        return buf
+    out = np.empty((buf.shape[0] * 2 + 8, buf.shape[1]))
+    out[: buf.shape[0]] = buf
+    return out
+
+
+@njit(cache=True)
+def _opening_size(st, ob, oi, k) -> float:
+    """:meth:`liqbt.broker.MarginBroker._opening_size` (one-way)."""
+    qty = ob[k, OQ]
+    if oi[k, ORED]:
+        return 0.0
+    current = st[SZ]
+    if current != 0.0 and (current > 0) != (qty > 0):
+        extra = abs(qty) - abs(current)
+        return extra if extra > 1e-9 * abs(qty) else 0.0
+    return abs(qty)
+
+
+@njit(cache=True)
+def _order_margin(st, fp, ob, oi, n_orders, exclude) -> float:
+    """:meth:`liqbt.broker.MarginBroker._order_margin`: Σ opening × price / leverage."""
+    total = 0.0
+    for k in range(n_orders):
+        if oi[k, OSTAT] != PENDING or k == exclude:
+            continue
+        opening = _opening_size(st, ob, oi, k)
+        if opening:
+            total += opening * ob[k, OP] / fp[LEV]
+    return total
+
+
+@njit(cache=True)
+def run(
+    o, h, lo, c, mo, mh, ml, mc, fr,
+    tiers, fp, ip, balance, bi, bp, levels, signal, capacity,
+):
+    """Run one config. Returns ``(state, stats, fills, n_fills, liqs, n_liqs, topups,
+    n_topups, equity_curve, rejects)``; see :mod:`liqbt.fast.engine` for their meaning."""
+    n = o.shape[0]
+    st = np.zeros(N_STATE)
+    st[W] = balance
+    st[INIT] = balance
+    st[MIND] = math.inf
+    ob = np.zeros((capacity, 3))
+    oi = np.zeros((capacity, 10), np.int64)
+    n_orders = 0
+    next_ref = 1
+    fills = np.empty((64, 9))
+    nf = 0
+    liqs = np.empty((8, 10))
+    nl = 0
+    topups = np.empty((8, 3))
+    nt = 0
+    eq = np.empty(n)
+    # stats: 0 stop code, 1 stop bar, 2 wiped, 3 wipe bar, 4 trades closing count,
+    # 5 lot sum, 6 rejected orders, 7 reject kind, 8 reject v1, 9 reject v2, 10 stop value,
+    # 11 first liq index, 12 wipe equity, 13 grid pairs, 14 cycles, 15 finished,
+    # 16 reject qty, 17 grid profit
+    stats = np.zeros(20)
+    stats[11] = -1
+    stop = S_NONE
+    wiped = False
+    bot = bi[0]
+    lev = fp[LEV]
+    taker = fp[TAKER]
+    # notifications of the bar: order rows completed (index into a small buffer)
+    note_tag = np.empty(capacity * 4 + 16, np.int64)
+    note_lvl = np.empty(capacity * 4 + 16, np.int64)
+    note_open = np.empty(capacity * 4 + 16, np.int64)
+    note_buy = np.empty(capacity * 4 + 16, np.int64)
+    note_price = np.empty(capacity * 4 + 16)
+    note_ref = np.empty(capacity * 4 + 16, np.int64)
+    mr = np.empty(n)
+    ex = np.zeros(n, np.bool_)
+    # bot state
+    launched = False
+    grid_profit = 0.0
+    pairs = 0
+    # dca
+    in_cycle = False
+    base_live = False
+    next_start = 0
+    cycles = 0
+    finished = False
+    tp_live = False
+    sl_live = False
+    reach = np.zeros(capacity, np.int64)
+    for t in range(n):
+        bar_stop = S_NONE  # first stopping event of the bar (delivered after the walk)
+        bar_liq = -1
+        bar_rk = -1
+        bar_v1 = 0.0
+        bar_v2 = 0.0
+        n_notes = 0
+        # --- 1. accept or reject submitted orders ------------------------------------------
+        for k in range(n_orders):
+            if oi[k, OSTAT] != SUBMITTED:
+                continue
+            reason = -1
+            v1 = 0.0
+            v2 = 0.0
+            if wiped:
+                reason = R_WIPED
+            else:
+                opening = _opening_size(st, ob, oi, k)
+                if opening:
+                    price = ob[k, OP]
+                    order_value = abs(ob[k, OQ]) * price
+                    if order_value < fp[MINNOT]:
+                        reason = R_MIN
+                        v1 = order_value
+                    else:
+                        # liqbt.core.orders.resulting_size / tier_cap_refusal
+                        held = st[SZ]
+                        same_side = held != 0 and (held > 0) == (ob[k, OQ] > 0)
+                        resulting = opening + (abs(held) if same_side else 0.0)
+                        value = lookup_value(ip, resulting, price)
+                        if not value <= fp[CAPNOT] * (1 + 1e-12):
+                            reason = R_CAP
+                            v1 = value
+                        else:
+                            required = opening * price * (1.0 / lev + taker)
+                            avail = available_balance(
+                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k))
+                            if required > avail + 1e-9:
+                                reason = R_MARGIN
+                                v1 = required
+                                v2 = avail
+            if reason < 0:
+                ob[k, ORES] = _opening_size(st, ob, oi, k)
+                oi[k, OSTAT] = PENDING
+            else:
+                oi[k, OSTAT] = DEAD
+                stats[6] += 1
+                if bar_stop == S_NONE:
+                    bar_stop = S_REJECT
+                    bar_rk = reason
+                    bar_v1 = v1
+                    bar_v2 = v2
+        # --- 2. the bar --------------------------------------------------------------------
+        st[MK] = mo[t]
+        if st[SZ] != 0.0 and not math.isnan(fr[t]):
+            payment = st[SZ] * mo[t] * fr[t]
+            if ip[ISO]:
+                st[MG] -= payment
+            else:
+                st[W] -= payment
+            st[FUND] += payment
+        n_reach = 0
+        for k in range(n_orders):
+            if oi[k, OSTAT] != PENDING or oi[k, OCB] >= t:
+                continue
+            if oi[k, OTYPE] == MARKET:
+                reach[n_reach] = k
+                n_reach += 1
+                continue
+            level = ob[k, OP]
+            if ob[k, OQ] < 0:  # a sell limit is reached by a rising price
+                ok = h[t] >= level
+            else:
+                ok = lo[t] <= level
+            if ok:
+                reach[n_reach] = k
+                n_reach += 1
+        low_m = min(min(mo[t], mh[t]), min(ml[t], mc[t]))
+        high_m = max(max(mo[t], mh[t]), max(ml[t], mc[t]))
+        in_reach = False
+        if n_reach == 0 and st[SZ] != 0.0:
+            lp, direction, found = liquidation_price(st, fp, ip, tiers)
+            if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
+                in_reach = True
+        if n_reach == 0 and not in_reach:
+            st[MK] = mc[t]
+        else:
+            high_first = c[t] < o[t]
+            net = st[SZ]
+            if ip[INTRABAR] != 0 and net != 0.0:
+                adverse_high_first = net < 0
+                high_first = adverse_high_first == (ip[INTRABAR] == 1)
+            if high_first:
+                tpath = np.array([o[t], h[t], lo[t], c[t]])
+                mpath = np.array([mo[t], mh[t], ml[t], mc[t]])
+            else:
+                tpath = np.array([o[t], lo[t], h[t], c[t]])
+                mpath = np.array([mo[t], ml[t], mh[t], mc[t]])
+            # MarginBroker._walk: one clock τ ∈ [0, 1], vertices at 0, 1/3, 2/3, 1
+            tau = 0.0
+            skip_liq = -1.0
+            for seg in range(3):
+                tau_end = _VT[seg + 1]
+                for _ in range(10_000):
+                    width = tau_end - tau
+                    a = _at(tpath, seg, tau)
+                    b = tpath[seg + 1]
+                    best_f = math.inf
+                    best_k = -1
+                    best_p = 0.0
+                    for r in range(n_reach):
+                        k = reach[r]
+                        if oi[k, OSTAT] != PENDING:
+                            continue
+                        if oi[k, OTYPE] == MARKET:
+                            if tau != 0.0:
+                                continue
+                            f, p, hit = 0.0, a, True
+                        else:
+                            f, p, hit = cross_at(a, b, ob[k, OP], ob[k, OQ] < 0)
+                        if hit:
+                            at = tau + f * width
+                            if at < best_f:
+                                best_f, best_k, best_p = at, k, p
+                    liq = False
+                    if st[SZ] != 0.0:
+                        ma = _at(mpath, seg, tau)
+                        mb = mpath[seg + 1]
+                        lp, direction, found = liquidation_price(st, fp, ip, tiers)
+                        if found:
+                            f, p, hit = cross_at(ma, mb, lp, direction > 0)
+                            if hit:
+                                at = tau + f * width
+                                if at > skip_liq and at <= best_f:
+                                    best_f, best_p, liq = at, p, True
+                    if best_k < 0 and not liq:
+                        break
+                    tau = best_f
+                    st[MK] = _at(mpath, seg, tau)
+                    if not liq:
+                        # --- fill an order (MarginBroker._fill_order) -----------------------
+                        k = best_k
+                        price = best_p
+                        maker = oi[k, OTYPE] == LIMIT
+                        qty = ob[k, OQ]
+                        fee_rate = fp[MAKER] if maker else taker
+                        capped = False
+                        ok = True
+                        if oi[k, ORED]:
+                            held = st[SZ]
+                            if held == 0.0 or (held > 0) == (qty > 0):
+                                oi[k, OSTAT] = DEAD
+                                ok = False
+                            elif abs(qty) > abs(held):
+                                qty = -held
+                                capped = True
+                        else:
+                            opening = _opening_size(st, ob, oi, k)
+                            if opening:
+                                reject = -1
+                                v1 = 0.0
+                                v2 = 0.0
+                                if ip[ISO]:
+                                    needed = opening * price * (1.0 / lev + taker)
+                                    if needed > st[W] + 1e-9:
+                                        reject = R_FILL_ISO
+                                        v1 = needed
+                                        v2 = st[W]
+                                if reject < 0:
+                                    unreserved = opening - ob[k, ORES]
+                                    if not unreserved <= 1e-12 * max(opening, 1.0):
+                                        required = unreserved * price * (1.0 / lev + taker)
+                                        own = opening * ob[k, OP] / lev
+                                        avail = available_balance(
+                                            st, fp, ip,
+                                            _order_margin(st, fp, ob, oi, n_orders, -1) - own)
+                                        if not required <= avail + 1e-9:
+                                            reject = R_FILL_MARGIN
+                                            v1 = required
+                                            v2 = avail
+                                if reject >= 0:
+                                    oi[k, OSTAT] = DEAD
+                                    ok = False
+                                    stats[6] += 1
+                                    if bar_stop == S_NONE:
+                                        bar_stop = S_REJECT
+                                        bar_rk = reject
+                                        bar_v1 = v1
+                                        bar_v2 = v2
+                        if ok:
+                            old = st[SZ]
+                            _closed, fee = fill(st, fp, ip, qty, price, fee_rate)
+                            fills = _grow(fills, nf)
+                            fills[nf, 0] = t
+                            fills[nf, 1] = qty
+                            fills[nf, 2] = price
+                            fills[nf, 3] = fee
+                            fills[nf, 4] = 0
+                            fills[nf, 5] = oi[k, OTAG]
+                            fills[nf, 6] = oi[k, OREF]
+                            fills[nf, 7] = oi[k, OPAIR]
+                            fills[nf, 8] = oi[k, OLVL]
+                            nf += 1
+                            _count_trade(stats, qty)
+                            oi[k, OSTAT] = DEAD
+                            if not capped:
+                                note_tag[n_notes] = oi[k, OTAG]
+                                note_lvl[n_notes] = oi[k, OLVL]
+                                note_open[n_notes] = oi[k, OOPEN]
+                                note_buy[n_notes] = 1 if ob[k, OQ] > 0 else 0
+                                note_price[n_notes] = price
+                                note_ref[n_notes] = oi[k, OREF]
+                                n_notes += 1
+                            _ = old
+                    else:
+                        # --- MarginBroker._on_trigger ------------------------------------------
+                        price = best_p
+                        done = False
+                        if ip[ISO] and ip[TOPUP]:
+                            eff = abs(st[SZ]) * st[MK] / st[MG] if st[MG] > 0 else math.inf
+                            im = initial_margin(st, fp)
+                            avail = available_balance(
+                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, -1))
+                            amount = 0.0
+                            if not (eff <= 1.0 or avail <= 0 or im <= 0):
+                                amount = min(im, avail)
+                            if amount > 0:
+                                st[MG] += amount
+                                st[W] -= amount
+                                lp2, _d, f2 = liquidation_price(st, fp, ip, tiers)
+                                topups = _grow(topups, nt)
+                                topups[nt, 0] = t
+                                topups[nt, 1] = amount
+                                topups[nt, 2] = lp2 if f2 else math.nan
+                                nt += 1
+                                done = True
+                        if not done:
+                            cancelled = False
+                            for k in range(n_orders):
+                                if oi[k, OSTAT] == PENDING:
+                                    oi[k, OSTAT] = DEAD
+                                    cancelled = True
+                            if _still(st, fp, ip, tiers, price):
+                                full = True
+                                while _can_partial(st, fp, ip, tiers, price):
+                                    q_red = _partial_qty(st, fp, ip, tiers, price)
+                                    nf, nl, fills, liqs = _force_close(
+                                        st, fp, ip, tiers, t, q_red, price, price, price,
+                                        True, taker, fills, nf, liqs, nl, stats)
+                                    if bar_stop == S_NONE:
+                                        bar_stop = S_LIQ
+                                        bar_liq = nl - 1
+                                    if not _still(st, fp, ip, tiers, price):
+                                        full = False
+                                        break
+                                if full:
+                                    settle = settlement_price(st, fp, ip, tiers, price)
+                                    nf, nl, fills, liqs = _force_close(
+                                        st, fp, ip, tiers, t, -st[SZ], price, price, settle,
+                                        False, 0.0, fills, nf, liqs, nl, stats)
+                                    if bar_stop == S_NONE:
+                                        bar_stop = S_LIQ
+                                        bar_liq = nl - 1
+                                    if st[SZ] == 0.0 and not wiped:
+                                        e = equity(st, ip)
+                                        smallest = fp[MINNOT] / lev
+                                        if e <= max(smallest, 1e-9):
+                                            wiped = True
+                                            stats[2] = 1
+                                            stats[3] = t
+                                            stats[12] = e
+                                            if bar_stop == S_NONE:
+                                                bar_stop = S_WIPE
+                            elif not cancelled:
+                                skip_liq = tau  # nothing changed: not again at this instant
+                tau = max(tau, tau_end)
+            st[MK] = mc[t]
+        # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
+        if st[SZ] != 0.0:
+            lp, direction, found = liquidation_price(st, fp, ip, tiers)
+            if found:
+                if direction < 0:
+                    d = (low_m - lp) / low_m
+                else:
+                    d = (lp - high_m) / high_m
+                st[MIND] = min(st[MIND], d)
+        if nl and liqs[nl - 1, 0] == t:
+            st[MIND] = min(st[MIND], 0.0)
+        # --- 3. margin events reach the bot: stop for good -----------------------------------
+        if bar_stop != S_NONE and stop == S_NONE:
+            stop = bar_stop
+            stats[0] = stop
+            stats[1] = t
+            stats[7] = bar_rk
+            stats[8] = bar_v1
+            stats[9] = bar_v2
+            stats[11] = bar_liq
+            for k in range(n_orders):
+                if oi[k, OSTAT] != DEAD:
+                    oi[k, OSTAT] = DEAD
+        # compact the book (keeps creation order)
+        m = 0
+        for k in range(n_orders):
+            if oi[k, OSTAT] != DEAD:
+                if m != k:
+                    ob[m] = ob[k]
+                    oi[m] = oi[k]
+                m += 1
+        n_orders = m
+        # --- 4. the bot: fill notifications, then next() -----------------------------------
+        # orders cancelled while still submitted are cancelled when their acceptance is
+        # notified, i.e. now, after the walk they took part in (strategies.base.cancel_order)
+        for k in range(n_orders):
+            if oi[k, OCANCEL] and oi[k, OSTAT] == PENDING:
+                oi[k, OSTAT] = DEAD
+        close = c[t]
+        if bot == BOT_GRID:
+            direction_g = bi[1]
+            for j in range(n_notes):
+                if note_tag[j] != T_GRID:
+                    continue
+                level = note_lvl[j]
+                buy = note_buy[j] == 1
+                if not note_open[j]:
+                    gap = abs(levels[level] - levels[level + (-1 if not buy else 1)])
+                    pairs += 1
+                    grid_profit += bp[0] * gap
+                counter = level + 1 if buy else level - 1
+                if 0 <= counter < levels.shape[0] and stop == S_NONE:
+                    n_orders, next_ref = _place_grid(
+                        ob, oi, n_orders, next_ref, t, counter, not buy, direction_g, bi[3],
+                        bp[0], levels, note_ref[j])
+            if stop == S_NONE:
+                if not launched:
+                    if t == bi[2]:
+                        launched = True
+                        if bi[5] == 0:  # quantity below the minimum order value
+                            stop = S_SMALL
+                            stats[0] = stop
+                            stats[1] = t
+                        else:
+                            n_orders, next_ref = _grid_launch(
+                                ob, oi, n_orders, next_ref, t, bi, bp, levels, close)
+                else:
+                    reason = S_NONE
+                    if bi[6] and _reached(bp[2], bp[1], close):
+                        reason = S_SL
+                    elif bi[7] and _reached(bp[3], bp[1], close):
+                        reason = S_TP
+                    elif bi[4] and not (levels[0] <= close <= levels[levels.shape[0] - 1]):
+                        reason = S_RANGE
+                    if reason != S_NONE:
+                        stop = reason
+                        stats[0] = stop
+                        stats[1] = t
+                        stats[10] = close
+                        n_orders = _stop_orders(oi, n_orders)
+                        if st[SZ] != 0.0 and not wiped:
+                            n_orders, next_ref = _add_order(
+                                ob, oi, n_orders, next_ref, t, -st[SZ], close, MARKET, True,
+                                T_CLOSE, 0, 0)
+        elif bot == BOT_HOLD:
+            if t == 0 and stop == S_NONE:
+                if bi[2] == 0:
+                    stop = S_SMALL
+                    stats[0] = stop
+                    stats[1] = t
+                else:
+                    qty = bp[0] if bi[1] > 0 else -bp[0]
+                    n_orders, next_ref = _add_order(
+                        ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
+        eq[t] = equity(st, ip)
+        mr[t] = margin_ratio(st, fp, ip, tiers)
+        ex[t] = st[SZ] != 0.0
+    stats[13] = pairs
+    stats[17] = grid_profit
+    stats[14] = cycles
+    stats[15] = 1 if finished else 0
+    _ = in_cycle, base_live, next_start, tp_live, sl_live, signal
+    return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq, mr, ex
+
+
+@njit(cache=True)
+def _stop_orders(oi, n_orders):
+    """:meth:`strategies.base.MarginAwareStrategy.cancel_all` from ``next()``: accepted
+    orders die now, submitted ones once accepted. Returns the new book length."""
+    for k in range(n_orders):
+        if oi[k, OSTAT] == SUBMITTED:
+            oi[k, OCANCEL] = 1
+        else:
+            oi[k, OSTAT] = DEAD
+    return n_orders
+
+
+@njit(cache=True)
+def _count_trade(stats, qty):
+    """Trades analyzer's FIFO rule, aggregated: a fill against the open lots is a closing
+    fill (one round trip); the rest opens lots."""
+    lots = stats[5]
+    rest = qty
+    if lots != 0.0 and (lots > 0) != (qty > 0):
+        stats[4] += 1
+        want = abs(qty)
+        take = min(want, abs(lots))
+        want -= take
+        lots = lots - take if lots > 0 else lots + take
+        if abs(lots) <= 1e-12:
+            lots = 0.0
+        rest = want if qty > 0 else -want
+        if abs(rest) > 1e-12:
+            lots = rest
+        stats[5] = lots
+        return
+    if abs(rest) > 1e-12:
+        stats[5] = lots + rest
+
+
+@njit(cache=True)
+def _still(st, fp, ip, tiers, price) -> bool:
+    """:meth:`liqbt.broker.MarginBroker._still_triggered`."""
+    if st[SZ] == 0.0:
+        return False
+    lp, direction, found = liquidation_price(st, fp, ip, tiers)
+    if not found:
+        return False
+    if direction < 0:
+        return price <= lp + 1e-9 * lp
+    return price >= lp - 1e-9 * lp
+
+
+@njit(cache=True)
+def _can_partial(st, fp, ip, tiers, price) -> bool:
+    """:meth:`liqbt.broker.MarginBroker._partial_step`'s conditions."""
+    drop = ip[PDROP]
+    if not drop:
+        return False
+    if ip[ISO] and not ip[PISO]:
+        return False
+    if not ip[ISO] and not ip[PCROSS]:
+        return False
+    if ip[ISO]:
+        bal = st[MG] + upnl(st)
+    else:
+        bal = st[W] + (0.0 + upnl(st))
+    if bal <= abs(st[SZ]) * price * fp[TAKER]:
+        return False
+    return _partial_qty(st, fp, ip, tiers, price) != 0.0
+
+
+@njit(cache=True)
+def _partial_qty(st, fp, ip, tiers, price) -> float:
+    index = tier_index(tiers, lookup_value(ip, st[SZ], price))
+    if index == 0:
+        return 0.0
+    cap = tiers[max(index - ip[PDROP], 0), 0]
+    target = cap if ip[BASIS_SIZE] else cap / price
+    reduce = abs(st[SZ]) - target
+    if reduce <= 0:
+        return 0.0
+    side = 1 if st[SZ] > 0 else -1
+    return -side * reduce
+
+
+@njit(cache=True)
+def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial, fee_rate,
+                 fills, nf, liqs, nl, stats):
+    """:meth:`liqbt.broker.MarginBroker._force_close` +
+    :meth:`liqbt.core.account.Account.book_liquidation`."""
+    side = 1 if st[SZ] > 0 else -1
+    entry = st[EN]
+    margin_before = st[MG]
+    closed, fee = fill(st, fp, ip, qty, execution, fee_rate)
+    fills = _grow(fills, nf)
+    fills[nf, 0] = t
+    fills[nf, 1] = qty
+    fills[nf, 2] = execution
+    fills[nf, 3] = fee
+    fills[nf, 4] = 1
+    fills[nf, 5] = T_OTHER
+    fills[nf, 6] = -(nf + 1)
+    fills[nf, 7] = 0
+    fills[nf, 8] = 0
+    nf += 1
+    closed_part = -closed
+    clearance = closed_part * (execution - settle)
+    st[W] -= clearance
+    liq_fee = 0.0
+    if ip[SETTLE_LP] and not partial:
+        if ip[ISO]:
+            backing = margin_before + closed_part * (settle - entry) - fee
+        else:
+            backing = st[W] + (0.0 + upnl(st)) if st[SZ] != 0.0 else st[W] + 0
+        liq_fee = min(abs(qty) * execution * fp[LIQFEE], max(backing, 0.0))
+        st[W] -= liq_fee
+        st[FEES] += liq_fee
+    if not ip[ISO] and not partial and st[SZ] == 0.0:
+        if abs(st[W]) < 1e-9 * max(1.0, st[INIT]) or (st[W] < 0 and not ip[DEBIT]):
+            clearance += st[W]
+            st[W] = 0.0
+    st[INS] += clearance
+    loss = -(closed_part * (settle - entry)) + liq_fee
+    liqs = _grow(liqs, nl)
+    liqs[nl, 0] = t
+    liqs[nl, 1] = side
+    liqs[nl, 2] = abs(closed_part)
+    liqs[nl, 3] = trigger
+    liqs[nl, 4] = settle
+    liqs[nl, 5] = loss + fee
+    liqs[nl, 6] = 1 if partial else 0
+    liqs[nl, 7] = clearance
+    liqs[nl, 8] = fee
+    liqs[nl, 9] = liq_fee
+    nl += 1
+    return nf, nl, fills, liqs
+
+
+@njit(cache=True)
+def _add_order(ob, oi, n_orders, next_ref, t, qty, price, otype, reduce, tag, level, opening):
+    ob[n_orders, OQ] = qty
+    ob[n_orders, OP] = price
+    ob[n_orders, ORES] = 0.0
+    oi[n_orders, OTYPE] = otype
+    oi[n_orders, ORED] = 1 if reduce else 0
+    oi[n_orders, OCB] = t
+    oi[n_orders, OSTAT] = SUBMITTED
+    oi[n_orders, OTAG] = tag
+    oi[n_orders, OLVL] = level
+    oi[n_orders, OOPEN] = opening
+    oi[n_orders, OREF] = next_ref
+    oi[n_orders, OCANCEL] = 0
+    oi[n_orders, OPAIR] = 0
+    return n_orders + 1, next_ref + 1
+
+
+@njit(cache=True)
+def _is_opening(direction, start_level, level, buy) -> bool:
+    """:meth:`strategies.grid.GridStrategy._is_opening`."""
+    if direction == 0:
+        return buy
+    if direction == 1:
+        return not buy
+    return level < start_level if buy else level > start_level
+
+
+@njit(cache=True)
+def _place_grid(ob, oi, n_orders, next_ref, t, level, buy, direction, start_level, quantity,
+                levels, pair_ref):
+    """:meth:`strategies.grid.GridStrategy._place_grid`."""
+    opening = _is_opening(direction, start_level, level, buy)
+    size = quantity if buy else -quantity
+    n_orders, ref = _add_order(ob, oi, n_orders, next_ref, t, size, levels[level], LIMIT,
+                               not opening, T_GRID, level, 1 if opening else 0)
+    oi[n_orders - 1, OPAIR] = pair_ref
+    return n_orders, ref
+
+
+@njit(cache=True)
+def _grid_launch(ob, oi, n_orders, next_ref, t, bi, bp, levels, close):
+    """:func:`liqbt.core.ladders.grid_plan` orders as the grid bot places them."""
+    direction = bi[1]
+    k = bi[3]
+    q = bp[0]
+    nlev = levels.shape[0]
+    n_above = nlev - (k + 1)
+    if direction == 0 and n_above:
+        n_orders, next_ref = _add_order(ob, oi, n_orders, next_ref, t, q * n_above, close,
+                                        MARKET, False, T_OTHER, k, 1)
+    if direction == 1 and k:
+        n_orders, next_ref = _add_order(ob, oi, n_orders, next_ref, t, -q * k, close,
+                                        MARKET, False, T_OTHER, k, 1)
+    for i in range(k):
+        n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, i, True, direction,
+                                         k, q, levels, 0)
+    for i in range(k + 1, nlev):
+        n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, i, False, direction,
+                                         k, q, levels, 0)
+    return n_orders, next_ref
+
+
+@njit(cache=True)
+def _reached(level, launch_price, close) -> bool:
+    """:meth:`strategies.grid.GridStrategy._reached`."""
+    return close <= level if level < launch_price else close >= level

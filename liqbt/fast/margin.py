@@ -1,0 +1,357 @@
+"""Compiled margin maths of the fast engine (one symbol, one-way position).
+
+Each function mirrors one evaluator of :mod:`liqbt.core` operation for operation, so that the
+floating-point results are identical (the parity suite in ``tests/test_fast_parity.py`` holds
+them together). Nothing here is a new rule: when the core changes, change the mirror.
+
+State vector ``st`` (float64, indices below): wallet, signed size, entry price, isolated margin,
+mark price, totals. Parameters ``fp``/``ip`` (float64/int64) carry the profile and market.
+Tier table ``tiers``: rows ``(cap, mmr, maintenance_amount, max_leverage)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# --- state indices (float64 vector) --------------------------------------------------------
+W, SZ, EN, MG, MK, FEES, FUND, REAL, INS, MIND, INIT = range(11)
+N_STATE = 11
+# --- float parameters ----------------------------------------------------------------------
+LEV, TAKER, MAKER, LIQFEE, UMRATE, MINNOT, CAPNOT = range(7)
+N_FP = 7
+# --- int parameters ------------------------------------------------------------------------
+ISO, LPF, USED, PDROP, PISO, PCROSS, TOPUP, SETTLE_LP, DEBIT, BASIS_SIZE, INTRABAR = range(11)
+N_IP = 11
+# lp_formula codes
+F_BINANCE, F_TAKER, F_BYBIT = 0, 1, 2
+
+_MAX_TIER_ITERATIONS = 64
+
+
+@njit(cache=True)
+def tier_index(tiers: np.ndarray, value: float) -> int:
+    """:meth:`liqbt.core.tiers.TierTable.tier_index`: first tier whose cap >= value."""
+    n = tiers.shape[0]
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tiers[mid, 0] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return min(lo, n - 1)
+
+
+@njit(cache=True)
+def lookup_value(ip: np.ndarray, size: float, price: float) -> float:
+    """:meth:`liqbt.core.tiers.TierTable.lookup_value`."""
+    if ip[BASIS_SIZE]:
+        return abs(size)
+    return abs(size) * price
+
+
+@njit(cache=True)
+def initial_margin(st: np.ndarray, fp: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.initial_margin`: ``|size| × entry / leverage``."""
+    return abs(st[SZ]) * st[EN] / fp[LEV]
+
+
+@njit(cache=True)
+def upnl(st: np.ndarray) -> float:
+    """:attr:`liqbt.core.account.Position.unrealized_pnl`: ``size × (mark − entry)``."""
+    if st[SZ] != 0.0:
+        return st[SZ] * (st[MK] - st[EN])
+    return 0.0
+
+
+@njit(cache=True)
+def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.maintenance_margin` of the isolated leg:
+    :class:`liqbt.core.margin_models.TieredMM` (``q × P × mmr − amount``, P the mark, the entry
+    on Bybit standard) or :class:`liqbt.core.margin_models.UsedMarginMM` (``rate × q × E /
+    leverage``). No closing fee (see :func:`closing_fee`)."""
+    size = st[SZ]
+    if size == 0.0:
+        return 0.0
+    if ip[USED]:
+        return fp[UMRATE] * abs(size) * st[EN] / fp[LEV]
+    price = st[EN] if ip[LPF] == F_BYBIT else st[MK]
+    k = tier_index(tiers, lookup_value(ip, size, price))
+    return abs(size) * price * tiers[k, 1] - tiers[k, 2]
+
+
+@njit(cache=True)
+def closing_fee(st: np.ndarray, fp: np.ndarray, ip: np.ndarray) -> float:
+    """:meth:`liqbt.core.margin_models.MarginModel.closing_fee`: ``taker × q × mark`` on
+    ``taker_at_mark`` profiles, else 0."""
+    if st[SZ] == 0.0:
+        return 0.0
+    rate = fp[TAKER] if ip[LPF] == F_TAKER else 0.0
+    return rate * abs(st[SZ]) * st[MK]
+
+
+@njit(cache=True)
+def equity(st: np.ndarray, ip: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.equity`."""
+    total = st[W]
+    if st[SZ] != 0.0:
+        total += upnl(st)
+        if ip[ISO]:
+            total += st[MG]
+    return total
+
+
+@njit(cache=True)
+def available_balance(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, order_margin: float) -> float:
+    """:meth:`liqbt.core.account.Account.available_balance` (cross balance − cross IM − orders,
+    floored at 0)."""
+    if st[SZ] != 0.0 and not ip[ISO]:
+        value = st[W] + (0.0 + upnl(st))
+        value -= (0.0 + initial_margin(st, fp)) + order_margin
+    else:
+        value = st[W] + 0
+        value -= 0 + order_margin
+    return max(value, 0.0)
+
+
+@njit(cache=True)
+def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: float,
+                    mmr: float, amount: float, taker: float) -> float:
+    """:func:`liqbt.core.margin._solve_isolated` (binance, taker_at_mark, bybit)."""
+    if formula == F_BYBIT:
+        mm_entry = q * entry * mmr - amount
+        return entry - side * (margin - mm_entry) / q
+    fee = taker if formula == F_TAKER else 0.0
+    return (side * q * entry - margin - amount) / (q * (side - mmr - fee))
+
+
+@njit(cache=True)
+def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray):
+    """:meth:`liqbt.core.account.Account.liquidation_price` for the one leg:
+    ``(lp, direction, found)``; ``found`` False means ``None``.
+
+    Isolated: :func:`liqbt.core.margin.isolated_liquidation_price`; cross:
+    :func:`liqbt.core.margin.cross_liquidation_price` with no other symbol.
+    """
+    size = st[SZ]
+    if size == 0.0:
+        return 0.0, 0, False
+    side = 1 if size > 0 else -1
+    q = abs(size)
+    entry = st[EN]
+    formula = ip[LPF]
+    used = ip[USED] != 0
+    u_amount = 0.0
+    if used:
+        # UsedMarginMM.solver_tiers: one zero-rate tier with amount −MM
+        u_amount = -(fp[UMRATE] * abs(size) * entry / fp[LEV])
+    taker = fp[TAKER]
+    seen_k = np.empty(_MAX_TIER_ITERATIONS, np.int64)
+    seen_p = np.empty(_MAX_TIER_ITERATIONS)
+    if ip[ISO]:
+        margin = st[MG]
+        lp = 0.0
+        ok = True
+        if formula == F_BYBIT and not used:
+            k = tier_index(tiers, lookup_value(ip, q, entry))
+            lp = _solve_isolated(formula, side, q, entry, margin, tiers[k, 1], tiers[k, 2], taker)
+        else:
+            falling = side > 0
+            price = entry
+            key = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
+            nseen = 0
+            done = False
+            for _ in range(_MAX_TIER_ITERATIONS):
+                for j in range(nseen):
+                    if seen_k[j] == key:
+                        best = seen_p[0]
+                        for m in range(1, nseen):
+                            if falling:
+                                best = max(best, seen_p[m])
+                            else:
+                                best = min(best, seen_p[m])
+                        price = best
+                        done = True
+                        break
+                if done:
+                    break
+                if used:
+                    price = _solve_isolated(formula, side, q, entry, margin, 0.0, u_amount, taker)
+                else:
+                    price = _solve_isolated(formula, side, q, entry, margin, tiers[key, 1],
+                                            tiers[key, 2], taker)
+                seen_k[nseen] = key
+                seen_p[nseen] = price
+                nseen += 1
+                if not math.isfinite(price):
+                    ok = False
+                    break
+                nk = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
+                if nk == key:
+                    break
+                key = nk
+            lp = price
+        if not ok or not math.isfinite(lp):
+            return 0.0, -side, False
+        if side > 0:
+            if lp > 0:
+                return lp, -side, True
+            return 0.0, -side, False
+        return max(lp, 0.0), -side, True
+    # cross, one symbol
+    if formula == F_BYBIT:
+        formula = F_BINANCE
+    fee = taker if formula == F_TAKER else 0.0
+    net = 0 + side * q
+    base = st[W] + 0.0 - 0.0
+    base -= 0 + side * q * entry
+    den = 0.0
+    start = st[MK] if st[MK] != 0.0 else entry
+    falling = net > 0
+    price = start
+    key = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
+    nseen = 0
+    ok = True
+    done = False
+    for _ in range(_MAX_TIER_ITERATIONS):
+        for j in range(nseen):
+            if seen_k[j] == key:
+                best = seen_p[0]
+                for m in range(1, nseen):
+                    if falling:
+                        best = max(best, seen_p[m])
+                    else:
+                        best = min(best, seen_p[m])
+                price = best
+                done = True
+                break
+        if done:
+            break
+        if used:
+            mmr, amount = 0.0, u_amount
+        else:
+            mmr, amount = tiers[key, 1], tiers[key, 2]
+        num = base + (0 + amount)
+        den = (0 + q * (mmr + fee)) - net
+        if den == 0:
+            price = math.inf if num > 0 else 0.0
+        else:
+            price = num / den
+        seen_k[nseen] = key
+        seen_p[nseen] = price
+        nseen += 1
+        if not math.isfinite(price):
+            ok = False
+            break
+        nk = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
+        if nk == key:
+            break
+        key = nk
+    direction = -1 if den < 0 else 1
+    if not ok or not math.isfinite(price):
+        return 0.0, direction, False
+    if direction < 0:
+        if price > 0:
+            return price, direction, True
+        return 0.0, direction, False
+    return max(price, 0.0), direction, True
+
+
+@njit(cache=True)
+def cross_at(a: float, b: float, level: float, rising: bool):
+    """:meth:`liqbt.broker.MarginBroker._cross`: ``(fraction, price, hit)``."""
+    if rising:
+        if a >= level:
+            return 0.0, a, True
+        if b >= level:
+            return (level - a) / (b - a), level, True
+        return 0.0, 0.0, False
+    if a <= level:
+        return 0.0, a, True
+    if b <= level:
+        return (a - level) / (a - b), level, True
+    return 0.0, 0.0, False
+
+
+@njit(cache=True)
+def fill(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float, price: float,
+         fee_rate: float):
+    """:meth:`liqbt.core.account.Account.fill`; returns ``(closed, fee)``."""
+    old = st[SZ]
+    closed = 0.0
+    if old != 0.0 and (old > 0) != (qty > 0):
+        closed = -old if abs(qty) >= abs(old) else qty
+    opened = qty - closed
+    if abs(opened) <= abs(qty) * 1e-9:
+        opened = 0.0
+    fee = abs(qty) * price * fee_rate
+    if closed != 0.0:
+        pnl = -closed * (price - st[EN])
+        if ip[ISO]:
+            released = st[MG] * (abs(closed) / abs(old))
+            st[MG] -= released
+            st[W] += released
+        st[SZ] = old + closed
+        if abs(st[SZ]) <= abs(old) * 1e-12:
+            st[SZ] = 0.0
+            if ip[ISO]:
+                st[W] += st[MG]
+                st[MG] = 0.0
+            st[EN] = 0.0
+        st[W] += pnl
+        st[REAL] += pnl
+    if opened != 0.0:
+        new_size = st[SZ] + opened
+        if st[SZ] != 0.0:
+            st[EN] = (st[SZ] * st[EN] + opened * price) / new_size
+        else:
+            st[EN] = price
+        st[SZ] = new_size
+        if ip[ISO]:
+            im = abs(opened) * price / fp[LEV]
+            st[MG] += im
+            st[W] -= im
+    st[W] -= fee
+    st[FEES] += fee
+    if st[MK] == 0.0:
+        st[MK] = price
+    return closed, fee
+
+
+@njit(cache=True)
+def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
+                     execution: float) -> float:
+    """:meth:`liqbt.core.account.Account.settlement_prices` for the one isolated leg."""
+    saved = st[MK]
+    st[MK] = execution
+    balance = 0 + (st[MG] + upnl(st))
+    if (balance < 0 and ip[DEBIT]) or (ip[SETTLE_LP] and balance >= 0):
+        st[MK] = saved
+        return execution
+    weight = maintenance_margin(st, fp, ip, tiers)
+    total = 0 + weight
+    if total <= 0:
+        weight = abs(st[SZ]) * st[MK]
+        total = 0 + weight
+    side = 1 if st[SZ] > 0 else -1
+    share = balance * weight / total
+    result = execution - side * share / abs(st[SZ])
+    st[MK] = saved
+    return result
+
+
+@njit(cache=True)
+def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.margin_ratio` of the isolated leg
+    (:class:`liqbt.core.margin_models.MarginFigures`: (MM + closing fee) / (M + upnl));
+    0 when flat (the timeline's convention)."""
+    if st[SZ] == 0.0:
+        return 0.0
+    balance = st[MG] + upnl(st)
+    trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
+    if balance <= 0:
+        return math.inf if trigger > 0 or balance < 0 else 0.0
+    return trigger / balance
