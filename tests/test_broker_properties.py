@@ -147,7 +147,10 @@ def test_two_symbol_ladders_conserve_money_and_never_go_negative(
     assert account.wallet_balance >= -1e-9
     for pos in account.open_positions():
         if pos.margin_mode == "isolated":
-            assert pos.margin > 0
+            # funding may push M below zero while profit holds M + upnl above maintenance
+            # (docs/margin-model.md §7); a live isolated position never has a margin balance
+            # at or below zero
+            assert pos.margin + pos.unrealized_pnl > 0
     assert sum(e.payment for e in events_of(broker, "funding")) == pytest.approx(
         account.funding_paid, abs=1e-9)
     assert sum(e.fee for e in events_of(broker, "fill")) == pytest.approx(account.fees_paid,

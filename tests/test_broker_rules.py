@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import backtrader as bt
 import pytest
@@ -339,3 +340,39 @@ def test_cross_liquidation_cancels_every_order_of_the_account():
     assert cancelled.symbol == "ETHUSDT" and cancelled.price == 2600
     assert broker.account.wallet_balance == 0.0
     assert not [f for f in events_of(broker, "fill") if f.symbol == "ETHUSDT"]
+
+
+def test_isolated_funding_beyond_the_margin_leaves_it_negative_while_profit_holds() -> None:
+    """Funding comes out of an isolated margin M even past zero; the wallet is not touched and
+    the trigger M + upnl ≤ MM decides (docs/margin-model.md §7).
+
+    ETH short 0.4 @ 3,000 at 50x isolated: M = 0.4 × 3,000 / 50 = 24. The price drops to
+    2,812.5 (−6.25 %) on bar 4; funding −0.3 % every third bar makes the short pay
+    0.4 × mark × 0.003: once at 3,000 (3.6) and nine times at 2,812.5 (3.375 each), 33.975 in
+    all, so M = 24 − 33.975 = −9.975 while upnl = 0.4 × 187.5 = 75 keeps the margin balance at
+    65.025, far above MM (0.4 × 2,812.5 × 0.5 % = 5.625). The BTC long receives 10 × 3.6.
+    """
+    eth, price = [], 3000.0
+    for i in range(30):
+        close = price * (1 - 0.0625) if i == 4 else price
+        eth.append((price, max(price, close) * 1.01, min(price, close) * 0.99, close))
+        price = close
+    rates = [-0.003 if i % 3 == 2 else math.nan for i in range(30)]
+
+    def market() -> dict[str, Any]:
+        return dict(leverage=50, margin_mode="isolated", frame_extra={"funding_rate": rates})
+
+    def place(s: Any) -> None:
+        s.buy(data=s.datas[0], size=0.02)
+        s.sell(data=s.datas[1], size=0.4)
+
+    broker, _ = run({"BTCUSDT": ([(60000.0,) * 4] * 30, market()), "ETHUSDT": (eth, market())},
+                    actions={1: place}, cash=400.0)
+    wallet_after_fills = 400.0 - 24.0 - 24.0 - broker.account.fees_paid
+    positions = {p.symbol: p for p in broker.account.open_positions()}
+    assert positions["ETHUSDT"].margin == pytest.approx(-9.975, abs=1e-9)
+    assert positions["ETHUSDT"].margin + positions["ETHUSDT"].unrealized_pnl == pytest.approx(
+        65.025, abs=1e-9)
+    assert positions["BTCUSDT"].margin == pytest.approx(24.0 + 36.0, abs=1e-9)
+    assert broker.account.wallet_balance == pytest.approx(wallet_after_fills, abs=1e-9)
+    assert not events_of(broker, "liquidation")
