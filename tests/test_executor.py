@@ -31,12 +31,16 @@ def fake_fast():
 
     engine = ex.Engine(
         "fast", lambda c: None if c.leverage < 3 else "leverage >= 3 not supported", run_batch)
+    real = ex.engines().get("fast")  # liqbt.fast when numba is installed
     ex.register_engine(engine)
     yield calls
     ex._ENGINES.pop("fast", None)
+    if real is not None:
+        ex.register_engine(real)
 
 
-def test_resolve_engine_without_fast(configs):
+def test_resolve_engine_without_fast(configs, monkeypatch):
+    monkeypatch.setattr(ex, "_ENGINES", {k: v for k, v in ex.engines().items() if k != "fast"})
     engine, reason = ex.resolve_engine("auto", configs)
     assert engine.name == "backtrader" and "not available" in reason
     with pytest.raises(ValidationError, match="unknown"):
@@ -56,7 +60,7 @@ def test_auto_takes_fast_only_when_it_supports_every_config(configs, fake_fast):
 def test_preloaded_data_and_cache_give_the_same_result(configs, tmp_path):
     own = [run_config(c, timeline=False) for c in configs]
     seen: list[int] = []
-    first = ex.execute_detailed(configs, workers=1, cache_dir=tmp_path,
+    first = ex.execute_detailed(configs, engine="backtrader", workers=1, cache_dir=tmp_path,
                                 progress=lambda i, r: seen.append(i))
     assert first.computed == 3 and first.cached == 0 and sorted(seen) == [0, 1, 2]
     assert [r.summary() for r in first.results] == [r.summary() for r in own]
@@ -64,10 +68,18 @@ def test_preloaded_data_and_cache_give_the_same_result(configs, tmp_path):
     assert [r.liquidation_count > 0 for r in first.results] == [False, True, True]
     files = sorted(p.name for p in tmp_path.glob("*.json"))
     assert len(files) == 3 and all(f.endswith("-backtrader.json") for f in files)
-    again = ex.execute_detailed(configs, workers=1, cache_dir=tmp_path)
+    again = ex.execute_detailed(configs, engine="backtrader", workers=1, cache_dir=tmp_path)
     assert again.computed == 0 and again.cached == 3
     assert [r.to_dict() for r in again.results] == [r.to_dict() for r in first.results]
     assert isinstance(again.results[0], RunResult) and again.results[0].engine == "backtrader"
+
+
+def test_auto_runs_bundled_isolated_hold_on_the_fast_engine_with_the_same_rows(configs):
+    pytest.importorskip("numba")
+    own = [run_config(c, timeline=False) for c in configs]
+    fast = ex.execute(configs, engine="auto", workers=1)
+    assert [r.engine for r in fast] == ["fast"] * 3
+    assert [r.summary() for r in fast] == [r.summary() for r in own]
 
 
 def test_market_data_loads_each_window_once(configs):

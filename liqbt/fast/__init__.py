@@ -6,6 +6,9 @@ not), :func:`run_batch` runs configs over data loaded once and returns
 path is the contract, held by ``tests/test_fast_parity.py``.
 """
 
+from liqbt.executor import Engine, register_engine
 from liqbt.fast.engine import MarketArrays, load_market, run_batch, run_one, supports
+
+register_engine(Engine("fast", supports, run_batch))
 
 __all__ = ["MarketArrays", "load_market", "run_batch", "run_one", "supports"]

@@ -46,7 +46,7 @@ class MarketArrays:
         return len(self.open)
 
 
-def load_market(config: RunConfig) -> MarketArrays:
+def load_market(config: RunConfig, data: Any = None) -> MarketArrays:
     """Load the config's (single) market exactly as :func:`liqbt.runner.build_cerebro` and
     :func:`liqbt.feeds.make_feed` do (mark alignment, NaN fallback, funding per bar)."""
     import pandas as pd
@@ -58,16 +58,22 @@ def load_market(config: RunConfig) -> MarketArrays:
 
     market = config.markets[0]
     start, end = config.backtest.start, config.backtest.end
-    candles = load_candles(market.candles, kind="candles", start=start, end=end)
+    if data is not None:  # a liqbt.executor.MarketData: the windows are loaded already
+        candles = data.get("candles", market.candles, start, end)
+    else:
+        candles = load_candles(market.candles, kind="candles", start=start, end=end)
     if candles.empty:
         raise ValidationError(
             [f"{market.symbol}: no candles in {market.candles} between "
              f"{start or 'the start'} and {end or 'the end'}"]
         )
-    mark = (load_candles(market.mark, kind="mark", start=start, end=end)
-            if market.mark is not None else None)
-    funding = (load_funding(market.funding, start=start, end=end)
-               if market.funding is not None else None)
+    mark = funding = None
+    if market.mark is not None:
+        mark = (data.get("mark", market.mark, start, end) if data is not None
+                else load_candles(market.mark, kind="mark", start=start, end=end))
+    if market.funding is not None:
+        funding = (data.get("funding", market.funding, start, end) if data is not None
+                   else load_funding(market.funding, start=start, end=end))
     tf = candles.attrs.get("timeframe") or infer_timeframe(candles)
     index = candles.index
     if index.tz is None:
@@ -475,15 +481,21 @@ def _reject_text(kind: int, v1: float, v2: float, symbol: str, p: _Prepared) -> 
             f"{v2:,.2f} USDT is available")
 
 
-def run_batch(configs: list[RunConfig], data: dict[Any, MarketArrays] | None = None) -> list[Any]:
-    """Run configs (sharing loaded data by candle file and window); one RunResult each."""
-    cache: dict[Any, MarketArrays] = dict(data or {})
+def run_batch(configs: Any, data: Any = None) -> list[Any]:
+    """Run configs, one RunResult each (the :mod:`liqbt.executor` engine contract): ``data``
+    is a :class:`liqbt.executor.MarketData` with the windows loaded, or ``None``. Each
+    distinct data window becomes arrays once."""
+    cache: dict[Any, MarketArrays] = {}
     results = []
     for cfg in configs:
         key = data_key(cfg)
         if key not in cache:
-            cache[key] = load_market(cfg)
-        results.append(run_one(cfg, cache[key]))
+            cache[key] = load_market(cfg, data)
+        result = run_one(cfg, cache[key])
+        if data is not None:  # executor batches ship no report-only fields back
+            result.timeline = {}
+            result.fills = []
+        results.append(result)
     return results
 
 
