@@ -185,7 +185,7 @@ def build_cerebro(
     (cerebro, broker)
     """
     from liqbt.broker import MarginBroker
-    from liqbt.data import load_candles, load_funding
+    from liqbt.data.loaders import load_market_window
     from liqbt.data.quality import market_warnings
     from liqbt.feeds import make_feed
 
@@ -206,22 +206,7 @@ def build_cerebro(
     start, end = config.backtest.start, config.backtest.end
     warnings: list[str] = []
     for market in config.markets:
-        if data is not None:
-            candles = data.get("candles", market.candles, start, end)
-        else:
-            candles = load_candles(market.candles, kind="candles", start=start, end=end)
-        if candles.empty:
-            raise ValidationError(
-                [f"{market.symbol}: no candles in {market.candles} between "
-                 f"{start or 'the start'} and {end or 'the end'}"]
-            )
-        mark = funding = None
-        if market.mark is not None:
-            mark = (data.get("mark", market.mark, start, end) if data is not None
-                    else load_candles(market.mark, kind="mark", start=start, end=end))
-        if market.funding is not None:
-            funding = (data.get("funding", market.funding, start, end) if data is not None
-                       else load_funding(market.funding, start=start, end=end))
+        candles, mark, funding = load_market_window(market, start, end, data)
         feed = make_feed(candles, mark=mark, funding=funding, name=market.symbol)
         warnings += market_warnings(market.symbol, candles, mark, funding,
                                     feed.mark_fallback_bars)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -696,6 +696,36 @@ def load_funding(
     frame = select_range(frame, start, end)
     frame.attrs = {"source": source, "kind": "funding"}
     return frame
+
+
+def load_market_window(
+    market: Any, start: TimeLike = None, end: TimeLike = None, data: Any = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """The candles, mark and funding of one configured market between ``start`` and ``end``.
+
+    ``market`` is a run config's market (``symbol``, ``candles``, ``mark``, ``funding``
+    paths); ``data`` is an already loaded store with ``get(kind, path, start, end)`` (the
+    executor's, so a batch reads each file once) or ``None`` to read the files. Both engines
+    load their markets here, so they see the same windows. An empty candle window is an
+    error naming the market, its file and the window.
+    """
+
+    def get(kind: str, path: Any) -> pd.DataFrame:
+        if data is not None:
+            return data.get(kind, path, start, end)
+        if kind == "funding":
+            return load_funding(path, start=start, end=end)
+        return load_candles(path, kind=kind, start=start, end=end)
+
+    candles = get("candles", market.candles)
+    if candles.empty:
+        raise ValidationError(
+            [f"{market.symbol}: no candles in {market.candles} between "
+             f"{start or 'the start'} and {end or 'the end'}"]
+        )
+    mark = get("mark", market.mark) if market.mark is not None else None
+    funding = get("funding", market.funding) if market.funding is not None else None
+    return candles, mark, funding
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,29 +51,12 @@ def load_market(config: RunConfig, data: Any = None) -> MarketArrays:
     :func:`liqbt.feeds.make_feed` do (mark alignment, NaN fallback, funding per bar)."""
     import pandas as pd
 
-    from liqbt.core.errors import ValidationError
-    from liqbt.data import load_candles, load_funding
-    from liqbt.data.loaders import infer_timeframe
+    from liqbt.data.loaders import infer_timeframe, load_market_window
     from liqbt.feeds import align_funding, align_mark
 
     market = config.markets[0]
     start, end = config.backtest.start, config.backtest.end
-    if data is not None:  # a liqbt.executor.MarketData: the windows are loaded already
-        candles = data.get("candles", market.candles, start, end)
-    else:
-        candles = load_candles(market.candles, kind="candles", start=start, end=end)
-    if candles.empty:
-        raise ValidationError(
-            [f"{market.symbol}: no candles in {market.candles} between "
-             f"{start or 'the start'} and {end or 'the end'}"]
-        )
-    mark = funding = None
-    if market.mark is not None:
-        mark = (data.get("mark", market.mark, start, end) if data is not None
-                else load_candles(market.mark, kind="mark", start=start, end=end))
-    if market.funding is not None:
-        funding = (data.get("funding", market.funding, start, end) if data is not None
-                   else load_funding(market.funding, start=start, end=end))
+    candles, mark, funding = load_market_window(market, start, end, data)
     tf = candles.attrs.get("timeframe") or infer_timeframe(candles)
     index = candles.index
     if index.tz is None:
