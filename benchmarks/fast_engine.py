@@ -1,6 +1,7 @@
 """Fast engine (liqbt.fast) against MarginBroker: speed, compile time, sweep time, memory.
 
-Prints: fast bars/s (median of 3 after compile) for one config on one year of 5-minute bars,
+Prints, for the hold bot and the bundled grid: fast bars/s (median of 3 after compile) for one
+config on one year of 5-minute bars,
 the compile time (cold cache and cached, each in a fresh process), MarginBroker's bars/s on the
 bundled 4-week dataset and the speed-up, a 100-config sweep's wall time over the year, the peak
 memory of 4 years of 1-minute-sized input (~2.1 M bars), and a parity check of both engines on
@@ -11,7 +12,8 @@ repository.
 Targets (issue 12): >= 5,000,000 bars/s, >= 500x MarginBroker, 100 configs < 10 s.
 
 Usage: ``python benchmarks/fast_engine.py``. Covered configs only (see ``liqbt.fast.supports``):
-the hold bot on an isolated market.
+the hold and grid bots on one isolated market; both are measured (the grid sweep varies
+leverage and the number of lines).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = ROOT / "configs" / "hold.toml"
+GRID = ROOT / "configs" / "grid.toml"
 
 
 def tiled(data, bars: int):
@@ -60,31 +63,30 @@ def fresh_process_seconds(code: str, env_cache: str | None) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    from liqbt.config import load_config
+def sweep(cfg, k: int):
+    """The ``k``-th of 100 sweep configs around ``cfg``: leverage (and grid count)."""
+    over = {"leverage": 1 + (k % 20) * 0.5}
+    if cfg.strategy.name == "grid":
+        over["strategy.grids"] = 8 + 4 * (k // 20)
+    return cfg.with_overrides(over)
+
+
+def measure(label: str, cfg, make) -> None:
+    """Speed of one config over a year of 5m bars, MarginBroker's speed and parity on the
+    bundled weeks, and a 100-config sweep over the year."""
     from liqbt.fast import engine, load_market, run_one
     from liqbt.runner import run_config
 
-    cfg = load_config(HOLD).with_overrides({"leverage": 10, "margin_mode": "isolated"})
     base = load_market(cfg)
     year = tiled(base, 105_120)
-
-    # compile: cold (empty cache dir) and cached, each in a fresh process
-    call = ("from liqbt.config import load_config; from liqbt.fast import run_one; "
-            f"run_one(load_config({str(HOLD)!r}).with_overrides({{'margin_mode': 'isolated'}}))")
-    with tempfile.TemporaryDirectory() as cache:
-        cold = fresh_process_seconds(call, cache)
-        warm = fresh_process_seconds(call, cache)
-    print(f"compile + first run, fresh process: cold cache {cold:.1f} s, cached {warm:.1f} s")
-
     engine.run_arrays(cfg, base)  # compiled (or loaded) in this process
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        engine.run_arrays(cfg, year)
+        out = engine.run_arrays(cfg, year)
         times.append(time.perf_counter() - t0)
     fast_rate = year.bars / statistics.median(times)
-    print(f"fast kernel, hold isolated 10x, {year.bars:,} bars: "
+    print(f"fast kernel, {label}, {year.bars:,} bars ({len(out[3]):,} fills): "
           f"{fast_rate:,.0f} bars/s (median of 3; target >= 5,000,000)")
 
     t0 = time.perf_counter()
@@ -95,11 +97,14 @@ def main() -> None:
           f"speed-up {fast_rate / bt_rate:,.0f}x (target >= 500x)")
     same = (abs(fast.final_equity - slow.final_equity) <= 1e-9 * abs(slow.final_equity)
             and len(fast.fills) == len(slow.fills)
+            and all((f["time"], f["size"], f["price"]) == (s["time"], s["size"], s["price"])
+                    for f, s in zip(fast.fills, slow.fills, strict=False))
             and fast.liquidation_count == slow.liquidation_count)
-    print(f"parity on the bundled run: {'identical' if same else 'DIFFERENT'} "
+    print(f"parity on the bundled run ({len(slow.fills)} fills): "
+          f"{'identical' if same else 'DIFFERENT'} "
           f"(final equity {fast.final_equity:,.6f} vs {slow.final_equity:,.6f})")
 
-    configs = [cfg.with_overrides({"leverage": 1 + k * 0.5}) for k in range(100)]
+    configs = [make(cfg, k) for k in range(100)]
     t0 = time.perf_counter()
     for c in configs:
         engine.run_arrays(c, year)
@@ -110,6 +115,26 @@ def main() -> None:
     full_wall = time.perf_counter() - t0
     print(f"100-config sweep over one year of 5m bars: kernels {kernel_wall:.2f} s, with "
           f"RunResult rows (statistics, trades) {full_wall:.2f} s (target < 10 s)")
+
+
+def main() -> None:
+    from liqbt.config import load_config
+
+    cfg = load_config(HOLD).with_overrides({"leverage": 10, "margin_mode": "isolated"})
+
+    # compile: cold (empty cache dir) and cached, each in a fresh process
+    call = ("from liqbt.config import load_config; from liqbt.fast import run_one; "
+            f"run_one(load_config({str(HOLD)!r}).with_overrides({{'margin_mode': 'isolated'}}))")
+    with tempfile.TemporaryDirectory() as cache:
+        cold = fresh_process_seconds(call, cache)
+        warm = fresh_process_seconds(call, cache)
+    print(f"compile + first run, fresh process: cold cache {cold:.1f} s, cached {warm:.1f} s")
+
+    for label, c in (("hold isolated 10x", cfg),
+                     ("grid isolated 3x (configs/grid.toml, 16 lines)",
+                      load_config(GRID).with_overrides({"leverage": 3}))):
+        measure(label, c, sweep)
+        print()
 
     code = (
         "import resource, numpy as np, sys; sys.path.insert(0, 'benchmarks');"

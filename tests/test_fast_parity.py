@@ -188,6 +188,42 @@ def test_hold_parity(tmp_path_factory, sc, account, direction, margin):
     assert_parity(cfg)
 
 
+GRID_SETTINGS = settings(SETTINGS, max_examples=150)
+
+
+@GRID_SETTINGS
+@given(sc=SCENARIO, account=ACCOUNTS, data=st.data(),
+       direction=st.sampled_from(["long", "short", "neutral"]),
+       spacing=st.sampled_from(["arithmetic", "geometric"]), grids=st.integers(2, 12),
+       width=st.floats(0.02, 0.2), offset=st.floats(-0.6, 0.6),
+       investment=st.sampled_from([None, 100.0, 250.0]))
+def test_grid_parity(tmp_path_factory, sc, account, data, direction, spacing, grids, width,
+                     offset, investment):
+    """Grids around (or off) the start price: counter-orders, refused lines retried,
+    reduce-only closes cancelled on a flat leg and placed again, trigger, stop, take-profit,
+    out-of-range, liquidations."""
+    tmp = tmp_path_factory.mktemp("grid")
+    start = _start(account)
+    files = _write(tmp, sc["seed"], sc["bars"], start, sc["mark"], sc["funding"])
+    mid = start * (1 + offset * width)
+    lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
+    pick = data.draw(st.fixed_dictionaries({
+        "trigger_price": st.sampled_from([None, round(start * 0.99, 1), round(start * 1.01, 1)]),
+        "stop_loss": st.sampled_from([None, round(lower * 0.97, 1)]),
+        "take_profit": st.sampled_from([None, round(upper * 1.03, 1)]),
+        "out_of_range": st.sampled_from(["stay", "stop"]),
+        "leverage": st.sampled_from([None, 2.0, 5.0]),
+        "quantity_rule": st.sampled_from(["levels", "reference"]),
+    }))
+    if direction == "short" and pick["stop_loss"] is not None:
+        pick["stop_loss"] = round(upper * 1.03, 1)
+        pick["take_profit"] = None if pick["take_profit"] is None else round(lower * 0.97, 1)
+    strategy = {"name": "grid", "direction": direction, "lower": lower, "upper": upper,
+                "grids": grids, "spacing": spacing, "investment": investment, **pick}
+    cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
+    assert_parity(cfg)
+
+
 def test_bundled_configs_parity():
     """The bundled example configs over the bundled 4-week dataset (real BTCUSDT bars)."""
     root = Path(__file__).parents[1] / "configs"
@@ -195,6 +231,8 @@ def test_bundled_configs_parity():
         ("hold.toml", {}), ("hold.toml", {"leverage": 20}),
         ("hold.toml", {"leverage": 50, "intrabar": "pessimistic"}),
         ("hold.toml", {"leverage": 75, "settlement": "liquidation_price"}),
+        ("grid.toml", {}), ("grid.toml", {"leverage": 5}),
+        ("grid.toml", {"leverage": 10, "intrabar": "pessimistic"}),
     ]:
         assert_parity(load_config(root / name).with_overrides(overrides))
 
@@ -204,7 +242,7 @@ def test_supports_refuses_with_reasons():
     hold = load_config(root / "hold.toml").with_overrides({"margin_mode": "isolated"})
     assert supports(hold) is None
     assert "cross margin" in supports(hold.with_overrides({"margin_mode": "cross"}))
-    assert "re-sync" in supports(load_config(root / "grid.toml"))
+    assert supports(load_config(root / "grid.toml")) is None
     pair = load_config(root / "cross-vs-isolated.toml")
     assert "several markets" in supports(pair)
     hedge = hold.with_overrides({"position_mode": "hedge"})

@@ -90,9 +90,6 @@ def supports(config: RunConfig) -> str | None:
                 f"{'/'.join(sorted(_BOTS))} bots only")
     if len(config.markets) != 1:
         return "several markets: the fast engine runs one symbol"
-    if config.strategy.name == "grid":
-        return ("grid: the bot's line re-sync (refused lines retried, cancelled lines placed "
-                "again) is not mirrored yet")
     if config.markets[0].margin_mode != "isolated":
         return ("cross margin: the fast engine does not yet mirror the joint cross-condition "
                 "walk (margin-model §8)")
@@ -247,7 +244,7 @@ def run_arrays(config: RunConfig, data: MarketArrays) -> tuple[Any, ...]:
     out = kn.run(
         data.open, data.high, data.low, data.close, data.mark_open, data.mark_high,
         data.mark_low, data.mark_close, data.funding_rate, p.tiers, p.fp, p.ip,
-        float(config.account.balance), p.bi, p.bp, p.levels, np.zeros(1, np.bool_), p.capacity,
+        float(config.account.balance), p.bi, p.bp, p.levels, p.capacity,
     )
     return (p, *out)
 
@@ -398,7 +395,8 @@ def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
     """The bot's own counters (grid profit and pairs) for reports."""
     view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
     if config.strategy.name == "grid":
-        view.update(grid_profit=float(stats[17]), pairs=int(stats[13]))
+        view.update(grid_profit=float(stats[17]), pairs=int(stats[13]),
+                    refused_orders=int(stats[18]), missing_lines=int(stats[19]))
     return view
 
 

@@ -68,6 +68,8 @@ OQ, OP, ORES = 0, 1, 2
 # int columns
 OTYPE, ORED, OCB, OSTAT, OTAG, OLVL, OOPEN, OREF, OCANCEL, OPAIR = range(10)
 MARKET, LIMIT = 0, 1
+# notes: what the bot is told about an order at the end of the bar
+N_FILL, N_CANCEL, N_REFUSE = 0, 1, 2
 SUBMITTED, PENDING, DEAD = 0, 1, 2
 # tags
 T_OTHER, T_GRID, T_BASE, T_SAFETY, T_TP, T_SL, T_CLOSE = 0, 1, 2, 3, 4, 5, 6
@@ -147,7 +149,7 @@ def _order_margin(st, fp, ob, oi, n_orders, exclude) -> float:
 @njit(cache=True)
 def run(
     o, h, lo, c, mo, mh, ml, mc, fr,
-    tiers, fp, ip, balance, bi, bp, levels, signal, capacity,
+    tiers, fp, ip, balance, bi, bp, levels, capacity,
 ):
     """Run one config. Returns ``(state, stats, fills, n_fills, liqs, n_liqs, topups,
     n_topups, equity_curve, rejects)``; see :mod:`liqbt.fast.engine` for their meaning."""
@@ -167,10 +169,9 @@ def run(
     topups = np.empty((8, 3))
     nt = 0
     eq = np.empty(n)
-    # stats: 0 stop code, 1 stop bar, 2 wiped, 3 wipe bar, 4 trades closing count,
-    # 5 lot sum, 6 rejected orders, 7 reject kind, 8 reject v1, 9 reject v2, 10 stop value,
-    # 11 first liq index, 12 wipe equity, 13 grid pairs, 14 cycles, 15 finished,
-    # 16 reject qty, 17 grid profit
+    # stats: 0 stop code, 1 stop bar, 2 wiped, 3 wipe bar, 6 rejected orders, 7 reject kind,
+    # 8 reject v1, 9 reject v2, 10 stop value, 11 first liq index, 12 wipe equity,
+    # 13 grid pairs, 17 grid profit, 18 grid lines refused, 19 grid lines missing at the end
     stats = np.zeros(20)
     stats[11] = -1
     stop = S_NONE
@@ -183,22 +184,24 @@ def run(
     note_lvl = np.empty(capacity * 4 + 16, np.int64)
     note_open = np.empty(capacity * 4 + 16, np.int64)
     note_buy = np.empty(capacity * 4 + 16, np.int64)
-    note_price = np.empty(capacity * 4 + 16)
     note_ref = np.empty(capacity * 4 + 16, np.int64)
+    # what the bot is told: N_FILL (on_fill), N_CANCEL (on_cancel), N_REFUSE (on_refused)
+    note_kind = np.empty(capacity * 4 + 16, np.int64)
     mr = np.empty(n)
     ex = np.zeros(n, np.bool_)
     # bot state
     launched = False
     grid_profit = 0.0
     pairs = 0
-    # dca
-    in_cycle = False
-    base_live = False
-    next_start = 0
-    cycles = 0
-    finished = False
-    tp_live = False
-    sl_live = False
+    # the grid's state (strategies/grid.py): per line, the side it should hold (0 none,
+    # 1 buy, 2 sell) and that order's pair_ref (``wanted``), and the ref of the live order
+    # holding it (``_line_order``, 0 none); in_sync as the bot's ``_in_sync``
+    nlev = levels.shape[0]
+    want = np.zeros(nlev, np.int64)
+    want_pair = np.zeros(nlev, np.int64)
+    line_ref = np.zeros(nlev, np.int64)
+    in_sync = False
+    refused = 0
     reach = np.zeros(capacity, np.int64)
     for t in range(n):
         bar_stop = S_NONE  # first stopping event of the bar (delivered after the walk)
@@ -247,7 +250,10 @@ def run(
             else:
                 oi[k, OSTAT] = DEAD
                 stats[6] += 1
-                if bar_stop == S_NONE:
+                if oi[k, OTAG] == T_GRID:  # a refused grid line is retried on later bars
+                    n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy,
+                                    note_ref, n_notes, N_REFUSE, ob, oi, k)
+                elif bar_stop == S_NONE:
                     bar_stop = S_REJECT
                     bar_rk = reason
                     bar_v1 = v1
@@ -349,11 +355,15 @@ def run(
                         capped = False
                         ok = True
                         if oi[k, ORED]:
+                            # liqbt.core.orders.reducing_fill
                             held = st[SZ]
                             if held == 0.0 or (held > 0) == (qty > 0):
                                 oi[k, OSTAT] = DEAD
                                 ok = False
-                            elif abs(qty) > abs(held):
+                                n_notes = _note(note_kind, note_tag, note_lvl, note_open,
+                                                note_buy, note_ref, n_notes, N_CANCEL, ob,
+                                                oi, k)
+                            elif not abs(qty) - abs(held) <= 1e-9 * abs(qty):
                                 qty = -held
                                 capped = True
                         else:
@@ -384,13 +394,16 @@ def run(
                                     oi[k, OSTAT] = DEAD
                                     ok = False
                                     stats[6] += 1
-                                    if bar_stop == S_NONE:
+                                    if oi[k, OTAG] == T_GRID:
+                                        n_notes = _note(note_kind, note_tag, note_lvl,
+                                                        note_open, note_buy, note_ref, n_notes,
+                                                        N_REFUSE, ob, oi, k)
+                                    elif bar_stop == S_NONE:
                                         bar_stop = S_REJECT
                                         bar_rk = reject
                                         bar_v1 = v1
                                         bar_v2 = v2
                         if ok:
-                            old = st[SZ]
                             _closed, fee = fill(st, fp, ip, qty, price, fee_rate)
                             fills = _grow(fills, nf)
                             fills[nf, 0] = t
@@ -403,17 +416,11 @@ def run(
                             fills[nf, 7] = oi[k, OPAIR]
                             fills[nf, 8] = oi[k, OLVL]
                             nf += 1
-                            _count_trade(stats, qty)
                             oi[k, OSTAT] = DEAD
-                            if not capped:
-                                note_tag[n_notes] = oi[k, OTAG]
-                                note_lvl[n_notes] = oi[k, OLVL]
-                                note_open[n_notes] = oi[k, OOPEN]
-                                note_buy[n_notes] = 1 if ob[k, OQ] > 0 else 0
-                                note_price[n_notes] = price
-                                note_ref[n_notes] = oi[k, OREF]
-                                n_notes += 1
-                            _ = old
+                            # a capped reducing order is cancelled for the rest
+                            n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy,
+                                            note_ref, n_notes, N_CANCEL if capped else N_FILL,
+                                            ob, oi, k)
                     else:
                         # --- MarginBroker._on_trigger ------------------------------------------
                         price = best_p
@@ -515,23 +522,42 @@ def run(
         for k in range(n_orders):
             if oi[k, OCANCEL] and oi[k, OSTAT] == PENDING:
                 oi[k, OSTAT] = DEAD
+                n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy, note_ref,
+                                n_notes, N_CANCEL, ob, oi, k)
         close = c[t]
         if bot == BOT_GRID:
             direction_g = bi[1]
+            # GridStrategy.on_fill / on_cancel / on_refused; their order inside a bar does
+            # not change the resulting state (each touches its own line unless a counter-order
+            # replaces it, and then the newest ref wins either way)
             for j in range(n_notes):
                 if note_tag[j] != T_GRID:
                     continue
+                in_sync = False
                 level = note_lvl[j]
+                ref = note_ref[j]
+                if note_kind[j] != N_FILL:
+                    if line_ref[level] == ref:
+                        line_ref[level] = 0
+                    if note_kind[j] == N_REFUSE:
+                        refused += 1
+                    continue
                 buy = note_buy[j] == 1
+                if line_ref[level] == ref:
+                    line_ref[level] = 0
+                    want[level] = 0
                 if not note_open[j]:
                     gap = abs(levels[level] - levels[level + (-1 if not buy else 1)])
                     pairs += 1
                     grid_profit += bp[0] * gap
                 counter = level + 1 if buy else level - 1
-                if 0 <= counter < levels.shape[0] and stop == S_NONE:
+                if 0 <= counter < nlev and stop == S_NONE:
+                    want[counter] = 2 if buy else 1
+                    want_pair[counter] = ref
+                    line_ref[counter] = next_ref
                     n_orders, next_ref = _place_grid(
                         ob, oi, n_orders, next_ref, t, counter, not buy, direction_g, bi[3],
-                        bp[0], levels, note_ref[j])
+                        bp[0], levels, ref)
             if stop == S_NONE:
                 if not launched:
                     if t == bi[2]:
@@ -543,6 +569,11 @@ def run(
                         else:
                             n_orders, next_ref = _grid_launch(
                                 ob, oi, n_orders, next_ref, t, bi, bp, levels, close)
+                            for k in range(n_orders):
+                                if oi[k, OTAG] == T_GRID:
+                                    lvl = oi[k, OLVL]
+                                    want[lvl] = 1 if ob[k, OQ] > 0 else 2
+                                    line_ref[lvl] = oi[k, OREF]
                 else:
                     reason = S_NONE
                     if bi[6] and _reached(bp[2], bp[1], close):
@@ -561,6 +592,10 @@ def run(
                             n_orders, next_ref = _add_order(
                                 ob, oi, n_orders, next_ref, t, -st[SZ], close, MARKET, True,
                                 T_CLOSE, 0, 0)
+                    elif not in_sync:
+                        n_orders, next_ref, in_sync = _resync(
+                            ob, oi, n_orders, next_ref, t, close, want, want_pair, line_ref,
+                            direction_g, bi[3], bp[0], levels)
         elif bot == BOT_HOLD:
             if t == 0 and stop == S_NONE:
                 if bi[2] == 0:
@@ -576,9 +611,12 @@ def run(
         ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
-    stats[14] = cycles
-    stats[15] = 1 if finished else 0
-    _ = in_cycle, base_live, next_start, tp_live, sl_live, signal
+    stats[18] = refused
+    missing = 0
+    for i in range(nlev):
+        if want[i] and not line_ref[i]:
+            missing += 1
+    stats[19] = missing
     return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq, mr, ex
 
 
@@ -592,29 +630,6 @@ def _stop_orders(oi, n_orders):
         else:
             oi[k, OSTAT] = DEAD
     return n_orders
-
-
-@njit(cache=True)
-def _count_trade(stats, qty):
-    """Trades analyzer's FIFO rule, aggregated: a fill against the open lots is a closing
-    fill (one round trip); the rest opens lots."""
-    lots = stats[5]
-    rest = qty
-    if lots != 0.0 and (lots > 0) != (qty > 0):
-        stats[4] += 1
-        want = abs(qty)
-        take = min(want, abs(lots))
-        want -= take
-        lots = lots - take if lots > 0 else lots + take
-        if abs(lots) <= 1e-12:
-            lots = 0.0
-        rest = want if qty > 0 else -want
-        if abs(rest) > 1e-12:
-            lots = rest
-        stats[5] = lots
-        return
-    if abs(rest) > 1e-12:
-        stats[5] = lots + rest
 
 
 @njit(cache=True)
@@ -777,6 +792,50 @@ def _grid_launch(ob, oi, n_orders, next_ref, t, bi, bp, levels, close):
         n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, i, False, direction,
                                          k, q, levels, 0)
     return n_orders, next_ref
+
+
+@njit(cache=True)
+def _note(kind, tag, lvl, opening, buy, ref, n, what, ob, oi, k):
+    """Record what the bot is told about order row ``k`` this bar; returns the new count."""
+    kind[n] = what
+    tag[n] = oi[k, OTAG]
+    lvl[n] = oi[k, OLVL]
+    opening[n] = oi[k, OOPEN]
+    buy[n] = 1 if ob[k, OQ] > 0 else 0
+    ref[n] = oi[k, OREF]
+    return n + 1
+
+
+@njit(cache=True)
+def _resync(ob, oi, n_orders, next_ref, t, close, want, want_pair, line_ref, direction,
+            start_level, quantity, levels):
+    """:meth:`strategies.grid.GridStrategy.resync`: cancel live grid orders no line wants
+    (accepted ones now, submitted ones once accepted), then place, in line order, the order
+    of every wanted line holding none when it rests at ``close``. Returns ``(n_orders,
+    next_ref, in_sync)``."""
+    clean = True
+    for k in range(n_orders):
+        if oi[k, OTAG] != T_GRID or oi[k, OSTAT] == DEAD:
+            continue
+        level = oi[k, OLVL]
+        if want[level] == 0 or line_ref[level] != oi[k, OREF]:
+            clean = False
+            if oi[k, OSTAT] == SUBMITTED:
+                oi[k, OCANCEL] = 1
+            else:
+                oi[k, OSTAT] = DEAD
+    for level in range(levels.shape[0]):
+        if want[level] == 0 or line_ref[level] != 0:
+            continue
+        clean = False
+        buy = want[level] == 1
+        price = levels[level]
+        if (buy and price < close) or (not buy and price > close):
+            line_ref[level] = next_ref
+            n_orders, next_ref = _place_grid(ob, oi, n_orders, next_ref, t, level, buy,
+                                             direction, start_level, quantity, levels,
+                                             want_pair[level])
+    return n_orders, next_ref, clean
 
 
 @njit(cache=True)
