@@ -339,11 +339,17 @@ class Account:
 
     def cross_positions(self) -> list[Position]:
         """Open legs in cross margin."""
-        return [p for p in self.open_positions() if p.margin_mode == "cross"]
+        # the same legs in the same order as open_positions(), without a generator: this is
+        # called several times per bar (issue 11)
+        return [p for p in self.positions.values() if p.size and p.margin_mode == "cross"]
 
     def cross_margin_balance(self) -> float:
         """Cross wallet + Σ upnl of cross legs (margin-model §5)."""
-        return self.wallet_balance + sum(p.unrealized_pnl for p in self.cross_positions())
+        # the cross legs in leg order (as cross_positions()), without building the list
+        return self.wallet_balance + sum(
+            p.unrealized_pnl for p in self.positions.values()
+            if p.size and p.margin_mode == "cross"
+        )
 
     def cross_maintenance_margin(self) -> float:
         """Σ MM of cross legs (without closing fees)."""
