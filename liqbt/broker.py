@@ -148,6 +148,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._legs: dict[str, list[Position]] = {}
         self._cash_key: tuple[Any, ...] | None = None
         self._cash = 0.0
+        self._committed_key: tuple[Any, ...] | None = None
+        self._committed = 0.0
         self._stepping = False
         self.trailing = False  # a trailing stop was accepted: trail stops after each bar
         self._sizers_levered = False
@@ -209,10 +211,16 @@ class MarginBroker(bt.brokers.BackBroker):
             return self.account.available_balance(self.order_margin())
         # between steps the marks stand still: one evaluation per state serves every caller
         self.book.refresh(self.pending)
-        key = (self.walker.bar_no, self.account.version, self.book.signature)
+        state = (self.account.version, self.book.signature)
+        key = (self.walker.bar_no, state)
         if self._cash_key != key:
             self._cash_key = key
-            self._cash = self.account.available_balance(self.order_margin())
+            # the IM and order margin do not move with the marks: kept until the account or
+            # the orders change, so a quiet bar only re-sums the unrealized PnL (issue 11)
+            if self._committed_key != state:
+                self._committed_key = state
+                self._committed = self.account.committed_margin(self.order_margin())
+            self._cash = self.account.available_balance(committed=self._committed)
         return self._cash
 
     getcash = get_cash

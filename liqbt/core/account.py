@@ -220,12 +220,14 @@ class Account:
             raise ValidationError(problems)
         config = MarketConfig(key, float(leverage), margin_mode, spec, auto_top_up)
         self.markets[key] = config
+        self.version += 1  # leverage and tiers feed cached margin figures
         return config
 
     def add_market(self, config: MarketConfig) -> None:
         """Declare an already validated market (e.g. a copy of another account's, for a
         scratch account asked about a hypothetical position)."""
         self.markets[config.symbol] = config
+        self.version += 1  # leverage and tiers feed cached margin figures
 
     def market(self, symbol: str) -> MarketConfig:
         """The :class:`MarketConfig` of ``symbol``; a clear error when it was never set."""
@@ -376,12 +378,21 @@ class Account:
                 total += pos.margin
         return total
 
-    def available_balance(self, order_margin: float = 0.0) -> float:
+    def available_balance(
+        self, order_margin: float = 0.0, committed: float | None = None
+    ) -> float:
         """Cross wallet + Σ cross upnl − Σ cross IM − order margin (margin-model §6), floored at
-        0."""
+        0. ``committed``: :meth:`committed_margin` already known for this state (then
+        ``order_margin`` is not used)."""
         value = self.cross_margin_balance()
-        value -= sum(self.initial_margin(p) for p in self.cross_positions()) + order_margin
+        value -= self.committed_margin(order_margin) if committed is None else committed
         return max(value, 0.0)
+
+    def committed_margin(self, order_margin: float = 0.0) -> float:
+        """Σ cross IM + ``order_margin`` (USDT): what :meth:`available_balance` subtracts from
+        the cross margin balance. It does not depend on the marks, so it stands while
+        ``version`` and the resting orders are unchanged (the broker keeps it across bars)."""
+        return sum(self.initial_margin(p) for p in self.cross_positions()) + order_margin
 
     def margin_figures(self, pos: Position | None = None) -> MarginFigures:
         """The trigger's figures of an isolated leg (``pos``) or of the cross account.
