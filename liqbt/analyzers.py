@@ -88,6 +88,7 @@ class MarginTimeline(bt.Analyzer):
                 self.rets[key] = []
             self.rets["symbols"] = {}
         self._datas: list[tuple[Any, str]] = []
+        self._rows: list[tuple[Any, ...]] = []
         # bar times as backtrader's float dates, turned into datetimes once in stop()
         self._times: list[float] = []
 
@@ -106,10 +107,19 @@ class MarginTimeline(bt.Analyzer):
             if symbol not in {s for _, s in self._datas}:
                 self._datas.append((data, symbol))
                 if self.p.detail:
-                    self.rets["symbols"][symbol] = {
+                    row = self.rets["symbols"][symbol] = {
                         k: [] for k in ("open", "high", "low", "close", "mark",
                                         "liquidation_price", "margin_ratio", "size")
                     }
+                    # the lines and the row's lists, resolved once: backtrader's attribute
+                    # lookup on every bar was a measurable share of the run (issue 11)
+                    lines = data.lines
+                    self._rows.append((
+                        data, lines.open, lines.high, lines.low, lines.close,
+                        getattr(lines, "mark_close", None), row["open"], row["high"],
+                        row["low"], row["close"], row["mark"], row["liquidation_price"],
+                        row["size"], row["margin_ratio"],
+                    ))
 
     def next(self) -> None:
         broker = self.strategy.broker
@@ -140,24 +150,20 @@ class MarginTimeline(bt.Analyzer):
         self.rets["wallet"].append(account.wallet_balance)
         self.rets["margin_balance"].append(account.cross_margin_balance())
         self.rets["available"].append(broker.get_cash())
-        for data, symbol in self._datas:
-            row = self.rets["symbols"][symbol]
-            mark_line = getattr(data.lines, "mark_close", None)
-            close = float(data.close[0])
+        for (data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
+             closes, marks, liquidation_prices, sizes, ratios) in self._rows:
+            close = float(close_line[0])
             mark = float(mark_line[0]) if mark_line is not None else close
-            row["open"].append(float(data.open[0]))
-            row["high"].append(float(data.high[0]))
-            row["low"].append(float(data.low[0]))
-            row["close"].append(close)
-            row["mark"].append(mark if not math.isnan(mark) else close)
+            opens.append(float(open_line[0]))
+            highs.append(float(high_line[0]))
+            lows.append(float(low_line[0]))
+            closes.append(close)
+            marks.append(mark if not math.isnan(mark) else close)
             lp = broker.liquidation_price(data)
-            row["liquidation_price"].append(math.nan if lp is None else float(lp))
+            liquidation_prices.append(math.nan if lp is None else float(lp))
             legs = broker.positions_of(data)
-            row["size"].append(sum(p.size for p in legs))
-            row["margin_ratio"].append(
-                max((leg_ratio[(p.symbol, p.leg)] for p in legs), default=0.0)
-            )
-
+            sizes.append(sum(p.size for p in legs))
+            ratios.append(max((leg_ratio[(p.symbol, p.leg)] for p in legs), default=0.0))
 
 def _reason(info: Any) -> str:
     if info.get("liquidation"):
