@@ -237,6 +237,25 @@ def test_bundled_configs_parity():
         assert_parity(load_config(root / name).with_overrides(overrides))
 
 
+def test_grid_refused_lines_parity():
+    """The bundled grid sized at 8x on a 5x market: its opening lines are refused for margin
+    again and again and retried on later bars (the grid keeps trading); sized at 10x on a 3x
+    market the launch market order itself is refused and the bot stops. Both engines agree,
+    down to the bot's own counters."""
+    root = Path(__file__).parents[1] / "configs"
+    grid = load_config(root / "grid.toml")
+    retried = grid.with_overrides({"leverage": 5, "strategy.leverage": 8})
+    assert_parity(retried)
+    fast, slow = run_one(retried), run_config(retried, timeline=False)
+    assert fast.stopped_kind is None and fast.rejected_orders > 100
+    for key in ("refused_orders", "missing_lines", "pairs", "grid_profit"):
+        assert fast.bot[key] == slow.bot[key], key
+    assert fast.bot["refused_orders"] == fast.rejected_orders and fast.bot["pairs"] > 0
+    refused = grid.with_overrides({"leverage": 3, "strategy.leverage": 10})
+    assert_parity(refused)
+    assert run_one(refused).stopped_kind == "order_refused"
+
+
 def test_supports_refuses_with_reasons():
     root = Path(__file__).parents[1] / "configs"
     hold = load_config(root / "hold.toml").with_overrides({"margin_mode": "isolated"})

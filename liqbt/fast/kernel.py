@@ -203,6 +203,14 @@ def run(
     in_sync = False
     refused = 0
     reach = np.zeros(capacity, np.int64)
+    # last isolated liquidation price and the leg (size, entry, margin) it was solved for
+    lpc = np.full(6, math.nan)
+    # the bar's trade and mark paths (filled in place: no allocation per bar)
+    tpath = np.empty(4)
+    mpath = np.empty(4)
+    # orders submitted by the bot last bar (else the acceptance pass has nothing to do), and
+    # accepted orders the bot cancelled before acceptance (cancelled after the walk)
+    submitted = False
     for t in range(n):
         bar_stop = S_NONE  # first stopping event of the bar (delivered after the walk)
         bar_liq = -1
@@ -211,7 +219,8 @@ def run(
         bar_v2 = 0.0
         n_notes = 0
         # --- 1. accept or reject submitted orders ------------------------------------------
-        for k in range(n_orders):
+        cancel_after = False
+        for k in range(n_orders if submitted else 0):
             if oi[k, OSTAT] != SUBMITTED:
                 continue
             reason = -1
@@ -247,6 +256,8 @@ def run(
             if reason < 0:
                 ob[k, ORES] = _opening_size(st, ob, oi, k)
                 oi[k, OSTAT] = PENDING
+                if oi[k, OCANCEL]:
+                    cancel_after = True
             else:
                 oi[k, OSTAT] = DEAD
                 stats[6] += 1
@@ -287,7 +298,7 @@ def run(
         high_m = max(max(mo[t], mh[t]), max(ml[t], mc[t]))
         in_reach = False
         if n_reach == 0 and st[SZ] != 0.0:
-            lp, direction, found = liquidation_price(st, fp, ip, tiers)
+            lp, direction, found = _lp(st, fp, ip, tiers, lpc)
             if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
                 in_reach = True
         if n_reach == 0 and not in_reach:
@@ -299,11 +310,11 @@ def run(
                 adverse_high_first = net < 0
                 high_first = adverse_high_first == (ip[INTRABAR] == 1)
             if high_first:
-                tpath = np.array([o[t], h[t], lo[t], c[t]])
-                mpath = np.array([mo[t], mh[t], ml[t], mc[t]])
+                tpath[0], tpath[1], tpath[2], tpath[3] = o[t], h[t], lo[t], c[t]
+                mpath[0], mpath[1], mpath[2], mpath[3] = mo[t], mh[t], ml[t], mc[t]
             else:
-                tpath = np.array([o[t], lo[t], h[t], c[t]])
-                mpath = np.array([mo[t], ml[t], mh[t], mc[t]])
+                tpath[0], tpath[1], tpath[2], tpath[3] = o[t], lo[t], h[t], c[t]
+                mpath[0], mpath[1], mpath[2], mpath[3] = mo[t], ml[t], mh[t], mc[t]
             # MarginBroker._walk: one clock τ ∈ [0, 1], vertices at 0, 1/3, 2/3, 1
             tau = 0.0
             skip_liq = -1.0
@@ -334,7 +345,7 @@ def run(
                     if st[SZ] != 0.0:
                         ma = _at(mpath, seg, tau)
                         mb = mpath[seg + 1]
-                        lp, direction, found = liquidation_price(st, fp, ip, tiers)
+                        lp, direction, found = _lp(st, fp, ip, tiers, lpc)
                         if found:
                             f, p, hit = cross_at(ma, mb, lp, direction > 0)
                             if hit:
@@ -486,7 +497,7 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            lp, direction, found = liquidation_price(st, fp, ip, tiers)
+            lp, direction, found = _lp(st, fp, ip, tiers, lpc)
             if found:
                 if direction < 0:
                     d = (low_m - lp) / low_m
@@ -519,12 +530,13 @@ def run(
         # --- 4. the bot: fill notifications, then next() -----------------------------------
         # orders cancelled while still submitted are cancelled when their acceptance is
         # notified, i.e. now, after the walk they took part in (strategies.base.cancel_order)
-        for k in range(n_orders):
+        for k in range(n_orders if cancel_after else 0):
             if oi[k, OCANCEL] and oi[k, OSTAT] == PENDING:
                 oi[k, OSTAT] = DEAD
                 n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy, note_ref,
                                 n_notes, N_CANCEL, ob, oi, k)
         close = c[t]
+        n_before = n_orders
         if bot == BOT_GRID:
             direction_g = bi[1]
             # GridStrategy.on_fill / on_cancel / on_refused; their order inside a bar does
@@ -606,6 +618,7 @@ def run(
                     qty = bp[0] if bi[1] > 0 else -bp[0]
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
+        submitted = n_orders != n_before
         eq[t] = equity(st, ip)
         mr[t] = margin_ratio(st, fp, ip, tiers)
         ex[t] = st[SZ] != 0.0
@@ -618,6 +631,26 @@ def run(
             missing += 1
     stats[19] = missing
     return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq, mr, ex
+
+
+@njit(cache=True)
+def _lp(st, fp, ip, tiers, cache):
+    """:func:`liqbt.fast.margin.liquidation_price`, solved again only when the leg changed:
+    an isolated LP depends on the leg's size, entry and margin alone (not the mark), so an
+    unchanged leg gives the identical result (the per-bar checks would otherwise re-solve
+    the tier iteration on every bar)."""
+    if not ip[ISO]:
+        return liquidation_price(st, fp, ip, tiers)
+    if cache[0] == st[SZ] and cache[1] == st[EN] and cache[2] == st[MG]:
+        return cache[3], int(cache[4]), cache[5] != 0.0
+    lp, direction, found = liquidation_price(st, fp, ip, tiers)
+    cache[0] = st[SZ]
+    cache[1] = st[EN]
+    cache[2] = st[MG]
+    cache[3] = lp
+    cache[4] = direction
+    cache[5] = 1.0 if found else 0.0
+    return lp, direction, found
 
 
 @njit(cache=True)
