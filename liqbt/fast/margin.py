@@ -129,6 +129,25 @@ def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: flo
 
 
 @njit(cache=True)
+def _tier_seen(seen_k: np.ndarray, nseen: int, key: int) -> bool:
+    """Whether the tier fixed-point iteration already visited tier ``key`` (a cycle)."""
+    for j in range(nseen):
+        if seen_k[j] == key:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _cycle_price(seen_p: np.ndarray, nseen: int, falling: bool) -> float:
+    """The price a tier cycle settles on, as ``liqbt.core.margin`` does: the candidate the
+    price meets first (the highest when the price falls toward it, else the lowest)."""
+    best = seen_p[0]
+    for m in range(1, nseen):
+        best = max(best, seen_p[m]) if falling else min(best, seen_p[m])
+    return best
+
+
+@njit(cache=True)
 def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray):
     """:meth:`liqbt.core.account.Account.liquidation_price` for the one leg:
     ``(lp, direction, found)``; ``found`` False means ``None``.
@@ -163,20 +182,9 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
             price = entry
             key = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
             nseen = 0
-            done = False
             for _ in range(_MAX_TIER_ITERATIONS):
-                for j in range(nseen):
-                    if seen_k[j] == key:
-                        best = seen_p[0]
-                        for m in range(1, nseen):
-                            if falling:
-                                best = max(best, seen_p[m])
-                            else:
-                                best = min(best, seen_p[m])
-                        price = best
-                        done = True
-                        break
-                if done:
+                if _tier_seen(seen_k, nseen, key):
+                    price = _cycle_price(seen_p, nseen, falling)
                     break
                 if used:
                     price = _solve_isolated(formula, side, q, entry, margin, 0.0, u_amount, taker)
@@ -215,20 +223,9 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
     key = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
     nseen = 0
     ok = True
-    done = False
     for _ in range(_MAX_TIER_ITERATIONS):
-        for j in range(nseen):
-            if seen_k[j] == key:
-                best = seen_p[0]
-                for m in range(1, nseen):
-                    if falling:
-                        best = max(best, seen_p[m])
-                    else:
-                        best = min(best, seen_p[m])
-                price = best
-                done = True
-                break
-        if done:
+        if _tier_seen(seen_k, nseen, key):
+            price = _cycle_price(seen_p, nseen, falling)
             break
         if used:
             mmr, amount = 0.0, u_amount
