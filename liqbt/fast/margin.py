@@ -128,6 +128,28 @@ def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: flo
     return (side * q * entry - margin - amount) / (q * (side - mmr - fee))
 
 
+#: outcomes of one tier fixed-point step
+_TIER_NEXT, _TIER_DONE, _TIER_BAD = 0, 1, 2
+
+
+@njit(cache=True)
+def _record_tier(seen_k: np.ndarray, seen_p: np.ndarray, nseen: int, key: int, price: float,
+                 used: bool, tiers: np.ndarray, ip: np.ndarray, q: float):
+    """Record the candidate ``price`` solved in tier ``key`` and pick the tier at that price:
+    ``(nseen, next key, _TIER_NEXT)`` to iterate again, ``_TIER_DONE`` when the tier at the
+    price is the one used (the fixed point of ``liqbt.core.margin``), ``_TIER_BAD`` for a
+    non-finite candidate."""
+    seen_k[nseen] = key
+    seen_p[nseen] = price
+    nseen += 1
+    if not math.isfinite(price):
+        return nseen, key, _TIER_BAD
+    nk = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
+    if nk == key:
+        return nseen, key, _TIER_DONE
+    return nseen, nk, _TIER_NEXT
+
+
 @njit(cache=True)
 def _tier_seen(seen_k: np.ndarray, nseen: int, key: int) -> bool:
     """Whether the tier fixed-point iteration already visited tier ``key`` (a cycle)."""
@@ -191,16 +213,12 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
                 else:
                     price = _solve_isolated(formula, side, q, entry, margin, tiers[key, 1],
                                             tiers[key, 2], taker)
-                seen_k[nseen] = key
-                seen_p[nseen] = price
-                nseen += 1
-                if not math.isfinite(price):
+                nseen, key, state = _record_tier(seen_k, seen_p, nseen, key, price, used,
+                                                 tiers, ip, q)
+                if state == _TIER_BAD:
                     ok = False
+                if state != _TIER_NEXT:
                     break
-                nk = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
-                if nk == key:
-                    break
-                key = nk
             lp = price
         if not ok or not math.isfinite(lp):
             return 0.0, -side, False
@@ -237,16 +255,11 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
             price = math.inf if num > 0 else 0.0
         else:
             price = num / den
-        seen_k[nseen] = key
-        seen_p[nseen] = price
-        nseen += 1
-        if not math.isfinite(price):
+        nseen, key, state = _record_tier(seen_k, seen_p, nseen, key, price, used, tiers, ip, q)
+        if state == _TIER_BAD:
             ok = False
+        if state != _TIER_NEXT:
             break
-        nk = 0 if used else tier_index(tiers, lookup_value(ip, q, max(price, 0.0)))
-        if nk == key:
-            break
-        key = nk
     direction = -1 if den < 0 else 1
     if not ok or not math.isfinite(price):
         return 0.0, direction, False
