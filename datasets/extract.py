@@ -54,35 +54,27 @@ _OCT_2025 = ("2025-10-01", "2025-10-22")
 _MAR_2020 = ("2020-03-01", "2020-04-01")
 _MAY_2021 = ("2021-05-01", "2021-06-01")
 
+
+def _trio(folder: str, symbol: str, timeframe: str, mark_timeframe: str, source: str,
+          window: tuple[str, str]) -> tuple[Window, ...]:
+    """Candles, mark and funding of one symbol and window (named as ``liqbt data download``
+    names them; funding is cut from the source's 1h funding file)."""
+    base = f"{source}/{symbol[:-4]}_USDT_USDT"
+    return (
+        Window(f"{folder}/{symbol}-{timeframe}.feather", f"{base}-{timeframe}-futures.feather",
+               *window),
+        Window(f"{folder}/{symbol}-{mark_timeframe}-mark.feather",
+               f"{base}-{mark_timeframe}-mark.feather", *window),
+        Window(f"{folder}/{symbol}-{timeframe}-funding_rate.feather",
+               f"{base}-1h-funding_rate.feather", *window),
+    )
+
+
 WINDOWS: tuple[Window, ...] = (
-    Window("2025-10/BTCUSDT-5m.feather", f"{_HARTHOR}/BTC_USDT_USDT-5m-futures.feather", *_OCT_2025),
-    Window("2025-10/BTCUSDT-1h-mark.feather", f"{_HARTHOR}/BTC_USDT_USDT-1h-mark.feather", *_OCT_2025),
-    Window(
-        "2025-10/BTCUSDT-5m-funding_rate.feather",
-        f"{_HARTHOR}/BTC_USDT_USDT-1h-funding_rate.feather",
-        *_OCT_2025,
-    ),
-    Window("2025-10/ETHUSDT-5m.feather", f"{_HARTHOR}/ETH_USDT_USDT-5m-futures.feather", *_OCT_2025),
-    Window("2025-10/ETHUSDT-1h-mark.feather", f"{_HARTHOR}/ETH_USDT_USDT-1h-mark.feather", *_OCT_2025),
-    Window(
-        "2025-10/ETHUSDT-5m-funding_rate.feather",
-        f"{_HARTHOR}/ETH_USDT_USDT-1h-funding_rate.feather",
-        *_OCT_2025,
-    ),
-    Window("2020-03/BTCUSDT-1h.feather", f"{_ROSHAN}/BTC_USDT_USDT-1h-futures.feather", *_MAR_2020),
-    Window("2020-03/BTCUSDT-1h-mark.feather", f"{_ROSHAN}/BTC_USDT_USDT-1h-mark.feather", *_MAR_2020),
-    Window(
-        "2020-03/BTCUSDT-1h-funding_rate.feather",
-        f"{_ROSHAN}/BTC_USDT_USDT-1h-funding_rate.feather",
-        *_MAR_2020,
-    ),
-    Window("2021-05/BTCUSDT-1h.feather", f"{_ROSHAN}/BTC_USDT_USDT-1h-futures.feather", *_MAY_2021),
-    Window("2021-05/BTCUSDT-1h-mark.feather", f"{_ROSHAN}/BTC_USDT_USDT-1h-mark.feather", *_MAY_2021),
-    Window(
-        "2021-05/BTCUSDT-1h-funding_rate.feather",
-        f"{_ROSHAN}/BTC_USDT_USDT-1h-funding_rate.feather",
-        *_MAY_2021,
-    ),
+    *_trio("2025-10", "BTCUSDT", "5m", "1h", _HARTHOR, _OCT_2025),
+    *_trio("2025-10", "ETHUSDT", "5m", "1h", _HARTHOR, _OCT_2025),
+    *_trio("2020-03", "BTCUSDT", "1h", "1h", _ROSHAN, _MAR_2020),
+    *_trio("2021-05", "BTCUSDT", "1h", "1h", _ROSHAN, _MAY_2021),
 )
 
 
