@@ -57,6 +57,12 @@ def entry_signal(closes: Sequence[float], entry_filter: str, side: int, rsi_peri
     return [bool(v) for v in ok.fillna(False)]
 
 
+def base_order_too_small(base_order: float, price: float, size_step: float) -> str:
+    """The stop reason of a base order (USDT) that rounds to zero size steps at ``price``."""
+    return (f"base order {base_order:g} USDT at {price:g} rounds to no size step "
+            f"({size_step:g}): raise base_order")
+
+
 class DcaStrategy(MarginAwareStrategy):
     """DCA bot. See the module docstring and :attr:`parameters`.
 
@@ -208,6 +214,13 @@ class DcaStrategy(MarginAwareStrategy):
             return
         price = float(self.data.close[0])
         size = self.order_size(self.p.base_order, price)
+        if size <= 0:
+            # a base order that rounds to no size step: nothing to send (backtrader would
+            # not create the order), the bot cannot trade at this price
+            self.stop_bot(base_order_too_small(self.p.base_order, price,
+                                               self.market.spec.size_step),
+                          kind="below_minimum")
+            return
         self._base_order = self.place(self.side * size, None, dca="base")
         self.log(f"base order {self.side * size:g} at market (close {price:g})")
 

@@ -199,7 +199,9 @@ def _end_cycle(oi, n_orders, t, bi, state, rec, exit_price, reason):
 @njit(cache=True)
 def bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref, n_notes,
         stopped, bi, bp, state, rec, signal):
-    """Step 4 of the bar for the DCA bot; returns ``(n_orders, next_ref)``.
+    """Step 4 of the bar for the DCA bot; returns ``(n_orders, next_ref, stop)`` where
+    ``stop`` is ``S_SMALL`` when the base order rounds to no size (the bot stops), else
+    ``S_NONE``.
 
     ``stopped``: the bot has stopped for good (a liquidation, wipeout or unretried refusal,
     now or earlier): notifications still update its cycle bookkeeping, it places nothing."""
@@ -273,7 +275,7 @@ def bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref
                        REASON_SL)
     # next()
     if stopped or state[D_FINISHED]:
-        return n_orders, next_ref
+        return n_orders, next_ref, kn.S_NONE
     if state[D_IN_CYCLE]:
         # _check_stop_loss
         size = st[kn.SZ]
@@ -298,15 +300,18 @@ def bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref
                 state[D_RETRY_TP] = 0
                 n_orders, next_ref = _place_take_profit(st, ob, oi, n_orders, next_ref, t,
                                                         stopped, bi, bp, state)
-        return n_orders, next_ref
+        return n_orders, next_ref, kn.S_NONE
     if state[D_BASE_REF] != 0 or t < state[D_NEXT_START]:
-        return n_orders, next_ref
+        return n_orders, next_ref, kn.S_NONE
     if bi[I_MAXCYC] and state[D_CYCLES] >= bi[I_MAXCYC]:
         state[D_FINISHED] = 1
-        return n_orders, next_ref
+        return n_orders, next_ref, kn.S_NONE
     if bi[I_FILTER] and not signal[t]:
-        return n_orders, next_ref
+        return n_orders, next_ref, kn.S_NONE
     size = order_size(bp[P_BASE], close, bp[P_STEP], bp[P_MINNOT])
+    if size <= 0:  # rounds to no size step: the bot stops (strategies.dca.base_order_too_small)
+        return n_orders, next_ref, kn.S_SMALL
     state[D_BASE_REF] = next_ref
-    return kn._add_order(ob, oi, n_orders, next_ref, t, side * size, close, kn.MARKET, False,
-                         kn.T_BASE, 0, 1)
+    n_orders, next_ref = kn._add_order(ob, oi, n_orders, next_ref, t, side * size, close,
+                                       kn.MARKET, False, kn.T_BASE, 0, 1)
+    return n_orders, next_ref, kn.S_NONE

@@ -531,6 +531,10 @@ def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
     if code == kn.S_RANGE:
         return f"price {close:g} left the grid range"
     if code == kn.S_SMALL:
+        if config.strategy.name == "dca":
+            from liqbt.strategies.dca import base_order_too_small
+
+            return base_order_too_small(x["base_order"], close, float(p.bp[fd.P_STEP]))
         if config.strategy.name == "hold":
             return (f"{x['size']:g} × {x['close']:g} is below the minimum order value "
                     f"{p.min_notional:g} USDT (margin {x['margin']:,.2f} USDT at "

@@ -624,9 +624,14 @@ def run(
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
         elif bot == BOT_DCA:
-            n_orders, next_ref = _dca.bar(
+            n_orders, next_ref, reason = _dca.bar(
                 t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref,
                 n_notes, stop != S_NONE, bi, bp, dca_state, dca_cycles, entry_signal)
+            if reason != S_NONE:
+                stop = reason
+                stats[0] = stop
+                stats[1] = t
+                stats[10] = close
         submitted = n_orders != n_before
         eq[t] = equity(st, ip)
         mr[t] = margin_ratio(st, fp, ip, tiers)
