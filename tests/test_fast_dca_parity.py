@@ -157,6 +157,19 @@ def test_bundled_dca_parity():
         assert_dca_parity(base.with_overrides(overrides))
 
 
+def test_dca_base_order_below_one_step():
+    """A base order worth less than half a size step rounds to nothing: both engines stop the
+    bot on the first bar (below_minimum) without an order."""
+    cfg = load_config(ROOT / "dca.toml").with_overrides({"strategy.base_order": 20.0})
+    fast, slow = assert_dca_parity(cfg)
+    assert fast.stopped_kind == slow.stopped_kind == "below_minimum"
+    assert fast.stopped_reason == slow.stopped_reason
+    # 20 / 57,820.6 = 0.00035 BTC, nearer 0 than one 0.001 step
+    assert fast.stopped_reason == ("base order 20 USDT at 57820.6 rounds to no size step "
+                                   "(0.001): raise base_order")
+    assert not fast.fills and fast.stopped_time == slow.stopped_time
+
+
 def test_dca_supports():
     """Every DCA parameter is mirrored; only the log printing is left to backtrader."""
     cfg = load_config(ROOT / "dca.toml")
