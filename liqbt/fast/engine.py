@@ -206,12 +206,9 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     else:
         bi, bp, levels, extra = _grid_params(kwargs, data, lev, balance, profile, spec)
         capacity = 3 * len(levels) + 16
+    # the DCA arguments of the kernel, unused by other bots (same types: one signature)
     return _Prepared(tiers, fp, ip, bi, bp, levels, capacity, profile, spec.min_notional, lev,
-                     extra, *_NO_DCA)
-
-
-# the DCA arguments of the kernel for other bots (same types: one compiled signature)
-_NO_DCA = (np.zeros(1), np.zeros((1, fd.N_C)), np.zeros(0, np.bool_))
+                     extra, np.zeros(1), np.zeros((1, fd.N_C)), np.zeros(0, np.bool_))
 
 
 def _dca_params(kwargs: dict[str, Any], spec: Any) -> tuple[Any, ...]:
@@ -294,7 +291,7 @@ def run_arrays(config: RunConfig, data: MarketArrays) -> tuple[Any, ...]:
     topups, equity)`` as arrays."""
     p = prepare(config, data)
     out = _run(config, data, p)
-    cycles = int(p.dca_state[fd.D_CYCLES])
+    cycles = int(p.dca_state[fd.D_CYCLES]) if p.bi[0] == kn.BOT_DCA else 0
     if cycles > len(p.dca_cycles):  # more DCA cycles than record rows: again, with room
         p.dca_state[:] = fd.new_state(int(p.bi[fd.I_MAXSO]))
         p.dca_cycles = np.zeros((cycles, fd.N_C))
