@@ -198,6 +198,31 @@ def test_dca_take_profit_replaced_while_submitted(tmp_path):
     assert fast.bot["deals"][0]["safety_orders"] == 3
 
 
+def test_cli_run_and_sweep_engine_fast_same_output():
+    """`liqbt run --engine fast` prints what the backtrader run prints (the engine named on
+    stderr); `liqbt sweep` gives the same rows through both engines; a report needs the
+    backtrader engine's timeline (refused up front with --engine fast)."""
+    from click.testing import CliRunner
+
+    from liqbt.cli import main
+
+    dca = str(ROOT / "dca.toml")
+    runner = CliRunner()
+    fast = runner.invoke(main, ["run", dca, "--engine", "fast"])
+    slow = runner.invoke(main, ["run", dca, "--quiet"])
+    assert fast.exit_code == 0 and slow.exit_code == 0, (fast.output, slow.output)
+    assert fast.stdout == slow.stdout and "DCA deals         17" in fast.stdout
+    assert "fast engine (requested)" in fast.stderr
+    sweep = ["sweep", dca, "--set", "leverage=3,10", "--set", "strategy.take_profit=0.8,1.5",
+             "--no-cache", "--workers", "1"]
+    rows = [runner.invoke(main, [*sweep, "--engine", e]) for e in ("fast", "backtrader")]
+    assert all(r.exit_code == 0 for r in rows), [r.output for r in rows]
+    assert rows[0].stdout == rows[1].stdout and "liquidated at 48,093.88" in rows[0].stdout
+    assert "fast engine (requested)" in rows[0].stderr
+    refused = runner.invoke(main, ["run", dca, "--engine", "fast", "--report", "out"])
+    assert refused.exit_code != 0 and "--report with --engine fast" in refused.output
+
+
 def test_dca_supports():
     """Every DCA parameter is mirrored; only the log printing is left to backtrader."""
     cfg = load_config(ROOT / "dca.toml")
