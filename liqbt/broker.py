@@ -149,6 +149,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._cash_key: tuple[Any, ...] | None = None
         self._cash = 0.0
         self._committed_key: tuple[Any, ...] | None = None
+        self._value_key: tuple[int, int] | None = None
+        self._value = 0.0
         self._committed = 0.0
         self._stepping = False
         self.trailing = False  # a trailing stop was accepted: trail stops after each bar
@@ -210,8 +212,7 @@ class MarginBroker(bt.brokers.BackBroker):
         if self._stepping:
             return self.account.available_balance(self.order_margin())
         # between steps the marks stand still: one evaluation per state serves every caller
-        self.book.refresh(self.pending)
-        state = (self.account.version, self.book.signature)
+        state = (self.account.version, self.book.refresh_signature(self.pending))
         key = (self.walker.bar_no, state)
         if self._cash_key != key:
             self._cash_key = key
@@ -235,7 +236,15 @@ class MarginBroker(bt.brokers.BackBroker):
         target, so targets are margin amounts and the order is sized by margin × leverage.
         """
         if datas is None:
-            return self.account.equity()
+            if self._stepping:
+                return self.account.equity()
+            # between steps the marks stand still: one evaluation per bar and account state
+            # serves backtrader's notify_cashvalue and the analyzers
+            key = (self.walker.bar_no, self.account.version)
+            if self._value_key != key:
+                self._value_key = key
+                self._value = self.account.equity()
+            return self._value
         total = 0.0
         for data in datas:
             for pos in self.positions_of(data):

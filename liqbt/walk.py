@@ -73,6 +73,12 @@ def order_trigger(order: bt.Order, a: float, b: float, first: bool) -> tuple[flo
     return pth.crossing(a, b, level, rising=not is_buy)
 
 
+def _latest(stamps: list[tuple[float, Any]]) -> Any:
+    """The latest of the feeds' bar times as a datetime (``None`` without any)."""
+    times = [t for t in (feedclock.to_datetime(s) for s in stamps) if t is not None]
+    return max(times) if times else None
+
+
 class JointWalk:
     """Walks one step of the finest clock for a :class:`~liqbt.broker.MarginBroker`."""
 
@@ -87,6 +93,8 @@ class JointWalk:
         self._lp_bar = -1
         self._lp_multi = False
         self.bar_no = 0
+        self._lines: dict[Any, feedclock.FeedLines] = {}
+        self._feed_order: dict[tuple[Any, ...], list[tuple[str, feedclock.FeedLines]]] = {}
         self.event_t: float | None = None  # clock of the event being executed, else None
         self.min_liquidation_distance = math.inf
 
@@ -103,20 +111,21 @@ class JointWalk:
         if not datas:
             return
         broker, account = self.broker, self.account
-        bars = sorted(
-            (Bar(broker.symbol_of(d), d, feedclock.mark_ohlc(d)) for d in datas),
-            key=lambda b: b.symbol,
-        )
-        times = [t for t in (feedclock.now(b.data) for b in bars) if t is not None]
-        account.clock = max(times) if times else None
+        feeds = self._feeds(datas)
+        bars = [Bar(symbol, f.data, f.mark_ohlc()) for symbol, f in feeds]
+        # the step's time, made a datetime only when an event needs it
+        stamps = [s for s in (f.stamp() for _, f in feeds) if s is not None]
+        account.defer_clock(lambda: _latest(stamps))
         for bar in bars:
             account.set_mark(bar.symbol, bar.marks[0])
-        for bar in bars:
-            rate = feedclock.funding_rate(bar.data)
+        for (_, f), bar in zip(feeds, bars, strict=True):
+            rate = f.funding_rate()
             if rate is not None and broker.positions_of(bar.data):
                 account.apply_funding(bar.symbol, rate, bar.marks[0])
-        for bar in bars:
-            bar.orders = broker.book.reachable(bar.data, broker.pending)
+        pending = broker.pending
+        if pending:
+            for (_, f), bar in zip(feeds, bars, strict=True):
+                bar.orders = broker.book.reachable(bar.data, pending, f.low[0], f.high[0])
         trailing = self._trailing_orders([b.data for b in bars]) if broker.trailing else []
         if not any(bar.orders for bar in bars) and not self._trigger_possible(bars):
             # nothing can happen inside this step: skip the path walk (the hot path)
@@ -147,6 +156,20 @@ class JointWalk:
             legs = broker.positions_of(bar.data)
             if legs:
                 self._track_distance(legs, bar.mark)
+
+    def _feeds(self, datas: list[Any]) -> list[tuple[str, feedclock.FeedLines]]:
+        """``(symbol, lines)`` of ``datas`` in symbol order (resolved once per set of feeds)."""
+        key = tuple(datas)
+        feeds = self._feed_order.get(key)
+        if feeds is None:
+            lines = self._lines
+            for d in datas:
+                if d not in lines:
+                    lines[d] = feedclock.FeedLines(d)
+            feeds = self._feed_order[key] = sorted(
+                ((self.broker.symbol_of(d), lines[d]) for d in datas), key=lambda x: x[0]
+            )
+        return feeds
 
     def _try_close(self, order: bt.Order, data: Any) -> None:
         """A ``Close`` order fills at the close of its session's last bar, as in

@@ -83,8 +83,11 @@ class MarginWarnings:
         """Append a warning for every leg at or above the threshold (cross legs share the
         account's ratio), in symbol and leg order, never in the order positions were first
         created in (feed order)."""
+        # the cheap test first: reading the clock may make a datetime (Account.defer_clock)
+        if self._safe(account):
+            return
         now = account.clock
-        if now is None or self._safe(account):
+        if now is None:
             return
         checks: list[tuple[Position, float]] = []
         parts: list[tuple[float, float]] = []
