@@ -172,7 +172,7 @@ class MarginTimeline(bt.Analyzer):
             lows.append(float(low_line[0]))
             closes.append(close)
             marks.append(mark if not math.isnan(mark) else close)
-            legs = broker.positions_of(data)
+            legs = broker.legs_of(data)
             if legs:
                 # broker.liquidation_price(data): the LP of the data's first leg
                 lp = walker.liquidation_price(legs[0])[0]

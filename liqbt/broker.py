@@ -145,7 +145,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._delivered = 0
         self.wiped_out = False
         self._legs_key: tuple[int, int] | None = None
-        self._legs: dict[str, list[Position]] = {}
+        self._legs: dict[str, tuple[Position, ...]] = {}
         self._cash_key: tuple[Any, ...] | None = None
         self._cash = 0.0
         self._committed_key: tuple[Any, ...] | None = None
@@ -260,7 +260,11 @@ class MarginBroker(bt.brokers.BackBroker):
     def positions_of(self, data: Any) -> list[Position]:
         """Open position legs of a data feed's symbol (one in one-way mode, up to two in hedge
         mode); read-only views of the account state."""
-        symbol = self.symbol_of(data)
+        return list(self.legs_of(data))
+
+    def legs_of(self, data: Any) -> tuple[Position, ...]:
+        """:meth:`positions_of` as a tuple shared until the account changes (the broker's
+        own per-bar reads; do not keep it across steps)."""
         account = self.account
         key = (account.version, len(account.positions))
         if self._legs_key != key:
@@ -268,8 +272,9 @@ class MarginBroker(bt.brokers.BackBroker):
             for (s, _), p in account.positions.items():
                 if p.size:
                     legs.setdefault(s, []).append(p)
-            self._legs_key, self._legs = key, legs
-        return list(self._legs.get(symbol, ()))
+            self._legs_key = key
+            self._legs = {s: tuple(v) for s, v in legs.items()}
+        return self._legs.get(self.symbol_of(data), ())
 
     def _leg(self, data: Any, leg: str | None) -> Position | None:
         legs = self.positions_of(data)

@@ -60,7 +60,10 @@ class FeedLines:
         if self.marks is not None:
             o, h, lo, c = self.marks
             values = (o[0], h[0], lo[0], c[0])
-            if not any(math.isnan(v) for v in values):
+            # x == x is false for NaN only: no mark value is missing
+            if values[0] == values[0] and values[1] == values[1] and (
+                values[2] == values[2] and values[3] == values[3]
+            ):
                 return values
         return self.open[0], self.high[0], self.low[0], self.close[0]
 
@@ -106,6 +109,7 @@ class FeedClock:
         self._seen_len: dict[Any, int] = {}
         self._deferred: dict[Any, datetime] = {}
         self._finest: Any = None
+        self._walked_at_once: set[Any] = set()  # feeds no coarser than the finest one
 
     def active(self, datas: list[Any]) -> list[Any]:
         """The feeds among ``datas`` whose bar is walked in this step."""
@@ -114,6 +118,9 @@ class FeedClock:
             n = len(data)
             if n and self._seen_len.get(data) != n:
                 self._seen_len[data] = n
+                if data in self._walked_at_once:
+                    moving.append(data)
+                    continue
                 due = self._completion_time(data, datas)
                 if due is None:
                     moving.append(data)
@@ -133,11 +140,13 @@ class FeedClock:
         coarser open-time-stamped liqbt feed; ``None`` when its bar is walked at once."""
         length = getattr(data, "bar_timeframe", None)
         if length is None:
+            self._walked_at_once.add(data)
             return None
         if self._finest is None:
             lengths = [getattr(d, "bar_timeframe", None) for d in datas]
             self._finest = min((x for x in lengths if x is not None), default=length)
         if length <= self._finest:
+            self._walked_at_once.add(data)
             return None
         opened = now(data)
         if opened is None:

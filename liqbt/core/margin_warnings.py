@@ -50,6 +50,8 @@ class MarginWarnings:
         module docstring); remembers the state when it cannot tell."""
         state = (account.version, account.trigger_order_margin(), len(account.positions))
         if state == self._state:
+            if not self._marks:
+                return True  # flat at the last evaluation and unchanged since: nothing to warn
             moved = 0.0
             for pos, size, mark in self._marks:
                 moved += size * abs(pos.mark_price - mark)
