@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from test_fast_dca_parity import FILTER, LADDER, assert_dca_parity
 from test_fast_parity import (
     ACCOUNTS,
     SETTINGS,
@@ -20,8 +21,6 @@ from test_fast_parity import (
     _write,
     assert_parity,
 )
-
-from liqbt.fast import run_one
 
 CROSS = st.fixed_dictionaries({
     "seed": st.integers(0, 2**31 - 1),
@@ -36,9 +35,8 @@ CROSS = st.fixed_dictionaries({
 CROSS_SETTINGS = settings(SETTINGS, max_examples=100)
 
 
-def _note(config) -> None:
+def _note(result) -> None:
     """Label the example by what happened (hypothesis statistics show the spread)."""
-    result = run_one(config)
     kinds = {("partial" if e["partial"] else "full") for e in result.liquidations}
     event("liquidated: " + ("/".join(sorted(kinds)) or "no"))
 
@@ -52,8 +50,8 @@ def test_cross_hold_parity(tmp_path_factory, sc, account, direction, margin):
     files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
     cfg = _config(tmp, files, account, _market(sc, account),
                   {"name": "hold", "direction": direction, "margin": margin}, sc["intrabar"])
-    assert_parity(cfg)
-    _note(cfg)
+    fast, _ = assert_parity(cfg)
+    _note(fast)
 
 
 @CROSS_SETTINGS
@@ -79,5 +77,24 @@ def test_cross_grid_parity(tmp_path_factory, sc, account, data, direction, grids
     strategy = {"name": "grid", "direction": direction, "lower": lower, "upper": upper,
                 "grids": grids, **pick}
     cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
-    assert_parity(cfg)
-    _note(cfg)
+    fast, _ = assert_parity(cfg)
+    _note(fast)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(sc=CROSS.map(lambda d: {**d, "bars": d["bars"] + 40}), account=ACCOUNTS, ladder=LADDER,
+       entry=FILTER)
+def test_cross_dca_parity(tmp_path_factory, sc, account, ladder, entry):
+    """A cross DCA bot: safety orders and take profits reserve cross margin, a cross
+    liquidation cancels the ladder."""
+    ladder = dict(ladder)
+    while ladder["direction"] == "long" and ladder["max_safety_orders"] and sum(
+            ladder["price_deviation"] * ladder["step_scale"] ** i
+            for i in range(ladder["max_safety_orders"])) >= 90:
+        ladder["max_safety_orders"] -= 1
+    tmp = tmp_path_factory.mktemp("xdca")
+    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
+    cfg = _config(tmp, files, account, _market(sc, account), {"name": "dca", **ladder, **entry},
+                  sc["intrabar"])
+    fast, _ = assert_dca_parity(cfg)
+    _note(fast)
