@@ -79,6 +79,9 @@ class MarketData:
 
     frames: dict[tuple[str, str, str | None, str | None], pd.DataFrame] = field(
         default_factory=dict)
+    #: what an engine derives from the frames (the fast engine's arrays), memoized here so
+    #: a worker converts each window once for all the configs it runs, not once per config
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, kind: str, path: str | Path, start: str | None,
             end: str | None) -> pd.DataFrame:
