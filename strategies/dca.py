@@ -32,6 +32,37 @@ from liqbt.core.params import Param, bt_params, resolved
 from .base import VERBOSE, MarginAwareStrategy, MarketContext
 
 
+def entry_signal(closes: Sequence[float], entry_filter: str, side: int, rsi_period: int,
+                 rsi_below: float, bb_period: int, bb_dev: float) -> list[bool]:
+    """Per-bar entry permission of the DCA entry filter, from the ``ta`` library.
+
+    ``rsi``: long (``side`` 1) when RSI(``rsi_period``) < ``rsi_below``, short (``side`` −1)
+    when RSI > 100 − ``rsi_below``. ``bollinger``: long when the close is below the lower band
+    (``bb_period``, ``bb_dev`` standard deviations), short when above the upper band. Both are
+    causal (bar ``t`` uses closes up to ``t``); NaN (warm-up) never allows an entry. Shared by
+    the bot and the fast engine (:mod:`liqbt.fast`), which precomputes it once per data window.
+    """
+    import ta  # imported here: only the filters need it
+
+    close = pd.Series(list(closes), dtype=float)
+    if entry_filter == "rsi":
+        rsi = ta.momentum.RSIIndicator(close, window=int(rsi_period)).rsi()
+        ok = rsi < rsi_below if side > 0 else rsi > 100 - rsi_below
+    elif entry_filter == "bollinger":
+        bands = ta.volatility.BollingerBands(close, window=int(bb_period),
+                                             window_dev=float(bb_dev))
+        ok = close < bands.bollinger_lband() if side > 0 else close > bands.bollinger_hband()
+    else:
+        return [True] * len(close)
+    return [bool(v) for v in ok.fillna(False)]
+
+
+def base_order_too_small(base_order: float, price: float, size_step: float) -> str:
+    """The stop reason of a base order (USDT) that rounds to zero size steps at ``price``."""
+    return (f"base order {base_order:g} USDT at {price:g} rounds to no size step "
+            f"({size_step:g}): raise base_order")
+
+
 class DcaStrategy(MarginAwareStrategy):
     """DCA bot. See the module docstring and :attr:`parameters`.
 
@@ -149,22 +180,10 @@ class DcaStrategy(MarginAwareStrategy):
             self._signal = self._filter_signal(closes)
 
     def _filter_signal(self, closes: list[float]) -> list[bool]:
-        """Per-bar entry permission from ``ta``; NaN (warm-up) never allows an entry."""
-        import ta  # imported here: only the filters need it
-
+        """Per-bar entry permission from ``ta`` (:func:`entry_signal`)."""
         p = self.p
-        close = pd.Series(closes, dtype=float)
-        if p.entry_filter == "rsi":
-            rsi = ta.momentum.RSIIndicator(close, window=int(p.rsi_period)).rsi()
-            ok = rsi < p.rsi_below if self.side > 0 else rsi > 100 - p.rsi_below
-        else:
-            bands = ta.volatility.BollingerBands(close, window=int(p.bb_period),
-                                                 window_dev=float(p.bb_dev))
-            if self.side > 0:
-                ok = close < bands.bollinger_lband()
-            else:
-                ok = close > bands.bollinger_hband()
-        return [bool(v) for v in ok.fillna(False)]
+        return entry_signal(closes, p.entry_filter, self.side, int(p.rsi_period),
+                            float(p.rsi_below), int(p.bb_period), float(p.bb_dev))
 
     def _entry_allowed(self) -> bool:
         if self.p.entry_filter == "none":
@@ -195,6 +214,13 @@ class DcaStrategy(MarginAwareStrategy):
             return
         price = float(self.data.close[0])
         size = self.order_size(self.p.base_order, price)
+        if size <= 0:
+            # a base order that rounds to no size step: nothing to send (backtrader would
+            # not create the order), the bot cannot trade at this price
+            self.stop_bot(base_order_too_small(self.p.base_order, price,
+                                               self.market.spec.size_step),
+                          kind="below_minimum")
+            return
         self._base_order = self.place(self.side * size, None, dca="base")
         self.log(f"base order {self.side * size:g} at market (close {price:g})")
 

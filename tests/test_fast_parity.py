@@ -108,8 +108,8 @@ def _close(a: float | None, b: float | None) -> bool:
     return a == b or abs(a - b) <= REL * max(abs(a), abs(b), 1.0)
 
 
-def assert_parity(config: Any) -> None:
-    """Run both engines and compare everything the contract names."""
+def assert_parity(config: Any) -> tuple[Any, Any]:
+    """Run both engines and compare everything the contract names; returns both results."""
     assert supports(config) is None, supports(config)
     fast = run_one(config)
     slow = run_config(config, timeline=False)
@@ -139,6 +139,7 @@ def assert_parity(config: Any) -> None:
     assert fast.funding_by_symbol.keys() == slow.funding_by_symbol.keys()
     assert fast.rejected_orders == slow.rejected_orders
     assert fast.bars == slow.bars and fast.start == slow.start and fast.end == slow.end
+    return fast, slow
 
 
 ACCOUNTS = st.fixed_dictionaries({

@@ -17,10 +17,11 @@ from liqbt.config import RunConfig
 from liqbt.core import events as ev
 from liqbt.core import ladders
 from liqbt.core.profile import ExchangeProfile, load_profile
+from liqbt.fast import dca as fd
 from liqbt.fast import kernel as kn
 from liqbt.fast import margin as fm
 
-_BOTS = {"hold": kn.BOT_HOLD, "grid": kn.BOT_GRID}
+_BOTS = {"hold": kn.BOT_HOLD, "grid": kn.BOT_GRID, "dca": kn.BOT_DCA}
 _FORMULAS = {"binance": fm.F_BINANCE, "taker_at_mark": fm.F_TAKER, "bybit": fm.F_BYBIT}
 _INTRABAR = {"heuristic": 0, "pessimistic": 1, "optimistic": 2}
 
@@ -107,6 +108,8 @@ def supports(config: RunConfig) -> str | None:
         return "hold with a margin table: not covered by the fast engine"
     if config.strategy.name == "grid" and kwargs.get("lower") is None:
         return "grid without lower/upper"
+    if kwargs.get("verbose"):
+        return "verbose: the bot's log lines are printed by the backtrader engine only"
     return None
 
 
@@ -130,6 +133,10 @@ class _Prepared:
     min_notional: float
     leverage: float
     extra: dict[str, Any]
+    # the DCA bot's state, cycle records and entry filter (liqbt.fast.dca); empty otherwise
+    dca_state: np.ndarray
+    dca_cycles: np.ndarray
+    entry_signal: np.ndarray
 
 
 def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
@@ -183,11 +190,53 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
         bp = np.array([size])
         extra.update(size=size, close=close, margin=margin, leverage=leverage,
                      direction=direction, notional=size * price)
+    elif config.strategy.name == "dca":
+        bi, bp, extra = _dca_params(kwargs, spec)
+        m = int(bi[fd.I_MAXSO])
+        # live rows in one bar's step 4: the previous bar's (m safety orders, m + 1 take
+        # profits cancelled once accepted, stop, base) and this bar's (ladder, take profits,
+        # retries, stop, base)
+        capacity = 6 * (m + 1) + 16
+        signal = np.ones(data.bars, np.bool_)
+        if extra["entry_filter"] != "none":
+            signal = np.array(_entry_signal(data.close, extra), dtype=np.bool_)
+        return _Prepared(tiers, fp, ip, bi, bp, levels, capacity, profile, spec.min_notional,
+                         lev, extra, fd.new_state(m),
+                         np.zeros((min(data.bars // 2 + 2, 1024), fd.N_C)), signal)
     else:
         bi, bp, levels, extra = _grid_params(kwargs, data, lev, balance, profile, spec)
         capacity = 3 * len(levels) + 16
+    # the DCA arguments of the kernel, unused by other bots (same types: one signature)
     return _Prepared(tiers, fp, ip, bi, bp, levels, capacity, profile, spec.min_notional, lev,
-                     extra)
+                     extra, np.zeros(1), np.zeros((1, fd.N_C)), np.zeros(0, np.bool_))
+
+
+def _dca_params(kwargs: dict[str, Any], spec: Any) -> tuple[Any, ...]:
+    """strategies/dca.py: every parameter with its default, and the ladder's deviations and
+    notionals (:func:`liqbt.core.ladders.dca_ladder`; the entry only scales the prices)."""
+    from liqbt.core.params import resolved
+    from liqbt.strategies.dca import DcaStrategy
+
+    p = resolved(DcaStrategy.parameters, kwargs)
+    m = int(p["max_safety_orders"])
+    ladder = ladders.dca_ladder(p["base_order"], p["safety_order"], m, p["price_deviation"],
+                                p["step_scale"], p["volume_scale"], 1.0, p["direction"])
+    side = 1 if p["direction"] == "long" else -1
+    bi = np.array([kn.BOT_DCA, side, m, int(p["cooldown"]), int(p["max_cycles"]),
+                   int(p["stop_loss"] is not None), int(p["entry_filter"] != "none")], np.int64)
+    head = [float(p["base_order"]), float(p["take_profit"]), float(p["stop_loss"] or 0.0),
+            float(spec.size_step or 0.0), float(spec.min_notional)]
+    bp = np.array(head + [r.deviation for r in ladder[1:]] + [r.notional for r in ladder[1:]],
+                  dtype="float64")
+    return bi, bp, dict(p, side=side)
+
+
+def _entry_signal(close: np.ndarray, p: dict[str, Any]) -> list[bool]:
+    """The bot's entry filter over the closes (:func:`strategies.dca.entry_signal`)."""
+    from liqbt.strategies.dca import entry_signal
+
+    return entry_signal(close.tolist(), p["entry_filter"], p["side"], int(p["rsi_period"]),
+                        float(p["rsi_below"]), int(p["bb_period"]), float(p["bb_dev"]))
 
 
 def _grid_params(kwargs: dict[str, Any], data: MarketArrays, lev: float, balance: float,
@@ -241,12 +290,22 @@ def run_arrays(config: RunConfig, data: MarketArrays) -> tuple[Any, ...]:
     """Run the kernel for one config; returns ``(prepared, state, stats, fills, liqs,
     topups, equity)`` as arrays."""
     p = prepare(config, data)
-    out = kn.run(
+    out = _run(config, data, p)
+    cycles = int(p.dca_state[fd.D_CYCLES]) if p.bi[0] == kn.BOT_DCA else 0
+    if cycles > len(p.dca_cycles):  # more DCA cycles than record rows: again, with room
+        p.dca_state[:] = fd.new_state(int(p.bi[fd.I_MAXSO]))
+        p.dca_cycles = np.zeros((cycles, fd.N_C))
+        out = _run(config, data, p)
+    return (p, *out)
+
+
+def _run(config: RunConfig, data: MarketArrays, p: _Prepared) -> tuple[Any, ...]:
+    return kn.run(
         data.open, data.high, data.low, data.close, data.mark_open, data.mark_high,
         data.mark_low, data.mark_close, data.funding_rate, p.tiers, p.fp, p.ip,
-        float(config.account.balance), p.bi, p.bp, p.levels, p.capacity,
+        float(config.account.balance), p.bi, p.bp, p.levels, p.capacity, p.dca_state,
+        p.dca_cycles, p.entry_signal,
     )
-    return (p, *out)
 
 
 def _iso(t: np.datetime64) -> str:
@@ -283,6 +342,9 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
             iso_cache[b] = _iso(times[b])
         return iso_cache[b]
 
+    def dt(bar: float) -> Any:
+        return times[int(bar)].astype("datetime64[us]").item()
+
     def dts(rows: np.ndarray, col: int) -> list[Any]:
         # one conversion for all rows (naive UTC datetimes, as backtrader's)
         return times[rows[:, col].astype(np.int64)].astype("datetime64[us]").tolist()
@@ -306,7 +368,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
     exit_reason = _EXIT_REASONS.get(int(stats[0]), "stop")
     fill_times = dts(fills, kn.F_BAR)
     liq_times = dts(liqs, kn.L_BAR)
-    Fill = ev.Fill
+    fill_event = ev.Fill
     for r, when_filled in zip(fills.tolist(), fill_times, strict=True):
         ref = int(r[kn.F_REF])
         is_liq = bool(r[kn.F_LIQ])
@@ -319,8 +381,12 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
                 info[ref]["pair_ref"] = int(r[kn.F_PAIR])
         elif tag == kn.T_CLOSE:
             info[ref] = {"reason": exit_reason}
-        events.append(Fill(when_filled, symbol, "net", r[kn.F_QTY], r[kn.F_PRICE],
-                           r[kn.F_FEE], liquidation=is_liq, order_ref=ref))
+        elif tag in _DCA_TAGS:
+            # strategies/dca.py's order.info["dca"]: the trade list's exit reason
+            info[ref] = {"dca": _DCA_TAGS[tag] + (str(int(r[kn.F_LVL]))
+                                                  if tag == kn.T_SAFETY else "")}
+        events.append(fill_event(when_filled, symbol, "net", r[kn.F_QTY], r[kn.F_PRICE],
+                                 r[kn.F_FEE], liquidation=is_liq, order_ref=ref))
         if detail:
             fill_rows.append({"time": when_filled, "symbol": symbol, "size": r[kn.F_QTY],
                               "price": r[kn.F_PRICE], "liquidation": is_liq})
@@ -381,7 +447,8 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
         rejected_orders=int(stats[6]),
         warning_threshold=config.account.warning_threshold,
         statistics=statistics,
-        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL])),
+        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
+                      trades),
         timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
         if detail else {},
         fills=fill_rows,
@@ -394,16 +461,55 @@ _STOP_KINDS = {kn.S_LIQ: "liquidated", kn.S_WIPE: "wiped_out", kn.S_REJECT: "ord
                kn.S_SMALL: "below_minimum", kn.S_SL: "stop_loss", kn.S_TP: "take_profit",
                kn.S_RANGE: "out_of_range"}
 _EXIT_REASONS = {kn.S_SL: "stop_loss", kn.S_TP: "take_profit", kn.S_RANGE: "out_of_range"}
+_DCA_TAGS = {kn.T_BASE: "base", kn.T_SAFETY: "safety", kn.T_TP: "take_profit",
+             kn.T_SL: "stop_loss"}
 
 
 def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
-              realized: float) -> dict[str, Any]:
-    """The bot's own counters (grid profit and pairs) for reports."""
+              realized: float, p: _Prepared, dt: Any,
+              trades: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bot's own counters (grid profit and pairs; DCA cycles and deals) for reports."""
     view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
     if config.strategy.name == "grid":
         view.update(grid_profit=float(stats[17]), pairs=int(stats[13]),
                     refused_orders=int(stats[18]), missing_lines=int(stats[19]))
+    elif config.strategy.name == "dca":
+        view.update(_dca_view(p, dt, trades))
     return view
+
+
+def _dca_view(p: _Prepared, dt: Any, trades: list[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`strategies.dca.DcaStrategy.summary`'s counters and
+    :func:`liqbt.runner.bot_view`'s ``deals`` from the kernel's DCA state and records."""
+    from liqbt.analyzers import iso
+    from liqbt.runner import _unfinished_deal
+
+    s = p.dca_state
+
+    def num(v: float) -> float | None:
+        return None if math.isnan(v) else float(v)
+
+    deals = []
+    for i, r in enumerate(p.dca_cycles[: int(s[fd.D_CYCLES])]):
+        start = None if math.isnan(r[fd.C_START]) else dt(r[fd.C_START])
+        end = dt(r[fd.C_END])
+        deals.append({
+            "deal": i + 1, "start": iso(start), "end": iso(end),
+            "duration_hours": (end - start).total_seconds() / 3600 if start else None,
+            "safety_orders": int(r[fd.C_SAFETY]), "entry": num(r[fd.C_ENTRY]),
+            "average": num(r[fd.C_AVG]), "exit": float(r[fd.C_EXIT]), "size": num(r[fd.C_SIZE]),
+            "pnl": float(r[fd.C_PNL]),
+            "reason": "take_profit" if r[fd.C_REASON] == fd.REASON_TP else "stop_loss",
+        })
+    if s[fd.D_IN_CYCLE] and s[fd.D_HAS_CYCLE]:
+        cycle: dict[str, Any] = {"start": dt(s[fd.D_START]), "entry": float(s[fd.D_ENTRY]),
+                                 "safety_filled": int(s[fd.D_SAFETY_FILLED])}
+        if s[fd.D_HAS_AVG]:
+            cycle.update(average=float(s[fd.D_AVG]), size=float(s[fd.D_SIZE]))
+        deals.append(_unfinished_deal(len(deals) + 1, cycle, trades))
+    return {"cycles": int(s[fd.D_CYCLES]), "cycle_pnl": float(s[fd.D_PNL]),
+            "refused_orders": int(s[fd.D_REFUSED]), "finished": bool(s[fd.D_FINISHED]),
+            "deals": deals}
 
 
 def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
@@ -431,6 +537,10 @@ def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
     if code == kn.S_RANGE:
         return f"price {close:g} left the grid range"
     if code == kn.S_SMALL:
+        if config.strategy.name == "dca":
+            from liqbt.strategies.dca import base_order_too_small
+
+            return base_order_too_small(x["base_order"], close, float(p.bp[fd.P_STEP]))
         if config.strategy.name == "hold":
             return (f"{x['size']:g} × {x['close']:g} is below the minimum order value "
                     f"{p.min_notional:g} USDT (margin {x['margin']:,.2f} USDT at "

@@ -23,6 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
+from liqbt.fast import dca as _dca
 from liqbt.fast.margin import (
     BASIS_SIZE,
     CAPNOT,
@@ -80,9 +81,7 @@ BOT_HOLD, BOT_GRID, BOT_DCA = 0, 1, 2
 #             out_of_range_stop, quantity_ok, has_sl, has_tp]
 # grid: bp = [quantity, launch_price, stop_loss, take_profit]
 # hold: bi = [bot, side, ok]; bp = [size]
-# dca: bi = [bot, side, max_safety, cooldown, max_cycles, has_sl, filter]
-#      bp = [base_order, safety_order, price_deviation, step_scale, volume_scale, take_profit,
-#            stop_loss, size_step, min_notional]
+# dca: bi, bp, its state and cycle records: see liqbt.fast.dca
 
 # stop codes (reasons formatted in Python)
 S_NONE, S_LIQ, S_WIPE, S_REJECT, S_SL, S_TP, S_RANGE, S_SMALL, S_FINISHED = range(9)
@@ -149,10 +148,12 @@ def _order_margin(st, fp, ob, oi, n_orders, exclude) -> float:
 @njit(cache=True)
 def run(
     o, h, lo, c, mo, mh, ml, mc, fr,
-    tiers, fp, ip, balance, bi, bp, levels, capacity,
+    tiers, fp, ip, balance, bi, bp, levels, capacity, dca_state, dca_cycles, entry_signal,
 ):
     """Run one config. Returns ``(state, stats, fills, n_fills, liqs, n_liqs, topups,
-    n_topups, equity_curve, rejects)``; see :mod:`liqbt.fast.engine` for their meaning."""
+    n_topups, equity_curve, rejects)``; see :mod:`liqbt.fast.engine` for their meaning.
+    ``dca_state``, ``dca_cycles`` (written in place) and ``entry_signal`` (bool per bar) are
+    the DCA bot's (:mod:`liqbt.fast.dca`); other bots ignore them."""
     n = o.shape[0]
     st = np.zeros(N_STATE)
     st[W] = balance
@@ -261,7 +262,9 @@ def run(
             else:
                 oi[k, OSTAT] = DEAD
                 stats[6] += 1
-                if oi[k, OTAG] == T_GRID:  # a refused grid line is retried on later bars
+                # a refused grid line, DCA safety order or take profit is retried later
+                if oi[k, OTAG] == T_GRID or (bot == BOT_DCA and _dca.retried(
+                        dca_state, bi, oi[k, OREF])):
                     n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy,
                                     note_ref, n_notes, N_REFUSE, ob, oi, k)
                 elif bar_stop == S_NONE:
@@ -405,7 +408,9 @@ def run(
                                     oi[k, OSTAT] = DEAD
                                     ok = False
                                     stats[6] += 1
-                                    if oi[k, OTAG] == T_GRID:
+                                    if oi[k, OTAG] == T_GRID or (
+                                            bot == BOT_DCA and _dca.retried(
+                                                dca_state, bi, oi[k, OREF])):
                                         n_notes = _note(note_kind, note_tag, note_lvl,
                                                         note_open, note_buy, note_ref, n_notes,
                                                         N_REFUSE, ob, oi, k)
@@ -618,6 +623,15 @@ def run(
                     qty = bp[0] if bi[1] > 0 else -bp[0]
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
+        elif bot == BOT_DCA:
+            n_orders, next_ref, reason = _dca.bar(
+                t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref,
+                n_notes, stop != S_NONE, bi, bp, dca_state, dca_cycles, entry_signal)
+            if reason != S_NONE:
+                stop = reason
+                stats[0] = stop
+                stats[1] = t
+                stats[10] = close
         submitted = n_orders != n_before
         eq[t] = equity(st, ip)
         mr[t] = margin_ratio(st, fp, ip, tiers)

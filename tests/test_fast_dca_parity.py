@@ -1,0 +1,180 @@
+"""Parity of the DCA bot: the fast engine (liqbt.fast.dca) and MarginBroker, fill by fill.
+
+Random walks with gaps, a crash or a squeeze (:func:`test_fast_parity._bars`), random ladders
+(deviation, step and volume scales, safety order count and size, some below the exchange
+minimum so they are refused and retried), take profit, stop loss, cooldown, max cycles, both
+directions, the RSI and Bollinger entry filters, every profile, leverages, settlements, auto
+top-up and the three intrabar modes. Besides everything :func:`test_fast_parity.assert_parity`
+compares (fills, liquidations, top-ups, funding, fees, final equity to 1e-9 relative), the
+bot's own view must agree: cycles, cycle PnL, refused orders, finished, and every deal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_fast_parity import (
+    ACCOUNTS,
+    SETTINGS,
+    _close,
+    _config,
+    _market,
+    _start,
+    _write,
+    assert_parity,
+)
+
+from liqbt.config import load_config
+from liqbt.fast import supports
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).parents[1] / "configs"
+VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished")
+
+
+def assert_dca_parity(config: Any) -> tuple[Any, Any]:
+    """:func:`assert_parity` plus the DCA bot's counters and deals; returns both results."""
+    fast, slow = assert_parity(config)
+    for key in VIEW:
+        assert _close(fast.bot[key], slow.bot[key]), (key, fast.bot[key], slow.bot[key])
+    assert len(fast.bot["deals"]) == len(slow.bot["deals"]), (fast.bot["deals"],
+                                                              slow.bot["deals"])
+    for f, s in zip(fast.bot["deals"], slow.bot["deals"], strict=True):
+        assert f.keys() == s.keys()
+        for key, value in s.items():
+            if isinstance(value, float):
+                assert _close(f[key], value), (key, f, s)
+            else:
+                assert f[key] == value, (key, f, s)
+    return fast, slow
+
+
+SCENARIO = st.fixed_dictionaries({
+    "seed": st.integers(0, 2**31 - 1),
+    "bars": st.integers(40, 160),
+    "mark": st.booleans(),
+    "funding": st.booleans(),
+    "leverage": st.sampled_from([1, 2, 3, 5, 10, 20, 50, 100]),
+    "margin_mode": st.just("isolated"),
+    "top_up": st.booleans(),
+    "intrabar": st.sampled_from(["heuristic", "pessimistic", "optimistic"]),
+})
+LADDER = st.fixed_dictionaries({
+    "direction": st.sampled_from(["long", "short"]),
+    "base_order": st.sampled_from([150.0, 300.0, 600.0, 1200.0]),
+    "safety_order": st.sampled_from([20.0, 60.0, 150.0, 400.0]),
+    "max_safety_orders": st.integers(0, 6),
+    "price_deviation": st.sampled_from([0.1, 0.3, 0.6, 1.5, 3.0]),
+    "step_scale": st.sampled_from([0.5, 1.0, 1.5, 2.0]),
+    "volume_scale": st.sampled_from([0.5, 1.0, 1.5, 2.5]),
+    "take_profit": st.sampled_from([0.3, 0.8, 2.0]),
+    "stop_loss": st.sampled_from([None, None, 2.0, 5.0, 15.0]),
+    "cooldown": st.sampled_from([0, 0, 1, 5]),
+    "max_cycles": st.sampled_from([0, 0, 1, 3]),
+})
+FILTER = st.one_of(
+    st.just({"entry_filter": "none"}),
+    st.fixed_dictionaries({"entry_filter": st.just("rsi"),
+                           "rsi_period": st.sampled_from([3, 5, 14]),
+                           "rsi_below": st.sampled_from([30.0, 45.0, 60.0])}),
+    st.fixed_dictionaries({"entry_filter": st.just("bollinger"),
+                           "bb_period": st.sampled_from([3, 5, 20]),
+                           "bb_dev": st.sampled_from([0.5, 1.0, 2.0])}),
+)
+
+
+EXAMPLES = 240
+COVERAGE: list[dict[str, Any]] = []
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(sc=SCENARIO, account=ACCOUNTS, ladder=LADDER, entry=FILTER)
+def test_dca_parity(tmp_path_factory, sc, account, ladder, entry):
+    """Random DCA bots on random bars: base and safety orders, take profits moved after
+    each safety fill, stop losses, cooldowns, cycle limits, refusals retried, liquidations."""
+    ladder = dict(ladder)
+    # a long ladder must stay above zero (the loader refuses it): fewer safety orders
+    while ladder["direction"] == "long" and ladder["max_safety_orders"] and sum(
+            ladder["price_deviation"] * ladder["step_scale"] ** i
+            for i in range(ladder["max_safety_orders"])) >= 90:
+        ladder["max_safety_orders"] -= 1
+    tmp = tmp_path_factory.mktemp("dca")
+    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
+    strategy = {"name": "dca", **ladder, **entry}
+    cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
+    fast, slow = assert_dca_parity(cfg)
+    COVERAGE.append(_what(fast, slow, strategy))
+
+
+def _what(fast: Any, slow: Any, strategy: dict[str, Any]) -> dict[str, Any]:
+    """What an example exercised (LIQBT_DCA_COVERAGE=1 prints the tally)."""
+    deals = slow.bot["deals"]
+    return {
+        "cycles": slow.bot["cycles"] > 0, "several cycles": slow.bot["cycles"] > 1,
+        "safety fills": any(d["safety_orders"] for d in deals),
+        "stop loss": any(d["reason"] == "stop_loss" for d in deals),
+        "refused": slow.bot["refused_orders"] > 0, "liquidated": slow.liquidation_count > 0,
+        "top-up": bool(slow.top_ups), "finished": slow.bot["finished"],
+        "filter": strategy.get("entry_filter") != "none", "short": strategy["direction"] == "short",
+        "stopped": slow.stopped_kind is not None,
+    }
+
+
+def test_dca_parity_coverage():
+    """The generated examples reach every branch worth comparing (run after
+    :func:`test_dca_parity`; LIQBT_DCA_COVERAGE=1 prints the tally)."""
+    if len(COVERAGE) < EXAMPLES:
+        pytest.skip("test_dca_parity did not run in full before")
+    tally = {k: sum(c[k] for c in COVERAGE) for k in COVERAGE[0]}
+    if os.environ.get("LIQBT_DCA_COVERAGE"):
+        print(tally, len(COVERAGE))
+    assert all(count >= 5 for count in tally.values()), tally
+
+
+def test_bundled_dca_parity():
+    """configs/dca.toml over its real BTCUSDT month (16 take-profit cycles, then the whole
+    ladder fills and the position is liquidated) and variants: short, a stop loss, filters,
+    cooldown, cycle limit, other leverages and intrabar modes."""
+    base = load_config(ROOT / "dca.toml")
+    fast, _slow = assert_dca_parity(base)
+    assert fast.bot["cycles"] == 16 and fast.liquidation_count == 1
+    assert fast.stopped_kind == "liquidated"
+    for overrides in [
+        {"leverage": 3},
+        {"leverage": 20, "intrabar": "pessimistic"},
+        {"strategy.direction": "short", "intrabar": "optimistic"},
+        {"strategy.stop_loss": 4.0, "strategy.cooldown": 3},
+        {"strategy.entry_filter": "rsi", "strategy.rsi_below": 40.0},
+        {"strategy.entry_filter": "bollinger", "strategy.bb_dev": 1.0, "strategy.max_cycles": 5},
+        {"leverage": 5, "settlement": "liquidation_price"},
+    ]:
+        assert_dca_parity(base.with_overrides(overrides))
+
+
+def test_dca_base_order_below_one_step():
+    """A base order worth less than half a size step rounds to nothing: both engines stop the
+    bot on the first bar (below_minimum) without an order."""
+    cfg = load_config(ROOT / "dca.toml").with_overrides({"strategy.base_order": 20.0})
+    fast, slow = assert_dca_parity(cfg)
+    assert fast.stopped_kind == slow.stopped_kind == "below_minimum"
+    assert fast.stopped_reason == slow.stopped_reason
+    # 20 / 57,820.6 = 0.00035 BTC, nearer 0 than one 0.001 step
+    assert fast.stopped_reason == ("base order 20 USDT at 57820.6 rounds to no size step "
+                                   "(0.001): raise base_order")
+    assert not fast.fills and fast.stopped_time == slow.stopped_time
+
+
+def test_dca_supports():
+    """Every DCA parameter is mirrored; only the log printing is left to backtrader."""
+    cfg = load_config(ROOT / "dca.toml")
+    assert supports(cfg) is None
+    assert supports(cfg.with_overrides({"strategy.stop_loss": 3.0,
+                                        "strategy.entry_filter": "rsi"})) is None
+    assert "verbose" in supports(cfg.with_overrides({"strategy.verbose": True}))
+    assert "cross margin" in supports(cfg.with_overrides({"margin_mode": "cross"}))
