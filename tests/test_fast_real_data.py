@@ -62,21 +62,21 @@ WINDOWS: tuple[Window, ...] = (
     # 2022: the June grind and the FTX collapse, 5m perpetual with 8h mark and funding
     Window("2022-06-13-btc-5m", "BTCUSDT", _TRICK + "BTC_USDT-5m-futures.json",
            _TRICK + "BTC_USDT-8h-mark.json", _TRICK + "BTC_USDT-8h-funding_rate.json",
-           "2022-06-12", "2022-06-15"),
+           "2022-06-12 12:00", "2022-06-14 12:00"),
     Window("2022-11-08-btc-5m", "BTCUSDT", _TRICK + "BTC_USDT-5m-futures.json",
            _TRICK + "BTC_USDT-8h-mark.json", _TRICK + "BTC_USDT-8h-funding_rate.json",
-           "2022-11-07", "2022-11-10"),
+           "2022-11-08", "2022-11-10"),
     # 2024-08-05: 5m spot trades with the perpetual's 1h mark and funding
     Window("2024-08-05-btc-5m", "BTCUSDT", "imsatoshi_genetrader/BTC_USDT-5m.feather",
            _ROSHAN + "BTC_USDT_USDT-1h-mark.feather",
-           _ROSHAN + "BTC_USDT_USDT-1h-funding_rate.feather", "2024-08-03", "2024-08-07"),
+           _ROSHAN + "BTC_USDT_USDT-1h-funding_rate.feather", "2024-08-04", "2024-08-06"),
     # 2025-10-10: 5m perpetual, 1h mark, funding (BTC and ETH)
     Window("2025-10-10-btc-5m", "BTCUSDT", _HARTHOR + "BTC_USDT_USDT-5m-futures.feather",
            _HARTHOR + "BTC_USDT_USDT-1h-mark.feather",
-           _HARTHOR + "BTC_USDT_USDT-1h-funding_rate.feather", "2025-10-09", "2025-10-12"),
+           _HARTHOR + "BTC_USDT_USDT-1h-funding_rate.feather", "2025-10-10", "2025-10-12"),
     Window("2025-10-10-eth-5m", "ETHUSDT", _HARTHOR + "ETH_USDT_USDT-5m-futures.feather",
            _HARTHOR + "ETH_USDT_USDT-1h-mark.feather",
-           _HARTHOR + "ETH_USDT_USDT-1h-funding_rate.feather", "2025-10-09", "2025-10-12"),
+           _HARTHOR + "ETH_USDT_USDT-1h-funding_rate.feather", "2025-10-10", "2025-10-12"),
 )
 
 
