@@ -128,30 +128,43 @@ class MarginTimeline(bt.Analyzer):
         account = broker.account
         if not self._datas:
             self._bind()
-        self._times.append(self.strategy.datetime[0])
-        self.rets["equity"].append(account.equity())
-        open_legs = list(account.open_positions())
-        self.rets["exposed"].append(bool(open_legs))
+            self._datetime = self.strategy.lines.datetime
+            # every market cross: the open legs are the cross legs (one pass fewer per bar)
+            self._all_cross = all(
+                m.margin_mode == "cross" for m in account.markets.values())
+        rets = self.rets
+        self._times.append(self._datetime[0])
+        # the broker's equity, evaluated once per bar for backtrader and every analyzer
+        rets["equity"].append(broker.get_value())
+        open_legs = account.cross_positions() if self._all_cross else list(
+            account.open_positions())
+        rets["exposed"].append(bool(open_legs))
         ratio = 0.0
         # each leg's ratio: the cross account's (computed once) or its isolated one
         leg_ratio: dict[tuple[str, str], float] = {}
+        cross_balance = None
         if open_legs:
             # cheap when flat (the common case in sweeps): only computed with a position
             cross_ratio = None
             for p in open_legs:
                 if p.margin_mode == "cross":
                     if cross_ratio is None:
-                        cross_ratio = account.margin_ratio()
+                        figures = account.margin_figures()
+                        cross_ratio = figures.margin_ratio
+                        cross_balance = figures.margin_balance
                     leg_ratio[(p.symbol, p.leg)] = cross_ratio
                 else:
                     leg_ratio[(p.symbol, p.leg)] = account.margin_ratio(p)
             ratio = max(leg_ratio.values())
-        self.rets["margin_ratio"].append(ratio)
+        rets["margin_ratio"].append(ratio)
         if not self.p.detail:
             return
-        self.rets["wallet"].append(account.wallet_balance)
-        self.rets["margin_balance"].append(account.cross_margin_balance())
-        self.rets["available"].append(broker.get_cash())
+        rets["wallet"].append(account.wallet_balance)
+        # the figures' margin balance is the cross margin balance (same terms, same order)
+        rets["margin_balance"].append(
+            account.cross_margin_balance() if cross_balance is None else cross_balance)
+        rets["available"].append(broker.get_cash())
+        walker = broker.walker
         for (data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
              closes, marks, liquidation_prices, sizes, ratios) in self._rows:
             close = float(close_line[0])
@@ -161,11 +174,17 @@ class MarginTimeline(bt.Analyzer):
             lows.append(float(low_line[0]))
             closes.append(close)
             marks.append(mark if not math.isnan(mark) else close)
-            lp = broker.liquidation_price(data)
-            liquidation_prices.append(math.nan if lp is None else float(lp))
-            legs = broker.positions_of(data)
-            sizes.append(sum(p.size for p in legs))
-            ratios.append(max((leg_ratio[(p.symbol, p.leg)] for p in legs), default=0.0))
+            legs = broker.legs_of(data)
+            if legs:
+                # broker.liquidation_price(data): the LP of the data's first leg
+                lp = walker.liquidation_price(legs[0])[0]
+                liquidation_prices.append(math.nan if lp is None else float(lp))
+                sizes.append(sum(p.size for p in legs))
+                ratios.append(max(leg_ratio[(p.symbol, p.leg)] for p in legs))
+            else:
+                liquidation_prices.append(math.nan)
+                sizes.append(0)
+                ratios.append(0.0)
 
 def _reason(info: Any) -> str:
     if info.get("liquidation"):

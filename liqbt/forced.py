@@ -58,6 +58,10 @@ def cancel_all(broker: MarginBroker, symbol: str | None) -> None:
                 order.created.size, order.created.price,
             )
         )
+    # where resting orders' margin counts in the cross trigger (simple profile), the cancels
+    # change the account's margin state: cached LPs and cross bounds must see it now, not at
+    # the next bar's sync (a stale LP made the distance statistic negative)
+    account.sync_orders()
 
 
 def force_close(broker: MarginBroker, close: liq.Close, partial: bool) -> None:

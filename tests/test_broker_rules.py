@@ -376,3 +376,30 @@ def test_isolated_funding_beyond_the_margin_leaves_it_negative_while_profit_hold
     assert positions["BTCUSDT"].margin == pytest.approx(24.0 + 36.0, abs=1e-9)
     assert broker.account.wallet_balance == pytest.approx(wallet_after_fills, abs=1e-9)
     assert not events_of(broker, "liquidation")
+
+
+def test_simple_profile_cancelled_orders_leave_the_cross_trigger_at_once():
+    """`simple` counts resting orders' margin in the cross trigger. Cash 400, a 10x cross long
+    of 1/60 BTC at 60,000 (IM 100, MM 50, fee 0.5) and a resting buy of 0.1 BTC at 20,000
+    (order margin 200). With the order the trigger is q·P·(1 − 0.0005) <= 50 + 200 + 1,000 −
+    399.5, P <= 51,055.5; a bar down to 45,000 reaches it, the plan cancels every order, and
+    without their margin the trigger moves to q·P·0.9995 <= 650.5, P <= 39,049.5: no
+    liquidation. The LP and the distance statistic must see the cancel at once (they used the
+    stale 51,055.5 until the next bar: a negative distance, -13 %)."""
+    q = 1 / 60
+
+    def open_both(s):
+        s.buy(data=s.datas[0], size=q)
+        s.buy(data=s.datas[0], size=0.1, price=20_000, exectype=bt.Order.Limit)
+
+    seen = []
+    bars = [FLAT, FLAT, FLAT, (60_000, 60_000, 45_000, 50_000), FLAT]
+    broker, _ = run({"BTCUSDT": (bars, dict(leverage=10, margin_mode="cross"))},
+                    actions={1: open_both, 4: lambda s: seen.append(
+                        s.broker.liquidation_price(s.datas[0]))},
+                    cash=400, exchange="simple")
+    assert not events_of(broker, "liquidation")
+    assert len(events_of(broker, "order_cancelled")) == 1
+    lp = 650.5 * 60 / 0.9995
+    assert seen == [pytest.approx(lp, rel=1e-12)]
+    assert broker.min_liquidation_distance == pytest.approx((45_000 - lp) / 45_000, rel=1e-9)

@@ -177,4 +177,4 @@ def test_dca_supports():
     assert supports(cfg.with_overrides({"strategy.stop_loss": 3.0,
                                         "strategy.entry_filter": "rsi"})) is None
     assert "verbose" in supports(cfg.with_overrides({"strategy.verbose": True}))
-    assert "cross margin" in supports(cfg.with_overrides({"margin_mode": "cross"}))
+    assert supports(cfg.with_overrides({"margin_mode": "cross"})) is None

@@ -138,3 +138,18 @@ def test_not_triggered_after_cancel_takes_no_step():
     account.set_mark("BTCUSDT", 59_000)
     assert liq.run_plan(account, liq.cross_plan(account)) == [liq.CancelOrders(None)]
     assert account.positions[("BTCUSDT", "net")].size == 0.5
+
+
+def test_partial_reduction_ignores_a_float_residue_above_the_cap():
+    """A step that cut a position to the tier-1 cap 50,000 USDT at 50,805.01 leaves
+    50,000 / 50,805.01 = 0.98415490913199 BTC; two ulps more (float residue of the cut) value
+    at 50,000.00000000001, in tier 2, and would be "reduced" by 2e-16 BTC: a fill of nothing
+    (the fast-engine parity suite found one, whose zero-size round trip divided by zero). It is
+    no step; a real excess of 1e-6 BTC still is."""
+    tiers = load_profile("binance").symbol("BTCUSDT").tiers
+    price = 50_805.01
+    residue = 0.9841549091319932
+    assert tiers.tier_index(tiers.lookup_value(residue, price)) == 1
+    assert liq.partial_reduction(residue, price, tiers, 1, 1e6, FEE) == 0.0
+    step = liq.partial_reduction(50_000 / price + 1e-6, price, tiers, 1, 1e6, FEE)
+    assert step == pytest.approx(1e-6, rel=1e-6)

@@ -86,7 +86,8 @@ def partial_reduction(
     balance (USDT; the isolated ``M + upnl`` or the cross margin balance) cannot pay the taker
     fee for closing the whole position: past bankruptcy the full close settles instead.
     Sources: OKX "Liquidation and auto-deleveraging" (tier reduction); Gate "Partial
-    liquidation".
+    liquidation". A reduction within ``1e-9 × |size|`` (float residue of a previous step that
+    left the position at the cap) is no step.
     """
     if tiers_per_step <= 0 or not size:
         return 0.0
@@ -97,7 +98,10 @@ def partial_reduction(
         return 0.0
     target_cap = tiers.tiers[max(index - tiers_per_step, 0)].cap
     target_size = target_cap if tiers.basis == "size" else target_cap / price
-    return max(abs(size) - target_size, 0.0)
+    reduce = abs(size) - target_size
+    # a position a previous step left at the cap can sit a float residue above it: that is
+    # no step (a close of ~1e-17 BTC would be a fill of nothing)
+    return reduce if reduce > 1e-9 * abs(size) else 0.0
 
 
 # --- the plan -------------------------------------------------------------------------------

@@ -91,9 +91,6 @@ def supports(config: RunConfig) -> str | None:
                 f"{'/'.join(sorted(_BOTS))} bots only")
     if len(config.markets) != 1:
         return "several markets: the fast engine runs one symbol"
-    if config.markets[0].margin_mode != "isolated":
-        return ("cross margin: the fast engine does not yet mirror the joint cross-condition "
-                "walk (margin-model §8)")
     acct = config.account
     if acct.position_mode != "one-way":
         return "hedge mode is not covered by the fast engine"
@@ -168,6 +165,7 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     ip[fm.DEBIT] = bool(config.account.debit)
     ip[fm.BASIS_SIZE] = table.basis == "size"
     ip[fm.INTRABAR] = _INTRABAR[config.backtest.intrabar]
+    ip[fm.OMTRIG] = bool(profile.order_margin_in_trigger)
     kwargs = config.strategy.kwargs
     balance = float(config.account.balance)
     extra: dict[str, Any] = {}

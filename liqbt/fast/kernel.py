@@ -43,6 +43,7 @@ from liqbt.fast.margin import (
     MINNOT,
     MK,
     N_STATE,
+    OMTRIG,
     PCROSS,
     PDROP,
     PISO,
@@ -53,6 +54,10 @@ from liqbt.fast.margin import (
     W,
     available_balance,
     cross_at,
+    cross_excess,
+    cross_first_breach,
+    cross_floor,
+    cross_tolerance,
     equity,
     fill,
     initial_margin,
@@ -205,7 +210,7 @@ def run(
     refused = 0
     reach = np.zeros(capacity, np.int64)
     # last isolated liquidation price and the leg (size, entry, margin) it was solved for
-    lpc = np.full(6, math.nan)
+    lpc = np.full(7, math.nan)
     # the bar's trade and mark paths (filled in place: no allocation per bar)
     tpath = np.empty(4)
     mpath = np.empty(4)
@@ -301,9 +306,14 @@ def run(
         high_m = max(max(mo[t], mh[t]), max(ml[t], mc[t]))
         in_reach = False
         if n_reach == 0 and st[SZ] != 0.0:
-            lp, direction, found = _lp(st, fp, ip, tiers, lpc)
-            if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
-                in_reach = True
+            if ip[ISO]:
+                lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
+                if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
+                    in_reach = True
+            else:  # JointWalk._cross_may_breach: the cross condition over the bar's box
+                tom = _tom(st, fp, ip, ob, oi, n_orders)
+                floor = cross_floor(st, fp, ip, tiers, low_m, high_m, tom)
+                in_reach = floor <= cross_tolerance(st)
         if n_reach == 0 and not in_reach:
             st[MK] = mc[t]
         else:
@@ -345,16 +355,25 @@ def run(
                             if at < best_f:
                                 best_f, best_k, best_p = at, k, p
                     liq = False
-                    if st[SZ] != 0.0:
+                    if st[SZ] != 0.0 and ip[ISO]:
                         ma = _at(mpath, seg, tau)
                         mb = mpath[seg + 1]
-                        lp, direction, found = _lp(st, fp, ip, tiers, lpc)
+                        lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
                         if found:
                             f, p, hit = cross_at(ma, mb, lp, direction > 0)
                             if hit:
                                 at = tau + f * width
                                 if at > skip_liq and at <= best_f:
                                     best_f, best_p, liq = at, p, True
+                    elif st[SZ] != 0.0:
+                        # the first instant the cross condition holds (JointWalk._next_event)
+                        tom = _tom(st, fp, ip, ob, oi, n_orders)
+                        if cross_floor(st, fp, ip, tiers, low_m, high_m, tom) <= \
+                                cross_tolerance(st):
+                            at = cross_first_breach(st, fp, ip, tiers, mpath, seg, tau,
+                                                    tau_end, tom)
+                            if at >= 0.0 and at > skip_liq and at <= best_f:
+                                best_f, liq = at, True
                     if best_k < 0 and not liq:
                         break
                     tau = best_f
@@ -438,8 +457,8 @@ def run(
                                             note_ref, n_notes, N_CANCEL if capped else N_FILL,
                                             ob, oi, k)
                     else:
-                        # --- MarginBroker._on_trigger ------------------------------------------
-                        price = best_p
+                        # --- the liquidation plan (liqbt.core.liquidation) ---------------------
+                        price = best_p if ip[ISO] else st[MK]
                         done = False
                         if ip[ISO] and ip[TOPUP]:
                             eff = abs(st[SZ]) * st[MK] / st[MG] if st[MG] > 0 else math.inf
@@ -460,11 +479,18 @@ def run(
                                 nt += 1
                                 done = True
                         if not done:
+                            # CancelOrders: the bot hears of each (a grid whose liquidation
+                            # did not happen after all places its lines again)
                             cancelled = False
                             for k in range(n_orders):
                                 if oi[k, OSTAT] == PENDING:
                                     oi[k, OSTAT] = DEAD
                                     cancelled = True
+                                    n_notes = _note(note_kind, note_tag, note_lvl, note_open,
+                                                    note_buy, note_ref, n_notes, N_CANCEL, ob,
+                                                    oi, k)
+                            # isolated_plan / cross_plan: re-checked after every step (the
+                            # orders are all cancelled: no order margin left in the trigger)
                             if _still(st, fp, ip, tiers, price):
                                 full = True
                                 while _can_partial(st, fp, ip, tiers, price):
@@ -502,7 +528,7 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            lp, direction, found = _lp(st, fp, ip, tiers, lpc)
+            lp, direction, found = _lp(st, fp, ip, tiers, lpc, _tom(st, fp, ip, ob, oi, n_orders))
             if found:
                 if direction < 0:
                     d = (low_m - lp) / low_m
@@ -634,7 +660,7 @@ def run(
                 stats[10] = close
         submitted = n_orders != n_before
         eq[t] = equity(st, ip)
-        mr[t] = margin_ratio(st, fp, ip, tiers)
+        mr[t] = margin_ratio(st, fp, ip, tiers, _tom(st, fp, ip, ob, oi, n_orders))
         ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
@@ -648,23 +674,34 @@ def run(
 
 
 @njit(cache=True)
-def _lp(st, fp, ip, tiers, cache):
+def _lp(st, fp, ip, tiers, cache, tom):
     """:func:`liqbt.fast.margin.liquidation_price`, solved again only when the leg changed:
-    an isolated LP depends on the leg's size, entry and margin alone (not the mark), so an
-    unchanged leg gives the identical result (the per-bar checks would otherwise re-solve
-    the tier iteration on every bar)."""
-    if not ip[ISO]:
-        return liquidation_price(st, fp, ip, tiers)
-    if cache[0] == st[SZ] and cache[1] == st[EN] and cache[2] == st[MG]:
+    an isolated LP depends on the leg's size, entry and margin alone (not the mark), a single
+    cross leg's on its size, entry, the wallet and the order margin in the trigger (and on the
+    mark only as the tier iteration's start: the broker's walker keeps it until the account
+    changes too), so an unchanged leg gives the identical result (the per-bar checks would
+    otherwise re-solve the tier iteration on every bar)."""
+    third = st[MG] if ip[ISO] else st[W]
+    if cache[0] == st[SZ] and cache[1] == st[EN] and cache[2] == third and cache[6] == tom:
         return cache[3], int(cache[4]), cache[5] != 0.0
-    lp, direction, found = liquidation_price(st, fp, ip, tiers)
+    lp, direction, found = liquidation_price(st, fp, ip, tiers, tom)
     cache[0] = st[SZ]
     cache[1] = st[EN]
-    cache[2] = st[MG]
+    cache[2] = third
     cache[3] = lp
     cache[4] = direction
     cache[5] = 1.0 if found else 0.0
+    cache[6] = tom
     return lp, direction, found
+
+
+@njit(cache=True)
+def _tom(st, fp, ip, ob, oi, n_orders) -> float:
+    """:meth:`liqbt.core.account.Account.trigger_order_margin`: the resting orders' margin
+    where the profile counts it in the cross trigger (``order_margin_in_trigger``), else 0."""
+    if not ip[OMTRIG]:
+        return 0.0
+    return _order_margin(st, fp, ob, oi, n_orders, -1)
 
 
 @njit(cache=True)
@@ -681,9 +718,13 @@ def _stop_orders(oi, n_orders):
 
 @njit(cache=True)
 def _still(st, fp, ip, tiers, price) -> bool:
-    """:meth:`liqbt.broker.MarginBroker._still_triggered`."""
+    """Whether the leg is still liquidated: :func:`liqbt.core.liquidation.isolated_triggered`
+    at ``price`` or, cross, :func:`liqbt.core.liquidation.cross_triggered` (no resting orders:
+    the plan cancelled them)."""
     if st[SZ] == 0.0:
         return False
+    if not ip[ISO]:
+        return cross_excess(st, fp, ip, tiers, 0.0) <= cross_tolerance(st)
     lp, direction, found = liquidation_price(st, fp, ip, tiers)
     if not found:
         return False
@@ -719,7 +760,7 @@ def _partial_qty(st, fp, ip, tiers, price) -> float:
     cap = tiers[max(index - ip[PDROP], 0), 0]
     target = cap if ip[BASIS_SIZE] else cap / price
     reduce = abs(st[SZ]) - target
-    if reduce <= 0:
+    if not reduce > 1e-9 * abs(st[SZ]):
         return 0.0
     side = 1 if st[SZ] > 0 else -1
     return -side * reduce

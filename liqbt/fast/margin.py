@@ -1,4 +1,4 @@
-"""Compiled margin maths of the fast engine (one symbol, one-way position).
+"""Compiled margin maths of the fast engine (one symbol, one-way position, isolated or cross).
 
 Each function mirrors one evaluator of :mod:`liqbt.core` operation for operation, so that the
 floating-point results are identical (the parity suite in ``tests/test_fast_parity.py`` holds
@@ -23,8 +23,9 @@ N_STATE = 11
 LEV, TAKER, MAKER, LIQFEE, UMRATE, MINNOT, CAPNOT = range(7)
 N_FP = 7
 # --- int parameters ------------------------------------------------------------------------
-ISO, LPF, USED, PDROP, PISO, PCROSS, TOPUP, SETTLE_LP, DEBIT, BASIS_SIZE, INTRABAR = range(11)
-N_IP = 11
+ISO, LPF, USED, PDROP, PISO, PCROSS, TOPUP, SETTLE_LP, DEBIT, BASIS_SIZE, INTRABAR, OMTRIG = (
+    range(12))
+N_IP = 12
 # lp_formula codes
 F_BINANCE, F_TAKER, F_BYBIT = 0, 1, 2
 
@@ -69,16 +70,16 @@ def upnl(st: np.ndarray) -> float:
 
 @njit(cache=True)
 def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
-    """:meth:`liqbt.core.account.Account.maintenance_margin` of the isolated leg:
+    """:meth:`liqbt.core.account.Account.maintenance_margin` of the leg:
     :class:`liqbt.core.margin_models.TieredMM` (``q × P × mmr − amount``, P the mark, the entry
-    on Bybit standard) or :class:`liqbt.core.margin_models.UsedMarginMM` (``rate × q × E /
+    on Bybit standard isolated) or :class:`liqbt.core.margin_models.UsedMarginMM` (``rate × q × E /
     leverage``). No closing fee (see :func:`closing_fee`)."""
     size = st[SZ]
     if size == 0.0:
         return 0.0
     if ip[USED]:
         return fp[UMRATE] * abs(size) * st[EN] / fp[LEV]
-    price = st[EN] if ip[LPF] == F_BYBIT else st[MK]
+    price = st[EN] if ip[LPF] == F_BYBIT and ip[ISO] else st[MK]
     k = tier_index(tiers, lookup_value(ip, size, price))
     return abs(size) * price * tiers[k, 1] - tiers[k, 2]
 
@@ -170,12 +171,15 @@ def _cycle_price(seen_p: np.ndarray, nseen: int, falling: bool) -> float:
 
 
 @njit(cache=True)
-def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray):
+def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
+                      trigger_om: float = 0.0, other_upnl: float = 0.0,
+                      other_trigger: float = 0.0):
     """:meth:`liqbt.core.account.Account.liquidation_price` for the one leg:
     ``(lp, direction, found)``; ``found`` False means ``None``.
 
     Isolated: :func:`liqbt.core.margin.isolated_liquidation_price`; cross:
-    :func:`liqbt.core.margin.cross_liquidation_price` with no other symbol.
+    :func:`liqbt.core.margin.cross_liquidation_price` on ``wallet − trigger_om`` (the order
+    margin counted in the trigger), the other cross symbols' upnl and trigger margin held.
     """
     size = st[SZ]
     if size == 0.0:
@@ -232,7 +236,7 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
         formula = F_BINANCE
     fee = taker if formula == F_TAKER else 0.0
     net = 0 + side * q
-    base = st[W] + 0.0 - 0.0
+    base = (st[W] - trigger_om) + other_upnl - other_trigger
     base -= 0 + side * q * entry
     den = 0.0
     start = st[MK] if st[MK] != 0.0 else entry
@@ -334,10 +338,14 @@ def fill(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float, price: floa
 @njit(cache=True)
 def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                      execution: float) -> float:
-    """:meth:`liqbt.core.account.Account.settlement_prices` for the one isolated leg."""
+    """:meth:`liqbt.core.account.Account.settlement_prices` for the one leg (isolated, or the
+    only cross leg)."""
     saved = st[MK]
     st[MK] = execution
-    balance = 0 + (st[MG] + upnl(st))
+    if ip[ISO]:
+        balance = 0 + (st[MG] + upnl(st))
+    else:  # the cross margin balance
+        balance = st[W] + (0.0 + upnl(st))
     if (balance < 0 and ip[DEBIT]) or (ip[SETTLE_LP] and balance >= 0):
         st[MK] = saved
         return execution
@@ -354,14 +362,178 @@ def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.n
 
 
 @njit(cache=True)
-def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
+                 trigger_om: float = 0.0) -> float:
     """:meth:`liqbt.core.account.Account.margin_ratio` of the isolated leg
-    (:class:`liqbt.core.margin_models.MarginFigures`: (MM + closing fee) / (M + upnl));
+    (:class:`liqbt.core.margin_models.MarginFigures`: (MM + closing fee) / (M + upnl)) or of the
+    cross account ((Σ MM + Σ closing fee + order margin in the trigger) / (wallet + Σ upnl));
     0 when flat (the timeline's convention)."""
     if st[SZ] == 0.0:
         return 0.0
-    balance = st[MG] + upnl(st)
-    trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
+    if ip[ISO]:
+        balance = st[MG] + upnl(st)
+        trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
+    else:
+        balance = st[W] + (0.0 + upnl(st))
+        trigger = ((0 + maintenance_margin(st, fp, ip, tiers)) + (0 + closing_fee(st, fp, ip))
+                   + trigger_om)
     if balance <= 0:
         return math.inf if trigger > 0 or balance < 0 else 0.0
     return trigger / balance
+
+
+# --- cross margin, one symbol (liqbt.core.cross_bound, liqbt.walk, liqbt.core.path) ---------
+@njit(cache=True)
+def trigger_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
+    """:meth:`liqbt.core.account.Account.trigger_margin`: ``MM + closing fee`` of the leg."""
+    return maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip)
+
+
+@njit(cache=True)
+def cross_excess(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
+                 trigger_om: float) -> float:
+    """:meth:`liqbt.core.account.Account.cross_excess` with the one cross leg: ``wallet +
+    upnl − (MM + closing fee) − order margin in the trigger`` (USDT; liquidation at <= 0)."""
+    balance = st[W] + (0.0 + upnl(st))
+    return balance - ((0.0 + trigger_margin(st, fp, ip, tiers)) + trigger_om)
+
+
+@njit(cache=True)
+def cross_tolerance(st: np.ndarray) -> float:
+    """:func:`liqbt.core.liquidation.cross_tolerance`: ``1e-9 × max(Σ q × mark, 1)``."""
+    return 1e-9 * max(0.0 + abs(st[SZ]) * st[MK], 1.0)
+
+
+@njit(cache=True)
+def tier_breakpoints(m0: float, m1: float, q: float, tiers: np.ndarray, out: np.ndarray) -> int:
+    """:func:`liqbt.core.path.tier_breakpoints` for one leg of ``|size| = q``: the fractions of
+    the move ``m0 → m1`` where ``q × mark`` equals a finite tier cap, sorted and distinct,
+    written to ``out``; returns their count."""
+    if m0 == m1 or q == 0.0:
+        return 0
+    low = min(m0, m1)
+    high = max(m0, m1)
+    n = 0
+    for i in range(tiers.shape[0]):
+        cap = tiers[i, 0]
+        if not math.isfinite(cap):
+            continue
+        price = cap / q
+        if low < price < high:
+            f = (price - m0) / (m1 - m0)
+            dup = False
+            for j in range(n):
+                if out[j] == f:
+                    dup = True
+            if not dup:
+                out[n] = f
+                n += 1
+    out[:n] = np.sort(out[:n])
+    return n
+
+
+@njit(cache=True)
+def term_min(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray, low: float,
+             high: float) -> float:
+    """:func:`liqbt.core.cross_bound.term_min` of the one leg: the least ``upnl − (MM +
+    closing fee)`` for marks in ``[low, high]`` (the ends, and both sides of a tier
+    breakpoint when the range spans tiers). The mark is restored."""
+    current = st[MK]
+    prices = np.empty(2 + 2 * tiers.shape[0])
+    prices[0] = low
+    n = 1
+    if low != high:
+        prices[1] = high
+        n = 2
+        q = st[SZ]
+        if tier_index(tiers, lookup_value(ip, q, low)) != tier_index(
+                tiers, lookup_value(ip, q, high)):
+            fr = np.empty(tiers.shape[0])
+            nb = tier_breakpoints(low, high, abs(q), tiers, fr)
+            for j in range(nb):
+                level = low + (high - low) * fr[j]
+                prices[n] = level * (1 - 1e-12)
+                prices[n + 1] = level * (1 + 1e-12)
+                n += 2
+    best = math.inf
+    for j in range(n):
+        st[MK] = prices[j]
+        best = min(best, 0 + (upnl(st) - trigger_margin(st, fp, ip, tiers)))
+    st[MK] = current
+    return best
+
+
+@njit(cache=True)
+def cross_floor(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray, low: float,
+                high: float, trigger_om: float) -> float:
+    """:func:`liqbt.core.cross_bound.cross_floor`: the least cross excess for the mark
+    anywhere in ``[low, high]``."""
+    return (st[W] - trigger_om) + term_min(st, fp, ip, tiers, low, high)
+
+
+_VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+
+
+@njit(cache=True)
+def _path_at(path: np.ndarray, k: int, t: float) -> float:
+    """:func:`liqbt.walk.at`: the path's price at clock ``t`` in segment ``k``."""
+    a = path[k]
+    b = path[k + 1]
+    t0 = _VT[k]
+    if a == b or t <= t0:
+        return a
+    if t >= _VT[k + 1]:
+        return b
+    return a + (b - a) * (t - t0) * 3.0
+
+
+@njit(cache=True)
+def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
+                       mpath: np.ndarray, k: int, t: float, t_end: float,
+                       trigger_om: float) -> float:
+    """:meth:`liqbt.walk.JointWalk._cross_first_breach` with one cross symbol: the first clock
+    in ``[t, t_end]`` of segment ``k`` where the cross condition holds on the mark path
+    (:func:`liqbt.core.path.first_nonpositive` with the tier breakpoints), ``-1`` for none.
+    Leaves the mark where the last evaluation put it, as the Python walk does."""
+    ma = _path_at(mpath, k, t)
+    mb = mpath[k + 1]
+    fr = np.empty(tiers.shape[0] + 2)
+    nb = tier_breakpoints(ma, mb, abs(st[SZ]), tiers, fr)
+    cuts = np.empty(nb + 2)
+    cuts[0] = t
+    nc = 1
+    for j in range(nb):
+        b = t + fr[j] * (t_end - t)
+        if t < b < t_end:
+            cuts[nc] = b
+            nc += 1
+    cuts[1:nc] = np.sort(cuts[1:nc])
+    cuts[nc] = t_end
+    nc += 1
+    tol = cross_tolerance(st)
+    st[MK] = _path_at(mpath, k, t)
+    if cross_excess(st, fp, ip, tiers, trigger_om) <= tol:
+        return t
+    if t_end == t:
+        return -1.0
+    for j in range(nc - 1):
+        lo = cuts[j]
+        hi = cuts[j + 1]
+        width = hi - lo
+        if width <= 0:
+            continue
+        u = lo + width / 3.0
+        v = lo + 2.0 * width / 3.0
+        st[MK] = _path_at(mpath, k, u)
+        gu = cross_excess(st, fp, ip, tiers, trigger_om)
+        st[MK] = _path_at(mpath, k, v)
+        gv = cross_excess(st, fp, ip, tiers, trigger_om)
+        slope = (gv - gu) / (v - u)
+        g_lo = gu - slope * (u - lo)
+        g_hi = gv + slope * (hi - v)
+        if g_lo <= tol:
+            return lo
+        if g_hi <= tol:
+            root = lo + g_lo / (g_lo - g_hi) * width if g_lo != g_hi else lo
+            return min(max(root, lo), hi)
+    return -1.0
