@@ -26,7 +26,9 @@ from liqbt.core import events as ev
 
 def iso(dt: datetime | None) -> str | None:
     """Naive-UTC datetime (backtrader's convention) to ISO-8601 with ``Z``."""
-    return None if dt is None else dt.replace(tzinfo=None).isoformat() + "Z"
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo is None else dt.replace(tzinfo=None)).isoformat() + "Z"
 
 
 class Liquidations(bt.Analyzer):
@@ -126,30 +128,43 @@ class MarginTimeline(bt.Analyzer):
         account = broker.account
         if not self._datas:
             self._bind()
-        self._times.append(self.strategy.datetime[0])
-        self.rets["equity"].append(account.equity())
-        open_legs = list(account.open_positions())
-        self.rets["exposed"].append(bool(open_legs))
+            self._datetime = self.strategy.lines.datetime
+            # every market cross: the open legs are the cross legs (one pass fewer per bar)
+            self._all_cross = all(
+                m.margin_mode == "cross" for m in account.markets.values())
+        rets = self.rets
+        self._times.append(self._datetime[0])
+        # the broker's equity, evaluated once per bar for backtrader and every analyzer
+        rets["equity"].append(broker.get_value())
+        open_legs = account.cross_positions() if self._all_cross else list(
+            account.open_positions())
+        rets["exposed"].append(bool(open_legs))
         ratio = 0.0
         # each leg's ratio: the cross account's (computed once) or its isolated one
         leg_ratio: dict[tuple[str, str], float] = {}
+        cross_balance = None
         if open_legs:
             # cheap when flat (the common case in sweeps): only computed with a position
             cross_ratio = None
             for p in open_legs:
                 if p.margin_mode == "cross":
                     if cross_ratio is None:
-                        cross_ratio = account.margin_ratio()
+                        figures = account.margin_figures()
+                        cross_ratio = figures.margin_ratio
+                        cross_balance = figures.margin_balance
                     leg_ratio[(p.symbol, p.leg)] = cross_ratio
                 else:
                     leg_ratio[(p.symbol, p.leg)] = account.margin_ratio(p)
             ratio = max(leg_ratio.values())
-        self.rets["margin_ratio"].append(ratio)
+        rets["margin_ratio"].append(ratio)
         if not self.p.detail:
             return
-        self.rets["wallet"].append(account.wallet_balance)
-        self.rets["margin_balance"].append(account.cross_margin_balance())
-        self.rets["available"].append(broker.get_cash())
+        rets["wallet"].append(account.wallet_balance)
+        # the figures' margin balance is the cross margin balance (same terms, same order)
+        rets["margin_balance"].append(
+            account.cross_margin_balance() if cross_balance is None else cross_balance)
+        rets["available"].append(broker.get_cash())
+        walker = broker.walker
         for (data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
              closes, marks, liquidation_prices, sizes, ratios) in self._rows:
             close = float(close_line[0])
@@ -159,11 +174,17 @@ class MarginTimeline(bt.Analyzer):
             lows.append(float(low_line[0]))
             closes.append(close)
             marks.append(mark if not math.isnan(mark) else close)
-            lp = broker.liquidation_price(data)
-            liquidation_prices.append(math.nan if lp is None else float(lp))
-            legs = broker.positions_of(data)
-            sizes.append(sum(p.size for p in legs))
-            ratios.append(max((leg_ratio[(p.symbol, p.leg)] for p in legs), default=0.0))
+            legs = broker.legs_of(data)
+            if legs:
+                # broker.liquidation_price(data): the LP of the data's first leg
+                lp = walker.liquidation_price(legs[0])[0]
+                liquidation_prices.append(math.nan if lp is None else float(lp))
+                sizes.append(sum(p.size for p in legs))
+                ratios.append(max(leg_ratio[(p.symbol, p.leg)] for p in legs))
+            else:
+                liquidation_prices.append(math.nan)
+                sizes.append(0)
+                ratios.append(0.0)
 
 def _reason(info: Any) -> str:
     if info.get("liquidation"):
@@ -275,6 +296,9 @@ def round_trips(
     trades: list[dict[str, Any]] = []
     # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
     lots: dict[tuple[str, str], list[list[Any]]] = {}
+    # (symbol, leg) -> order ref -> that ref's lots in book order: the grid's pair lookup
+    # without scanning the book (a busy grid holds hundreds of lots)
+    by_ref: dict[tuple[str, str], dict[Any, list[list[Any]]]] = {}
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for e in events:
         if isinstance(e, ev.Liquidation):
@@ -288,6 +312,7 @@ def round_trips(
             continue
         key = (e.symbol, e.leg)
         book = lots.setdefault(key, [])
+        refs = by_ref.setdefault(key, {})
         qty = float(e.size)
         fee_unit = float(e.fee) / abs(qty)
         closing = bool(book) and (book[0][1] > 0) != (qty > 0)
@@ -295,7 +320,9 @@ def round_trips(
         if closing and info.get("pair_ref") is not None:
             # a grid counter-order closes the lot of the fill it answers first, so its
             # round trip is the grid's matched pair (not the oldest lot)
-            at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
+            # (the first lot of that ref; the oldest lot when none is left)
+            paired = refs.get(info["pair_ref"])
+            at = book.index(paired[0]) if paired else 0
             book.insert(0, book.pop(at))
         if closing:
             want = abs(qty)
@@ -312,6 +339,10 @@ def round_trips(
                 lot[1] -= take if lot[1] > 0 else -take
                 if abs(lot[1]) <= 1e-12:
                     book.pop(0)
+                    same = refs[lot[4]]
+                    same.pop(0)  # the book's first lot is the first of its ref
+                    if not same:
+                        del refs[lot[4]]
             entry = notional / matched
             sign = 1.0 if side == "long" else -1.0
             trip = {
@@ -332,7 +363,9 @@ def round_trips(
         else:
             rest = qty
         if abs(rest) > 1e-12:
-            book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
+            lot = [e.time, rest, float(e.price), fee_unit, e.order_ref]
+            book.append(lot)
+            refs.setdefault(e.order_ref, []).append(lot)
     for (symbol, leg), book in lots.items():
         if not book:
             continue

@@ -145,10 +145,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self._delivered = 0
         self.wiped_out = False
         self._legs_key: tuple[int, int] | None = None
-        self._legs: dict[str, list[Position]] = {}
+        self._legs: dict[str, tuple[Position, ...]] = {}
         self._cash_key: tuple[Any, ...] | None = None
         self._cash = 0.0
         self._committed_key: tuple[Any, ...] | None = None
+        self._value_key: tuple[int, int] | None = None
+        self._value = 0.0
         self._committed = 0.0
         self._stepping = False
         self.trailing = False  # a trailing stop was accepted: trail stops after each bar
@@ -210,8 +212,7 @@ class MarginBroker(bt.brokers.BackBroker):
         if self._stepping:
             return self.account.available_balance(self.order_margin())
         # between steps the marks stand still: one evaluation per state serves every caller
-        self.book.refresh(self.pending)
-        state = (self.account.version, self.book.signature)
+        state = (self.account.version, self.book.refresh_signature(self.pending))
         key = (self.walker.bar_no, state)
         if self._cash_key != key:
             self._cash_key = key
@@ -235,7 +236,15 @@ class MarginBroker(bt.brokers.BackBroker):
         target, so targets are margin amounts and the order is sized by margin × leverage.
         """
         if datas is None:
-            return self.account.equity()
+            if self._stepping:
+                return self.account.equity()
+            # between steps the marks stand still: one evaluation per bar and account state
+            # serves backtrader's notify_cashvalue and the analyzers
+            key = (self.walker.bar_no, self.account.version)
+            if self._value_key != key:
+                self._value_key = key
+                self._value = self.account.equity()
+            return self._value
         total = 0.0
         for data in datas:
             for pos in self.positions_of(data):
@@ -251,7 +260,11 @@ class MarginBroker(bt.brokers.BackBroker):
     def positions_of(self, data: Any) -> list[Position]:
         """Open position legs of a data feed's symbol (one in one-way mode, up to two in hedge
         mode); read-only views of the account state."""
-        symbol = self.symbol_of(data)
+        return list(self.legs_of(data))
+
+    def legs_of(self, data: Any) -> tuple[Position, ...]:
+        """:meth:`positions_of` as a tuple shared until the account changes (the broker's
+        own per-bar reads; do not keep it across steps)."""
         account = self.account
         key = (account.version, len(account.positions))
         if self._legs_key != key:
@@ -259,8 +272,9 @@ class MarginBroker(bt.brokers.BackBroker):
             for (s, _), p in account.positions.items():
                 if p.size:
                     legs.setdefault(s, []).append(p)
-            self._legs_key, self._legs = key, legs
-        return list(self._legs.get(symbol, ()))
+            self._legs_key = key
+            self._legs = {s: tuple(v) for s, v in legs.items()}
+        return self._legs.get(self.symbol_of(data), ())
 
     def _leg(self, data: Any, leg: str | None) -> Position | None:
         legs = self.positions_of(data)

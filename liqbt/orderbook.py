@@ -22,6 +22,9 @@ from liqbt import acceptance as acc
 from liqbt.core import orders as core_orders
 from liqbt.core.account import Account
 
+# the statuses in which ``bt.Order.alive()`` is true
+_ALIVE = frozenset((bt.Order.Created, bt.Order.Submitted, bt.Order.Partial, bt.Order.Accepted))
+
 
 @dataclass
 class Book:
@@ -34,6 +37,8 @@ class Book:
     falling: list[tuple[float, int]] = field(default_factory=list)
     orders: dict[int, Any] = field(default_factory=dict)
     reserve: dict[int, tuple[Any, str, str, bool, float, float]] = field(default_factory=dict)
+    # ref -> ((activation, remaining size, leg size), reserved margin) last computed
+    values: dict[int, tuple[tuple[bool, float, float], float]] = field(default_factory=dict)
 
 
 def order_level(order: bt.Order) -> tuple[float, bool] | None:
@@ -79,6 +84,11 @@ class OrderBook:
         activated: the index is rebuilt and the reserved margin recomputed."""
         self.changes += 1
 
+    def refresh_signature(self, pending: Sequence[Any]) -> tuple[Any, ...]:
+        """:meth:`refresh`, then the signature of the books (it changes with them)."""
+        self.refresh(pending)
+        return self.signature
+
     def refresh(self, pending: Sequence[Any]) -> dict[Any, Book]:
         """The books for ``pending``. Updated by difference (orders that left or joined
         ``pending``) when the pending list changed (its length or newest reference), rebuilt
@@ -111,12 +121,14 @@ class OrderBook:
                     if order.valid:
                         self.valid_orders.append(order)
                     if reserve_valid:
-                        total += self._reserve_of(self.books[order.data].reserve[order.ref])
+                        book = self.books[order.data]
+                        total += self._reserve_cached(book, order.ref, book.reserve[order.ref])
             if reserve_valid:
                 self._reserve_key = (signature, self.account.version)
                 self._reserve_total = total
             return self.books
-        alive = {o.ref: o for o in pending if o is not None and o.alive()}
+        # o.alive(), without a method call and a list per order
+        alive = {o.ref: o for o in pending if o is not None and o.status in _ALIVE}
         index = self.index
         for ref in [r for r in index if r not in alive]:
             self._remove(index.pop(ref))
@@ -150,25 +162,34 @@ class OrderBook:
         ref = order.ref
         del book.orders[ref]
         del book.reserve[ref]
+        book.values.pop(ref, None)
         if book.always.pop(ref, None) is not None:
             return
         level = order_level(order)
         keys = book.rising if level[1] else book.falling
         del keys[bisect.bisect_left(keys, (level[0], ref))]
 
-    def reachable(self, data: Any, pending: Sequence[Any]) -> list[bt.Order]:
-        """Pending orders of ``data`` that the bar's price range can act on, in reference
-        order: a bisection in the price index."""
+    def reachable(self, data: Any, pending: Sequence[Any], low: float | None = None,
+                  high: float | None = None) -> list[bt.Order]:
+        """Pending orders of ``data`` that the bar's price range (its ``low`` and ``high``,
+        read from the feed when not given) can act on, in reference order: a bisection in the
+        price index."""
         if not pending:
             return []
         book = self.refresh(pending).get(data)
         if book is None or not book.orders:
             return []
+        if low is None or high is None:
+            low, high = data.low[0], data.high[0]
+        rising, falling = book.rising, book.falling
+        up = bisect.bisect_right(rising, (high, math.inf)) if rising else 0
+        down = bisect.bisect_left(falling, (low, -1)) if falling else 0
+        if not up and down == len(falling) and not book.always:
+            return []  # the usual quiet bar: nothing in reach
         now = data.datetime[0]
-        low, high = data.low[0], data.high[0]
         refs = list(book.always)
-        refs += [k[1] for k in book.rising[: bisect.bisect_right(book.rising, (high, math.inf))]]
-        refs += [k[1] for k in book.falling[bisect.bisect_left(book.falling, (low, -1)):]]
+        refs += [k[1] for k in rising[:up]]
+        refs += [k[1] for k in falling[down:]]
         orders = book.orders
         # backtrader semantics: an order acts from the bar after the one it was created in;
         # a bracket child only once its parent has filled (it is activated the bar after)
@@ -183,10 +204,25 @@ class OrderBook:
         if self._reserve_key != key:
             total = 0.0
             for book in books.values():
-                for entry in book.reserve.values():
-                    total += self._reserve_of(entry)
+                for ref, entry in book.reserve.items():
+                    total += self._reserve_cached(book, ref, entry)
             self._reserve_key, self._reserve_total = key, total
         return self._reserve_total
+
+    def _reserve_cached(self, book: Book, ref: int,
+                        entry: tuple[Any, str, str, bool, float, float]) -> float:
+        """:meth:`_reserve_of`, recomputed only when what it reads changed: the order's
+        activation and remaining size and its leg's size (a fill of another leg or symbol
+        leaves the figure as it was; the sum is still taken over every order, in order)."""
+        order, symbol, leg = entry[0], entry[1], entry[2]
+        pos = self.account.positions.get((symbol, leg))
+        inputs = (order.active(), order.executed.remsize, pos.size if pos is not None else 0.0)
+        cached = book.values.get(ref)
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        value = self._reserve_of(entry)
+        book.values[ref] = (inputs, value)
+        return value
 
     def _reserve_of(self, entry: tuple[Any, str, str, bool, float, float]) -> float:
         """One resting order's reserved margin (USDT; 0 for what only reduces)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
@@ -29,14 +30,16 @@ if TYPE_CHECKING:
 Event = tuple[float, int, str, tuple[Any, ...], Any, float]
 
 
-@dataclass
+@dataclass(slots=True)
 class Bar:
-    """One symbol's bar inside a joint step: marks (O, H, L, C), then its paths and the orders
-    its range can reach."""
+    """One symbol's bar inside a joint step: marks (O, H, L, C) and their range, then its paths
+    and the orders its range can reach."""
 
     symbol: str
     data: Any
     marks: tuple[float, float, float, float]
+    low: float = 0.0
+    high: float = 0.0
     trade: pth.Path = (0.0, 0.0, 0.0, 0.0)
     mark: pth.Path = (0.0, 0.0, 0.0, 0.0)
     orders: list[Any] = field(default_factory=list)
@@ -73,6 +76,13 @@ def order_trigger(order: bt.Order, a: float, b: float, first: bool) -> tuple[flo
     return pth.crossing(a, b, level, rising=not is_buy)
 
 
+def _latest(stamps: list[tuple[float, Any] | None]) -> Any:
+    """The latest of the feeds' bar times as a datetime (``None`` without any)."""
+    times = [t for t in (feedclock.to_datetime(s) for s in stamps if s is not None)
+             if t is not None]
+    return max(times) if times else None
+
+
 class JointWalk:
     """Walks one step of the finest clock for a :class:`~liqbt.broker.MarginBroker`."""
 
@@ -87,6 +97,8 @@ class JointWalk:
         self._lp_bar = -1
         self._lp_multi = False
         self.bar_no = 0
+        self._lines: dict[Any, feedclock.FeedLines] = {}
+        self._feed_order: dict[tuple[Any, ...], list[tuple[str, feedclock.FeedLines]]] = {}
         self.event_t: float | None = None  # clock of the event being executed, else None
         self.min_liquidation_distance = math.inf
 
@@ -103,35 +115,41 @@ class JointWalk:
         if not datas:
             return
         broker, account = self.broker, self.account
-        bars = sorted(
-            (Bar(broker.symbol_of(d), d, feedclock.mark_ohlc(d)) for d in datas),
-            key=lambda b: b.symbol,
-        )
-        times = [t for t in (feedclock.now(b.data) for b in bars) if t is not None]
-        account.clock = max(times) if times else None
+        feeds = self._feeds(datas)
+        bars = []
+        for symbol, f in feeds:
+            marks = f.mark_ohlc()
+            bars.append(Bar(symbol, f.data, marks, min(marks), max(marks)))
+        # the step's time, made a datetime only when an event needs it
+        account.defer_clock(partial(_latest, [f.stamp() for _, f in feeds]))
         for bar in bars:
             account.set_mark(bar.symbol, bar.marks[0])
-        for bar in bars:
-            rate = feedclock.funding_rate(bar.data)
-            if rate is not None and broker.positions_of(bar.data):
+        for (_, f), bar in zip(feeds, bars, strict=True):
+            rate = f.funding_rate()
+            if rate is not None and broker.legs_of(bar.data):
                 account.apply_funding(bar.symbol, rate, bar.marks[0])
-        for bar in bars:
-            bar.orders = broker.book.reachable(bar.data, broker.pending)
+        pending = broker.pending
+        reach = False
+        if pending:
+            for (_, f), bar in zip(feeds, bars, strict=True):
+                bar.orders = broker.book.reachable(bar.data, pending, f.low[0], f.high[0])
+                reach = reach or bool(bar.orders)
         trailing = self._trailing_orders([b.data for b in bars]) if broker.trailing else []
-        if not any(bar.orders for bar in bars) and not self._trigger_possible(bars):
+        if not reach and not self._trigger_possible(bars):
             # nothing can happen inside this step: skip the path walk (the hot path)
             for bar in bars:
                 account.set_mark(bar.symbol, bar.marks[3])
             for bar in bars:
-                legs = broker.positions_of(bar.data)
+                legs = broker.legs_of(bar.data)
                 if legs:
-                    self._track_distance(legs, bar.marks)
-            self._trail(trailing)
+                    self._track_distance(legs, bar.low, bar.high)
+            if trailing:
+                self._trail(trailing)
             return
         mode = broker.p.intrabar
         for bar in bars:
             d = bar.data
-            net = sum(p.size for p in broker.positions_of(d))
+            net = sum(p.size for p in broker.legs_of(d))
             first_high = pth.high_first(mode, d.open[0], d.close[0], net)
             bar.trade = pth.bar_path(d.open[0], d.high[0], d.low[0], d.close[0], first_high)
             bar.mark = pth.bar_path(*bar.marks, first_high)
@@ -144,9 +162,24 @@ class JointWalk:
                     self._try_close(order, bar.data)
         self._trail(trailing)
         for bar in bars:
-            legs = broker.positions_of(bar.data)
+            legs = broker.legs_of(bar.data)
             if legs:
-                self._track_distance(legs, bar.mark)
+                # the walked path holds the same four marks: the same range
+                self._track_distance(legs, bar.low, bar.high)
+
+    def _feeds(self, datas: list[Any]) -> list[tuple[str, feedclock.FeedLines]]:
+        """``(symbol, lines)`` of ``datas`` in symbol order (resolved once per set of feeds)."""
+        key = tuple(datas)
+        feeds = self._feed_order.get(key)
+        if feeds is None:
+            lines = self._lines
+            for d in datas:
+                if d not in lines:
+                    lines[d] = feedclock.FeedLines(d)
+            feeds = self._feed_order[key] = sorted(
+                ((self.broker.symbol_of(d), lines[d]) for d in datas), key=lambda x: x[0]
+            )
+        return feeds
 
     def _try_close(self, order: bt.Order, data: Any) -> None:
         """A ``Close`` order fills at the close of its session's last bar, as in
@@ -186,8 +219,8 @@ class JointWalk:
         """Whether a liquidation or top-up can happen in this step: an isolated LP inside its
         bar's mark range, or the cross condition failing at the worst combination of marks."""
         for bar in bars:
-            low, high = min(bar.marks), max(bar.marks)
-            for pos in self.broker.positions_of(bar.data):
+            low, high = bar.low, bar.high
+            for pos in self.broker.legs_of(bar.data):
                 if pos.margin_mode != "isolated":
                     continue
                 lp, direction = self.liquidation_price(pos)
@@ -200,7 +233,7 @@ class JointWalk:
         now (:class:`~liqbt.core.cross_bound.CrossBound`); cached until the account changes."""
         key = (self.account.version, self.bar_no)
         if self._breach_key != key:
-            ranges = {bar.symbol: (min(bar.marks), max(bar.marks)) for bar in bars}
+            ranges = {bar.symbol: (bar.low, bar.high) for bar in bars}
             self._breach_key = key
             self._breach_possible = self.bound.may_breach(self.account, ranges)
         return self._breach_possible
@@ -271,7 +304,7 @@ class JointWalk:
                     offer((t + hit[0] * width, 1, bar.symbol, ("order", order.ref), order,
                            hit[1]))
             ma, mb = at(bar.mark, k, t), bar.mark[k + 1]
-            for pos in self.broker.positions_of(bar.data):
+            for pos in self.broker.legs_of(bar.data):
                 if pos.margin_mode != "isolated":
                     continue
                 lp, direction = self.liquidation_price(pos)
@@ -297,7 +330,7 @@ class JointWalk:
         breakpoints: list[float] = []
         for bar in moving:
             ma, mb = at(bar.mark, k, t), bar.mark[k + 1]
-            sizes = [p.size for p in self.broker.positions_of(bar.data)
+            sizes = [p.size for p in self.broker.legs_of(bar.data)
                      if p.margin_mode == "cross"]
             caps = [tier.cap for tier in account.market(bar.symbol).tiers.tiers]
             breakpoints += [t + f * (t_end - t) for f in pth.tier_breakpoints(ma, mb, sizes, caps)]
@@ -335,9 +368,9 @@ class JointWalk:
                 self._lp_multi = True
         return cached
 
-    def _track_distance(self, legs: list[Position], mark: tuple[float, ...]) -> None:
-        """Smallest distance (fraction of price) between the mark's adverse extreme and LP."""
-        low, high = min(mark), max(mark)
+    def _track_distance(self, legs: tuple[Position, ...], low: float, high: float) -> None:
+        """Smallest distance (fraction of price) between the adverse extreme of the bar's mark
+        range ``[low, high]`` and LP."""
         for pos in legs:
             lp, direction = self.liquidation_price(pos)
             if lp is None:

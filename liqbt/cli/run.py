@@ -306,7 +306,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
               help="Local worker processes (default: CPU count).")
 @click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
 @click.option("--engine", default="auto", show_default=True,
-              help="auto (fast engine when it supports every run), fast or backtrader.")
+              help="auto (the fast engine for every run it covers, backtrader for "
+                   "the others; says which ran), fast or backtrader.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE.csv or FILE.json.")
 @click.option("--sort", "sort_key", default="risk", show_default=True,
@@ -372,7 +373,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
             write_sweep_report(rows, out.path, outcome.keys, run_reports=pages, axes=axes)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
-                               "rows": rows}))
+                               "engine": outcome.engine,
+                               "engine_reason": outcome.engine_reason, "rows": rows}))
         return
     columns = [*outcome.keys, "outcome", "return_pct", "max_drawdown_pct",
                "min_liquidation_distance_pct", "liquidations", "first_liquidation",

@@ -150,7 +150,6 @@ class Account:
     fees_paid: float = 0.0
     funding_paid: float = 0.0
     insurance_fund: float = 0.0
-    clock: datetime | None = None
     version: int = 0
     events: list[ev.Event] = field(default_factory=list)
     order_margin_source: Callable[[], float] | None = field(
@@ -158,6 +157,29 @@ class Account:
     )
     model: MarginModel = field(init=False, repr=False)
     _seen_order_margin: float = field(default=0.0, init=False, repr=False)
+    _clock: datetime | None = field(default=None, init=False, repr=False)
+    _clock_source: Callable[[], datetime | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def clock(self) -> datetime | None:
+        """Time of the current step (naive UTC), stamped on events; ``None`` before any."""
+        if self._clock_source is not None:
+            self._clock = self._clock_source()
+            self._clock_source = None
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: datetime | None) -> None:
+        self._clock = value
+        self._clock_source = None
+
+    def defer_clock(self, source: Callable[[], datetime | None]) -> None:
+        """Set :attr:`clock` to ``source()``, called only when the clock is first read (most
+        steps stamp no event, and making a datetime is a measurable share of a quiet step);
+        ``source`` must return the same value whenever it is called."""
+        self._clock_source = source
 
     def __post_init__(self) -> None:
         problems = []

@@ -81,18 +81,31 @@ class CrossBound:
     def __init__(self) -> None:
         # symbol -> (legs state, low, high, minimum of its term over [low, high])
         self._boxes: dict[str, tuple[tuple[object, ...], float, float, float]] = {}
+        # the cross legs by symbol with their state, kept while the account's version (every
+        # change of a leg's size or entry bumps it) and its list of legs are unchanged
+        self._legs_key: tuple[int, int] | None = None
+        self._legs: list[tuple[str, list[Position], tuple[object, ...]]] = []
+
+    def _cross_legs(self, account: Account) -> list[tuple[str, list[Position], tuple[object, ...]]]:
+        key = (account.version, len(account.positions))
+        if self._legs_key != key:
+            self._legs_key = key
+            self._legs = [
+                (symbol, legs, tuple((p.leg, p.size, p.entry_price) for p in legs))
+                for symbol, legs in cross_by_symbol(account).items()
+            ]
+        return self._legs
 
     def may_breach(self, account: Account, ranges: dict[str, tuple[float, float]]) -> bool:
         """Whether the cross condition can hold for marks anywhere in ``ranges`` (symbol →
         ``(low, high)``; absent symbols at their marks) with the account as it is now."""
-        by_symbol = cross_by_symbol(account)
+        by_symbol = self._cross_legs(account)
         if not by_symbol:
             return False
         bound = account.wallet_balance - account.trigger_order_margin()
-        for symbol, legs in by_symbol.items():
+        for symbol, legs, state in by_symbol:
             mark = legs[0].mark_price
             low, high = ranges.get(symbol, (mark, mark))
-            state = tuple((p.leg, p.size, p.entry_price) for p in legs)
             box = self._boxes.get(symbol)
             if box is None or box[0] != state or not box[1] <= low <= high <= box[2]:
                 wide_low, wide_high = low * (1 - SAFE_MARGIN), high * (1 + SAFE_MARGIN)

@@ -50,6 +50,8 @@ class MarginWarnings:
         module docstring); remembers the state when it cannot tell."""
         state = (account.version, account.trigger_order_margin(), len(account.positions))
         if state == self._state:
+            if not self._marks:
+                return True  # flat at the last evaluation and unchanged since: nothing to warn
             moved = 0.0
             for pos, size, mark in self._marks:
                 moved += size * abs(pos.mark_price - mark)
@@ -83,8 +85,11 @@ class MarginWarnings:
         """Append a warning for every leg at or above the threshold (cross legs share the
         account's ratio), in symbol and leg order, never in the order positions were first
         created in (feed order)."""
+        # the cheap test first: reading the clock may make a datetime (Account.defer_clock)
+        if self._safe(account):
+            return
         now = account.clock
-        if now is None or self._safe(account):
+        if now is None:
             return
         checks: list[tuple[Position, float]] = []
         parts: list[tuple[float, float]] = []

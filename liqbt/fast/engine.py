@@ -342,9 +342,12 @@ def _iso(t: np.datetime64) -> str:
     return iso(t.astype("datetime64[us]").item())
 
 
-def run_one(config: RunConfig, data: Any = None) -> Any:
+def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     """Run one config and build its :class:`liqbt.runner.RunResult` (``engine="fast"``);
-    ``data``: its :class:`MarketArrays` (a list of them with several markets) or ``None``."""
+    ``data``: its :class:`MarketArrays` (a list of them with several markets) or ``None``.
+
+    ``detail=False`` leaves out the report-only fields (``timeline``, ``fills``), as the
+    executor's batches do (the summary, trades and statistics are the same)."""
     from liqbt.analyzers import round_trips
     from liqbt.runner import RunResult
     from liqbt.stats import compute_statistics
@@ -357,7 +360,7 @@ def run_one(config: RunConfig, data: Any = None) -> Any:
     if len(config.markets) > 1:
         from liqbt.fast.multi_engine import run_multi
 
-        return run_multi(config, data if data is not None else _load(config))
+        return run_multi(config, data if data is not None else _load(config), detail)
     if data is None:
         data = load_market(config)
     p, st, stats, fills, liqs, topups, eq, mr, ex = run_arrays(config, data)
@@ -374,6 +377,10 @@ def run_one(config: RunConfig, data: Any = None) -> Any:
 
     def dt(bar: float) -> Any:
         return times[int(bar)].astype("datetime64[us]").item()
+
+    def dts(rows: np.ndarray, col: int) -> list[Any]:
+        # one conversion for all rows (naive UTC datetimes, as backtrader's)
+        return times[rows[:, col].astype(np.int64)].astype("datetime64[us]").tolist()
 
     liquidations = [{
         "time": when(r[kn.L_BAR]), "symbol": symbol, "side": "long" if r[kn.L_SIDE] > 0
@@ -392,7 +399,10 @@ def run_one(config: RunConfig, data: Any = None) -> Any:
     li = 0
     fill_rows = []
     exit_reason = _EXIT_REASONS.get(int(stats[0]), "stop")
-    for r in fills:
+    fill_times = dts(fills, kn.F_BAR)
+    liq_times = dts(liqs, kn.L_BAR)
+    fill_event = ev.Fill
+    for r, when_filled in zip(fills.tolist(), fill_times, strict=True):
         ref = int(r[kn.F_REF])
         is_liq = bool(r[kn.F_LIQ])
         tag = int(r[kn.F_TAG])
@@ -408,28 +418,26 @@ def run_one(config: RunConfig, data: Any = None) -> Any:
             # strategies/dca.py's order.info["dca"]: the trade list's exit reason
             info[ref] = {"dca": _DCA_TAGS[tag] + (str(int(r[kn.F_LVL]))
                                                   if tag == kn.T_SAFETY else "")}
-        events.append(ev.Fill(dt(r[kn.F_BAR]), symbol, "net", float(r[kn.F_QTY]),
-                              float(r[kn.F_PRICE]), float(r[kn.F_FEE]), liquidation=is_liq,
-                              order_ref=ref))
-        fill_rows.append({"time": dt(r[kn.F_BAR]), "symbol": symbol, "size": float(r[kn.F_QTY]),
-                          "price": float(r[kn.F_PRICE]), "liquidation": is_liq})
+        events.append(fill_event(when_filled, symbol, "net", r[kn.F_QTY], r[kn.F_PRICE],
+                                 r[kn.F_FEE], liquidation=is_liq, order_ref=ref))
+        if detail:
+            fill_rows.append({"time": when_filled, "symbol": symbol, "size": r[kn.F_QTY],
+                              "price": r[kn.F_PRICE], "liquidation": is_liq})
         if is_liq:
             lq = liqs[li]
-            li += 1
             events.append(ev.Liquidation(
-                dt(lq[kn.L_BAR]), symbol, "net", "long" if lq[kn.L_SIDE] > 0 else "short",
+                liq_times[li], symbol, "net", "long" if lq[kn.L_SIDE] > 0 else "short",
                 float(lq[kn.L_SIZE]), float(lq[kn.L_TRIG]), float(lq[kn.L_SETTLE]),
                 float(lq[kn.L_LOSS]), float(lq[kn.L_INS]), market.margin_mode,
                 bool(lq[kn.L_PARTIAL]), float(lq[kn.L_FEE]), float(lq[kn.L_LIQFEE]),
             ))
+            li += 1
     mark_last = float(data.mark_close[-1])
     trades = round_trips(events, info, {(symbol, "net"): mark_last})
     final = float(fm.equity(st, p.ip))
     initial = float(config.account.balance)
     wiped = bool(stats[2])
     distance = float(st[fm.MIND])
-    equity_list = eq.tolist()
-    bar_times = times.astype("datetime64[us]").tolist()
     distance_pct = distance * 100 if math.isfinite(distance) else None
     statistics = compute_statistics(
         times, eq, initial, final, trades,
@@ -474,7 +482,8 @@ def run_one(config: RunConfig, data: Any = None) -> Any:
         statistics=statistics,
         bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
                       trades),
-        timeline={"time": bar_times, "equity": equity_list},
+        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
+        if detail else {},
         fills=fill_rows,
         launch_report={},
         engine="fast",
@@ -605,18 +614,16 @@ def _reject_text(kind: int, v1: float, v2: float, symbol: str, p: _Prepared) -> 
 def run_batch(configs: Any, data: Any = None) -> list[Any]:
     """Run configs, one RunResult each (the :mod:`liqbt.executor` engine contract): ``data``
     is a :class:`liqbt.executor.MarketData` with the windows loaded, or ``None``. Each
-    distinct data window becomes arrays once."""
-    cache: dict[Any, Any] = {}
+    distinct data window becomes arrays once (per ``data``: memoized in ``data.derived``, so
+    a worker running one batch after another converts it once)."""
+    cache: dict[Any, Any] = {} if data is None else data.derived.setdefault("fast", {})
     results = []
     for cfg in configs:
         key = data_key(cfg)
         if key not in cache:
             cache[key] = _load(cfg, data)
-        result = run_one(cfg, cache[key])
-        if data is not None:  # executor batches ship no report-only fields back
-            result.timeline = {}
-            result.fills = []
-        results.append(result)
+        # executor batches ship no report-only fields back
+        results.append(run_one(cfg, cache[key], detail=data is None))
     return results
 
 

@@ -34,7 +34,7 @@ def load_markets(config: RunConfig, data: Any = None) -> list[fe.MarketArrays]:
     return arrays
 
 
-def run_multi(config: RunConfig, datas: list[fe.MarketArrays]) -> Any:
+def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = True) -> Any:
     """Run a several-market hold config; see :func:`liqbt.fast.engine.run_one`."""
     from liqbt.analyzers import iso, round_trips
     from liqbt.runner import RunResult
@@ -182,8 +182,9 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays]) -> Any:
         statistics=statistics,
         bot={"realized_pnl": float(acct[fm.REAL]), "fees": float(acct[fm.FEES]),
              "equity": final},
-        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()},
-        fills=fill_rows,
+        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
+        if detail else {},
+        fills=fill_rows if detail else [],
         launch_report={},
         engine="fast",
     )
