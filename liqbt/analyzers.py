@@ -26,7 +26,9 @@ from liqbt.core import events as ev
 
 def iso(dt: datetime | None) -> str | None:
     """Naive-UTC datetime (backtrader's convention) to ISO-8601 with ``Z``."""
-    return None if dt is None else dt.replace(tzinfo=None).isoformat() + "Z"
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo is None else dt.replace(tzinfo=None)).isoformat() + "Z"
 
 
 class Liquidations(bt.Analyzer):
@@ -304,6 +306,9 @@ def round_trips(
     trades: list[dict[str, Any]] = []
     # (symbol, leg) -> FIFO of [time, signed size left, price, fee per unit, order ref]
     lots: dict[tuple[str, str], list[list[Any]]] = {}
+    # (symbol, leg) -> order ref -> that ref's lots in book order: the grid's pair lookup
+    # without scanning the book (a busy grid holds hundreds of lots)
+    by_ref: dict[tuple[str, str], dict[Any, list[list[Any]]]] = {}
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for e in events:
         if isinstance(e, ev.Liquidation):
@@ -317,6 +322,7 @@ def round_trips(
             continue
         key = (e.symbol, e.leg)
         book = lots.setdefault(key, [])
+        refs = by_ref.setdefault(key, {})
         qty = float(e.size)
         fee_unit = float(e.fee) / abs(qty)
         closing = bool(book) and (book[0][1] > 0) != (qty > 0)
@@ -324,7 +330,9 @@ def round_trips(
         if closing and info.get("pair_ref") is not None:
             # a grid counter-order closes the lot of the fill it answers first, so its
             # round trip is the grid's matched pair (not the oldest lot)
-            at = next((i for i, lot in enumerate(book) if lot[4] == info["pair_ref"]), 0)
+            # (the first lot of that ref; the oldest lot when none is left)
+            paired = refs.get(info["pair_ref"])
+            at = book.index(paired[0]) if paired else 0
             book.insert(0, book.pop(at))
         if closing:
             want = abs(qty)
@@ -341,6 +349,10 @@ def round_trips(
                 lot[1] -= take if lot[1] > 0 else -take
                 if abs(lot[1]) <= 1e-12:
                     book.pop(0)
+                    same = refs[lot[4]]
+                    same.pop(0)  # the book's first lot is the first of its ref
+                    if not same:
+                        del refs[lot[4]]
             entry = notional / matched
             sign = 1.0 if side == "long" else -1.0
             trip = {
@@ -361,7 +373,9 @@ def round_trips(
         else:
             rest = qty
         if abs(rest) > 1e-12:
-            book.append([e.time, rest, float(e.price), fee_unit, e.order_ref])
+            lot = [e.time, rest, float(e.price), fee_unit, e.order_ref]
+            book.append(lot)
+            refs.setdefault(e.order_ref, []).append(lot)
     for (symbol, leg), book in lots.items():
         if not book:
             continue

@@ -26,13 +26,16 @@ the module that provides it (``liqbt`` imports the optional engine modules liste
     function (it is pickled by reference to reach process-pool and Dask workers) and must not
     print. Results need not carry report-only fields (``timeline``, ``fills``).
 
-:func:`resolve_engine` chooses: ``"auto"`` takes ``fast`` when it is registered and supports
-every config, else ``backtrader`` (and says why); ``"fast"`` / ``"backtrader"`` force one and
-fail with every reason when it cannot run some config.
+:func:`plan_engines` chooses per config: ``"auto"`` runs on ``fast`` every config it supports
+(when it is registered) and the others on ``backtrader``, and says which and why; ``"fast"`` /
+``"backtrader"`` force one and fail with every reason when it cannot run some config
+(:func:`resolve_engine`). Parity of the two engines is the contract (``tests/test_fast_*``), so
+a split changes no row; each result names the engine that produced it
+(:attr:`RunResult.engine`).
 
-Dask: a task is a batch of configs; the :class:`MarketData` is scattered once with
-``broadcast=True`` so every worker receives it once, not once per task. Local pool: the data
-reaches each worker process once, through the pool initializer.
+Dask: a task is a batch of configs of one engine; the :class:`MarketData` is scattered once
+with ``broadcast=True`` so every worker receives it once, not once per task. Local pool: the
+data reaches each worker process once, through the pool initializer.
 
 Cache: ``cache_dir/<config hash>-<engine>.json`` holds :meth:`RunResult.to_dict`; an entry
 that is missing or half-written is recomputed, so an interrupted study resumes.
@@ -79,6 +82,9 @@ class MarketData:
 
     frames: dict[tuple[str, str, str | None, str | None], pd.DataFrame] = field(
         default_factory=dict)
+    #: what an engine derives from the frames (the fast engine's arrays), memoized here so
+    #: a worker converts each window once for all the configs it runs, not once per config
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, kind: str, path: str | Path, start: str | None,
             end: str | None) -> pd.DataFrame:
@@ -179,6 +185,32 @@ def resolve_engine(choice: str, configs: Sequence[RunConfig]) -> tuple[Engine, s
     return engine, f"{choice} engine (requested)"
 
 
+def plan_engines(choice: str, configs: Sequence[RunConfig]) -> tuple[list[Engine], str]:
+    """The engine of each config, and a sentence saying which ran what and why.
+
+    ``"auto"``: the fast engine for every config it supports, backtrader for the rest (a
+    bundled bot on a covered account runs fast, a user's strategy file on backtrader);
+    ``"fast"`` / ``"backtrader"``: that engine for all (:func:`resolve_engine`'s errors).
+    """
+    if choice != "auto":
+        engine, reason = resolve_engine(choice, configs)
+        return [engine] * len(configs), reason
+    known = engines()
+    fast, reference = known.get("fast"), known["backtrader"]
+    if fast is None:
+        return [reference] * len(configs), "backtrader engine (fast engine not available)"
+    why = [fast.supports(c) for c in configs]
+    slow = list(dict.fromkeys(r for r in why if r is not None))
+    if not slow:
+        return [fast] * len(configs), "fast engine (supports every config)"
+    if all(r is not None for r in why):
+        return [reference] * len(configs), f"backtrader engine (fast engine: {slow[0]})"
+    n_slow = sum(r is not None for r in why)
+    return ([fast if r is None else reference for r in why],
+            f"fast engine for {len(configs) - n_slow} runs, backtrader engine for {n_slow} "
+            f"(fast engine: {'; '.join(slow)})")
+
+
 def _unsupported(engine: Engine, configs: Sequence[RunConfig]) -> list[str]:
     return list(dict.fromkeys(r for c in configs if (r := engine.supports(c)) is not None))
 
@@ -239,7 +271,10 @@ def _write_cache(path: Path, result: RunResult) -> None:
 
 @dataclass
 class Execution:
-    """What :func:`execute_detailed` did: results in config order and how they were obtained."""
+    """What :func:`execute_detailed` did: results in config order and how they were obtained.
+
+    ``engine`` is the engine's name, or ``"fast+backtrader"`` when ``auto`` split the runs
+    (each result's :attr:`RunResult.engine` says which produced it)."""
 
     results: list[RunResult]
     engine: str
@@ -264,8 +299,8 @@ def execute(
     configs
         Validated configs.
     engine
-        ``"auto"`` (fast when it supports every config, else backtrader), ``"fast"`` or
-        ``"backtrader"``.
+        ``"auto"`` (the fast engine for each config it supports, backtrader for the
+        others: :func:`plan_engines`), ``"fast"`` or ``"backtrader"``.
     scheduler
         ``None`` (this machine), a Dask scheduler address ``tcp://HOST:PORT``, a
         ``distributed.Client`` or a ``distributed.LocalCluster``.
@@ -293,12 +328,12 @@ def execute_detailed(
     batch_size: int | None = None,
 ) -> Execution:
     """:func:`execute`, also reporting the engine used and how many results were cached."""
-    chosen, reason = resolve_engine(engine, configs)
+    plan, reason = plan_engines(engine, configs)
     cache = Path(cache_dir) if cache_dir is not None else None
     results: list[RunResult | None] = [None] * len(configs)
     todo: list[int] = []
     for i, cfg in enumerate(configs):
-        hit = _read_cache(_cache_path(cache, cfg, chosen.name)) if cache is not None else None
+        hit = _read_cache(_cache_path(cache, cfg, plan[i].name)) if cache is not None else None
         if hit is not None:
             results[i] = hit
             if progress:
@@ -308,22 +343,25 @@ def execute_detailed(
     cached = len(configs) - len(todo)
 
     def done(i: int, result: RunResult) -> None:
-        result.engine = chosen.name
+        result.engine = plan[i].name
         results[i] = result
         if cache is not None:
-            _write_cache(_cache_path(cache, configs[i], chosen.name), result)
+            _write_cache(_cache_path(cache, configs[i], plan[i].name), result)
         if progress:
             progress(i, result)
 
     if todo:
         data = load_market_data([configs[i] for i in todo])
+        groups: dict[str, list[int]] = {}
+        for i in todo:
+            groups.setdefault(plan[i].name, []).append(i)
         if scheduler is not None:
-            _run_dask(chosen, scheduler, todo, configs, data, done, batch_size)
+            _run_dask(groups, plan, scheduler, configs, data, done, batch_size)
         else:
             n = min(workers or os.cpu_count() or 1, len(todo))
-            batches = _batches(todo, n, batch_size)
+            tasks = [(plan[b[0]], b) for g in groups.values() for b in _batches(g, n, batch_size)]
             if n <= 1:
-                for batch in batches:
+                for chosen, batch in tasks:
                     # one config at a time here: progress is reported per run
                     for i in batch:
                         done(i, chosen.run_batch([configs[i]], data)[0])
@@ -331,11 +369,12 @@ def execute_detailed(
                 with ProcessPoolExecutor(max_workers=n, initializer=_set_worker_data,
                                          initargs=(data,)) as pool:
                     futures = {pool.submit(_pool_batch, chosen, [configs[i] for i in b]): b
-                               for b in batches}
+                               for chosen, b in tasks}
                     for fut in as_completed(futures):
                         for i, res in zip(futures[fut], fut.result(), strict=True):
                             done(i, res)
-    return Execution([r for r in results if r is not None], chosen.name, reason,
+    names = list(dict.fromkeys(e.name for e in plan)) or ["backtrader"]
+    return Execution([r for r in results if r is not None], "+".join(sorted(names)), reason,
                      computed=len(todo), cached=cached)
 
 
@@ -362,8 +401,9 @@ def _dask_batch(engine: Engine, configs: list[RunConfig],
 
 
 def _run_dask(
-    engine: Engine, scheduler: str | Any, todo: list[int], configs: Sequence[RunConfig],
-    data: MarketData, done: Callable[[int, RunResult], None], batch_size: int | None,
+    groups: dict[str, list[int]], plan: Sequence[Engine], scheduler: str | Any,
+    configs: Sequence[RunConfig], data: MarketData, done: Callable[[int, RunResult], None],
+    batch_size: int | None,
 ) -> None:
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
@@ -372,13 +412,14 @@ def _run_dask(
     client = Client(scheduler) if own else scheduler
     try:
         nworkers = max(1, len(client.scheduler_info().get("workers", {})))
-        batches = _batches(todo, nworkers, batch_size)
+        tasks = [(plan[b[0]], b) for g in groups.values()
+                 for b in _batches(g, nworkers, batch_size)]
         # the market data travels to every worker once, not once per task
         shared = client.scatter(data, broadcast=True)
         # pure=False: identical batches still each get their own task (and cache writes)
         futures = [client.submit(_dask_batch, engine, [configs[i] for i in b], shared,
-                                 pure=False) for b in batches]
-        index = {f.key: b for f, b in zip(futures, batches, strict=True)}
+                                 pure=False) for engine, b in tasks]
+        index = {f.key: b for f, (_, b) in zip(futures, tasks, strict=True)}
         for fut in dask_completed(futures):
             for i, res in zip(index[fut.key], fut.result(), strict=True):
                 done(i, res)
@@ -397,6 +438,7 @@ __all__ = [
     "execute",
     "execute_detailed",
     "load_market_data",
+    "plan_engines",
     "register_engine",
     "resolve_engine",
 ]

@@ -314,6 +314,10 @@ class MaxLeverage:
     runs: int
     ladder: tuple[LadderStep, ...]
     min_distance_pct: float = 5.0
+    #: the engine(s) that ran the ladder (``fast``, ``backtrader`` or ``fast+backtrader``)
+    #: and why (:func:`liqbt.executor.plan_engines`)
+    engine: str = ""
+    engine_reason: str = ""
 
     @property
     def tested(self) -> tuple[tuple[float, bool], ...]:
@@ -389,11 +393,11 @@ def leverage_ladder(
     progress
         ``progress(done, total, step)`` once per candidate as its outcome is known.
     execute_options
-        Passed to :func:`liqbt.executor.execute` (``engine``, ``scheduler``, ``workers``,
-        ``cache_dir``).
+        Passed to :func:`liqbt.executor.execute_detailed` (``engine``, ``scheduler``,
+        ``workers``, ``cache_dir``).
     """
     from liqbt import outcome as oc
-    from liqbt.executor import execute
+    from liqbt.executor import execute_detailed
 
     levs = sorted(set(candidates)) if candidates else leverage_candidates(
         min(maximum, _tier_cap(config)), step)
@@ -423,7 +427,7 @@ def leverage_ladder(
         if progress:
             progress(len(steps), total, steps[(mode, lev)])
 
-    execute([cfg for _, _, cfg in runnable], progress=tick, **execute_options)
+    run = execute_detailed([cfg for _, _, cfg in runnable], progress=tick, **execute_options)
     out = []
     for mode in margin_modes:
         ladder = tuple(steps[(mode, lev)] for lev in levs)
@@ -439,7 +443,8 @@ def leverage_ladder(
         out.append(MaxLeverage(
             mode, best.leverage if best else None, best.min_distance_pct if best else None,
             failed.leverage if failed else None,
-            sum(1 for m, _, _ in runnable if m == mode), ladder, min_distance_pct))
+            sum(1 for m, _, _ in runnable if m == mode), ladder, min_distance_pct,
+            run.engine if runnable else "", run.reason if runnable else ""))
     return out
 
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ from test_fast_parity import (
 )
 
 from liqbt.config import load_config
+from liqbt.data import save_candles
 from liqbt.fast import supports
 
 pytest.importorskip("numba")
@@ -168,6 +170,57 @@ def test_dca_base_order_below_one_step():
     assert fast.stopped_reason == ("base order 20 USDT at 57820.6 rounds to no size step "
                                    "(0.001): raise base_order")
     assert not fast.fills and fast.stopped_time == slow.stopped_time
+
+
+def test_dca_take_profit_replaced_while_submitted(tmp_path):
+    """Three safety orders fill in one crash bar: each fill moves the take profit, so the two
+    earlier ones are cancelled while still submitted (cancelled once accepted, after the walk
+    they take part in: :meth:`strategies.base.MarginAwareStrategy.cancel_order`), and the next
+    bar gaps above all of them: the oldest fills first, at the open. Both engines agree fill by
+    fill and on the bot's cycle bookkeeping (that stale take profit is not the bot's current
+    one, so no cycle is counted)."""
+    rows = [(100, 100.5, 99.8, 100), (100, 100.4, 99.9, 100.1), (100, 100, 97, 97.5),
+            (102, 103, 101.5, 102.5)] + [(102.5, 103, 102, 102.6)] * 6
+    index = pd.date_range("2024-01-01", periods=len(rows), freq="5min", tz="UTC", name="date")
+    frame = pd.DataFrame([[x * 500 for x in r] for r in rows], index=index,
+                         columns=["open", "high", "low", "close"]).assign(volume=1.0)
+    save_candles(frame, tmp_path / "c.feather")
+    cfg = _config(tmp_path, {"candles": tmp_path / "c.feather"},
+                  {"exchange": "simple", "balance": 5000.0},
+                  {"leverage": 5, "margin_mode": "isolated"},
+                  {"name": "dca", "direction": "long", "base_order": 1000.0,
+                   "safety_order": 1000.0, "max_safety_orders": 3, "price_deviation": 1.0,
+                   "step_scale": 1.0, "volume_scale": 1.0, "take_profit": 1.0}, "heuristic")
+    fast, _slow = assert_dca_parity(cfg)
+    # base at 50,000, safety orders at 49,500 / 49,000 / 48,500 in one bar, then the gap
+    assert [(f["size"], f["price"]) for f in fast.fills] == [
+        (0.02, 50000.0), (0.02, 49500.0), (0.02, 49000.0), (0.021, 48500.0), (-0.081, 51000.0)]
+    assert fast.bot["deals"][0]["safety_orders"] == 3
+
+
+def test_cli_run_and_sweep_engine_fast_same_output():
+    """`liqbt run --engine fast` prints what the backtrader run prints (the engine named on
+    stderr); `liqbt sweep` gives the same rows through both engines; a report needs the
+    backtrader engine's timeline (refused up front with --engine fast)."""
+    from click.testing import CliRunner
+
+    from liqbt.cli import main
+
+    dca = str(ROOT / "dca.toml")
+    runner = CliRunner()
+    fast = runner.invoke(main, ["run", dca, "--engine", "fast"])
+    slow = runner.invoke(main, ["run", dca, "--quiet"])
+    assert fast.exit_code == 0 and slow.exit_code == 0, (fast.output, slow.output)
+    assert fast.stdout == slow.stdout and "DCA deals         17" in fast.stdout
+    assert "fast engine (requested)" in fast.stderr
+    sweep = ["sweep", dca, "--set", "leverage=3,10", "--set", "strategy.take_profit=0.8,1.5",
+             "--no-cache", "--workers", "1"]
+    rows = [runner.invoke(main, [*sweep, "--engine", e]) for e in ("fast", "backtrader")]
+    assert all(r.exit_code == 0 for r in rows), [r.output for r in rows]
+    assert rows[0].stdout == rows[1].stdout and "liquidated at 48,093.88" in rows[0].stdout
+    assert "fast engine (requested)" in rows[0].stderr
+    refused = runner.invoke(main, ["run", dca, "--engine", "fast", "--report", "out"])
+    assert refused.exit_code != 0 and "--report with --engine fast" in refused.output
 
 
 def test_dca_supports():

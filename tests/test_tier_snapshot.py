@@ -23,6 +23,9 @@ SHARED = REPO.parent / "shared" / "data" / "freqtrade_freqtrade" / "binance_leve
 
 
 def test_profile_loads_lazily_and_covers_every_usdt_perpetual() -> None:
+    from liqbt.core import profile as profile_module
+
+    profile_module._parsed_profile.cache_clear()  # a fresh parse (memoized per file content)
     profile = load_profile("binance")
     table = profile.symbols
     assert table._markets is None  # loading the profile did not read the snapshot

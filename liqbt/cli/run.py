@@ -181,6 +181,12 @@ def precheck(checks: Sequence[Callable[[], Any]]) -> None:
         raise click.ClickException(str(ValidationError(problems)))
 
 
+def _no_fast_report() -> None:
+    raise ValidationError(["--report with --engine fast: the report's charts need the per-bar "
+                           "timeline only the backtrader engine records (use --engine "
+                           "backtrader)"])
+
+
 def _run(config: Any, timeline: bool, quiet: bool) -> Any:
     from liqbt.runner import run_config
 
@@ -196,18 +202,32 @@ def _run(config: Any, timeline: bool, quiet: bool) -> Any:
 @click.option("--trades-csv", "trades_csv", type=click.Path(dir_okay=False),
               help="Write the round trips to FILE.csv.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--engine", default="backtrader", show_default=True,
+              help="backtrader, fast (the compiled engine: same fills and figures for the "
+                   "bundled bots, no launch table or bot log) or auto.")
 @_strict_option
 def run(config: str, as_json: bool, report_dir: str | None, trades_csv: str | None,
-        quiet: bool, strict: bool) -> None:
+        quiet: bool, engine: str, strict: bool) -> None:
     """Run the backtest described by CONFIG (a TOML run config)."""
     from liqbt.outputs import ReportDir, check_output_file, check_report_dir
 
     cfg = _load(config, strict)
-    # output paths are checked before the run (all problems at once), not after it
+    # output paths (and the engine) are checked before the run, all problems at once
     precheck([lambda: report_dir and check_report_dir(report_dir),
                     lambda: trades_csv and check_output_file(trades_csv, (".csv",),
-                                                             "--trades-csv")])
-    result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
+                                                             "--trades-csv"),
+                    lambda: engine != "backtrader" and _engine_check(engine, [cfg]),
+                    lambda: engine == "fast" and report_dir and _no_fast_report()])
+    # the report's charts need backtrader's per-bar timeline: auto takes it with --report
+    if engine == "backtrader" or (engine == "auto" and report_dir):
+        result = _run(cfg, timeline=report_dir is not None, quiet=quiet or as_json)
+    else:
+        from liqbt.executor import resolve_engine
+
+        chosen, why = _guard(lambda: resolve_engine(engine, [cfg]))
+        if not as_json:
+            click.echo(why, err=True)
+        result = _guard(lambda: chosen.run_batch([cfg], None)[0])
     if not as_json:
         _warn_data(result)
     if trades_csv:
@@ -306,7 +326,8 @@ def _parse_sets(values: Sequence[str]) -> dict[str, list[Any]]:
               help="Local worker processes (default: CPU count).")
 @click.option("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT.")
 @click.option("--engine", default="auto", show_default=True,
-              help="auto (fast engine when it supports every run), fast or backtrader.")
+              help="auto (the fast engine for every run it covers, backtrader for "
+                   "the others; says which ran), fast or backtrader.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Write all rows to FILE.csv or FILE.json.")
 @click.option("--sort", "sort_key", default="risk", show_default=True,
@@ -372,7 +393,8 @@ def sweep(config: str, sets: tuple[str, ...], workers: int | None, scheduler: st
             write_sweep_report(rows, out.path, outcome.keys, run_reports=pages, axes=axes)
     if as_json:
         click.echo(json.dumps({"computed": outcome.computed, "cached": outcome.cached,
-                               "rows": rows}))
+                               "engine": outcome.engine,
+                               "engine_reason": outcome.engine_reason, "rows": rows}))
         return
     columns = [*outcome.keys, "outcome", "return_pct", "max_drawdown_pct",
                "min_liquidation_distance_pct", "liquidations", "first_liquidation",

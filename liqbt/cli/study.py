@@ -21,7 +21,8 @@ def _exec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--engine, --scheduler, --workers, --cache-dir, --quiet, --json, --report."""
     for opt in reversed([
         click.option("--engine", default="auto", show_default=True,
-                     help="auto (fast engine when it supports every run), fast or backtrader."),
+                     help="auto (the fast engine for every run it covers, backtrader for "
+                   "the others; says which ran), fast or backtrader."),
         click.option("--scheduler", default=None,
                      help="Dask scheduler address tcp://HOST:PORT (default: this machine)."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -100,11 +101,16 @@ def max_leverage(config: str, margin_modes: str, leverages: str | None, maximum:
         cfg, modes, candidates=cands or None, maximum=maximum, step=step,
         min_distance_pct=min_distance, progress=tick, engine=engine, scheduler=scheduler,
         workers=workers, cache_dir=cache_dir))
+    if found and found[0].engine_reason:
+        _say(quiet, found[0].engine_reason)
     if report_dir:
         path = _ladder_report(cfg, found, report_dir)
         _say(quiet, f"report: {path}")
     if as_json:
-        click.echo(json.dumps({"min_distance_pct": min_distance, "results": [
+        click.echo(json.dumps({"min_distance_pct": min_distance,
+                               "engine": found[0].engine if found else "",
+                               "engine_reason": found[0].engine_reason if found else "",
+                               "results": [
             {"margin_mode": f.margin_mode, "max_leverage": f.leverage,
              "min_liquidation_distance_pct": f.distance_pct,
              "first_failing_leverage": f.failed_at, "runs": f.runs,

@@ -9,6 +9,7 @@ liquidation-price formulas of :mod:`liqbt.core.margin`; there is no class per ex
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import json
 import math
@@ -459,6 +460,14 @@ def load_profile(name_or_path: str | Path) -> ExchangeProfile:
             )
         raw = resource.read_bytes()
         source = f"configs/exchanges/{text_name}.toml"
+    return _parsed_profile(source, raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_profile(source: str, raw: bytes) -> ExchangeProfile:
+    """The validated profile of a file's bytes, parsed once per content: a sweep validates
+    and runs hundreds of configs on the same profile (profiles are frozen, so sharing one is
+    safe; a file edited on disk has new bytes and is parsed again)."""
     try:
         if source.endswith(".json"):
             data = json.loads(raw)

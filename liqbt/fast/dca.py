@@ -199,9 +199,54 @@ def _end_cycle(oi, n_orders, t, bi, state, rec, exit_price, reason):
 @njit(cache=True)
 def bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref, n_notes,
         stopped, bi, bp, state, rec, signal):
-    """Step 4 of the bar for the DCA bot; returns ``(n_orders, next_ref, stop)`` where
+    """Step 4 of the bar for the DCA bot; returns ``(n_orders, next_ref, stop, low, high)``:
     ``stop`` is ``S_SMALL`` when the base order rounds to no size (the bot stops), else
-    ``S_NONE``.
+    ``S_NONE``; ``low``/``high`` say when the bot's ``next()`` has something to do again
+    (:func:`wake`). The bar loop calls again on a bar with notifications or whose close is
+    ``<= low`` or ``>= high``: the other bars would change nothing (and a call per bar costs
+    more than the rest of a quiet bar)."""
+    n_orders, next_ref, stop = _bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf,
+                                    note_kind, note_ref, n_notes, stopped, bi, bp, state, rec,
+                                    signal)
+    low, high = wake(st, bi, bp, state, stopped or stop != kn.S_NONE)
+    return n_orders, next_ref, stop, low, high
+
+
+@njit(cache=True)
+def wake(st, bi, bp, state, stopped):
+    """The closes ``(low, high)`` at which the bot's ``next()`` acts again without being
+    notified of anything: every bar (``(inf, -inf)``) while it may open a cycle or retries a
+    refused order, at the stop-loss level (a small margin early: waking is always safe) while
+    a cycle with a stop loss runs, never (``(-inf, inf)``) otherwise (waiting for a fill,
+    stopped, finished). The position only changes by fills, which are notified."""
+    if stopped or state[D_FINISHED]:
+        return -math.inf, math.inf
+    if not state[D_IN_CYCLE]:
+        if state[D_BASE_REF] != 0:
+            return -math.inf, math.inf
+        return math.inf, -math.inf
+    if state[D_SL_REF] != 0:
+        return -math.inf, math.inf
+    m = bi[I_MAXSO]
+    retry = state[D_RETRY_TP] != 0
+    for i in range(1, m + 1):
+        if state[N_D + m + 1 + i]:
+            retry = True
+    if retry:
+        return math.inf, -math.inf
+    if bi[I_HAS_SL] and st[kn.SZ] != 0.0:
+        side = bi[I_SIDE]
+        level = st[kn.EN] * (1 - side * bp[P_SL] / 100)
+        if side > 0:
+            return level * (1 + 1e-9), math.inf
+        return -math.inf, level * (1 - 1e-9)
+    return -math.inf, math.inf
+
+
+@njit(cache=True)
+def _bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref, n_notes,
+         stopped, bi, bp, state, rec, signal):
+    """:func:`bar` without the wake-up band.
 
     ``stopped``: the bot has stopped for good (a liquidation, wipeout or unretried refusal,
     now or earlier): notifications still update its cycle bookkeeping, it places nothing."""

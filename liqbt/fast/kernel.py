@@ -217,6 +217,9 @@ def run(
     # orders submitted by the bot last bar (else the acceptance pass has nothing to do), and
     # accepted orders the bot cancelled before acceptance (cancelled after the walk)
     submitted = False
+    # the DCA bot acts again on a bar with notifications or a close outside (low, high)
+    dca_low = math.inf
+    dca_high = -math.inf
     for t in range(n):
         bar_stop = S_NONE  # first stopping event of the bar (delivered after the walk)
         bar_liq = -1
@@ -649,8 +652,8 @@ def run(
                     qty = bp[0] if bi[1] > 0 else -bp[0]
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
-        elif bot == BOT_DCA:
-            n_orders, next_ref, reason = _dca.bar(
+        elif bot == BOT_DCA and (n_notes or close <= dca_low or close >= dca_high):
+            n_orders, next_ref, reason, dca_low, dca_high = _dca.bar(
                 t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref,
                 n_notes, stop != S_NONE, bi, bp, dca_state, dca_cycles, entry_signal)
             if reason != S_NONE:
