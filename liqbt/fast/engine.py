@@ -47,15 +47,16 @@ class MarketArrays:
         return len(self.open)
 
 
-def load_market(config: RunConfig, data: Any = None) -> MarketArrays:
-    """Load the config's (single) market exactly as :func:`liqbt.runner.build_cerebro` and
-    :func:`liqbt.feeds.make_feed` do (mark alignment, NaN fallback, funding per bar)."""
+def load_market(config: RunConfig, data: Any = None, index: int = 0) -> MarketArrays:
+    """Load the config's market ``index`` (the first by default) exactly as
+    :func:`liqbt.runner.build_cerebro` and :func:`liqbt.feeds.make_feed` do (mark alignment,
+    NaN fallback, funding per bar)."""
     import pandas as pd
 
     from liqbt.data.loaders import infer_timeframe, load_market_window
     from liqbt.feeds import align_funding, align_mark
 
-    market = config.markets[0]
+    market = config.markets[index]
     start, end = config.backtest.start, config.backtest.end
     candles, mark, funding = load_market_window(market, start, end, data)
     tf = candles.attrs.get("timeframe") or infer_timeframe(candles)
@@ -109,8 +110,9 @@ def supports(config: RunConfig) -> str | None:
     if config.strategy.name not in _BOTS:
         return (f"strategy {config.strategy.name!r}: the fast engine runs the bundled "
                 f"{'/'.join(sorted(_BOTS))} bots only")
-    if len(config.markets) != 1:
-        return "several markets: the fast engine runs one symbol"
+    if len(config.markets) != 1 and config.strategy.name != "hold":
+        return (f"several markets with {config.strategy.name!r}: the fast engine runs several "
+                "symbols for the hold bot only")
     acct = config.account
     if acct.position_mode != "one-way":
         return "hedge mode is not covered by the fast engine"
@@ -121,8 +123,6 @@ def supports(config: RunConfig) -> str | None:
     if profile.lp_formula not in _FORMULAS:
         return f"lp_formula {profile.lp_formula!r} is not covered by the fast engine"
     kwargs = config.strategy.kwargs
-    if config.strategy.name == "hold" and isinstance(kwargs.get("margin"), dict):
-        return "hold with a margin table: not covered by the fast engine"
     if config.strategy.name == "grid" and kwargs.get("lower") is None:
         return "grid without lower/upper"
     if kwargs.get("verbose"):
@@ -156,10 +156,10 @@ class _Prepared:
     entry_signal: np.ndarray
 
 
-def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
-    """Parameter arrays of one config (see :mod:`liqbt.fast.margin` for the layout)."""
-    profile = _profile(config)
-    market = config.markets[0]
+def market_params(config: RunConfig, profile: ExchangeProfile,
+                  market: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One market's tier table and parameter vectors ``(tiers, fp, ip)`` (layout in
+    :mod:`liqbt.fast.margin`)."""
     spec = profile.symbol(market.symbol)
     table = spec.tiers
     tiers = np.array([[t.cap, t.mmr, t.maintenance_amount, t.max_leverage]
@@ -186,6 +186,16 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     ip[fm.BASIS_SIZE] = table.basis == "size"
     ip[fm.INTRABAR] = _INTRABAR[config.backtest.intrabar]
     ip[fm.OMTRIG] = bool(profile.order_margin_in_trigger)
+    return tiers, fp, ip
+
+
+def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
+    """Parameter arrays of one config (see :mod:`liqbt.fast.margin` for the layout)."""
+    profile = _profile(config)
+    market = config.markets[0]
+    spec = profile.symbol(market.symbol)
+    tiers, fp, ip = market_params(config, profile, market)
+    lev = float(market.leverage)
     kwargs = config.strategy.kwargs
     balance = float(config.account.balance)
     extra: dict[str, Any] = {}
@@ -194,20 +204,12 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     if config.strategy.name == "hold":
         # strategies/hold.py, next() on the first bar
         direction = kwargs.get("direction", "long")
-        leverage = float(lev if kwargs.get("leverage") is None else kwargs["leverage"])
-        margin = float(kwargs["margin"]) if kwargs.get("margin") is not None else balance
-        close = float(data.close[0])
-        price = close * (1 + float(kwargs.get("price_buffer", 0.005)))
-        notional = margin / (1 / leverage + profile.taker_fee)
-        step = spec.size_step
-        size = notional / price
-        if step:
-            size = round(int(size / step + 1e-9) * step, 12)
-        ok = not (size <= 0 or size * close < spec.min_notional)
-        bi = np.array([kn.BOT_HOLD, 1 if direction == "long" else -1, int(ok)], np.int64)
-        bp = np.array([size])
-        extra.update(size=size, close=close, margin=margin, leverage=leverage,
-                     direction=direction, notional=size * price)
+        margin = hold_margins(kwargs, [spec.symbol], balance)[spec.symbol]
+        plan = hold_plan(kwargs, margin, lev, float(data.close[0]), profile, spec)
+        bi = np.array([kn.BOT_HOLD, 1 if direction == "long" else -1, int(plan["ok"])],
+                      np.int64)
+        bp = np.array([plan["size"]])
+        extra.update(plan)
     elif config.strategy.name == "dca":
         bi, bp, extra = _dca_params(kwargs, spec)
         m = int(bi[fd.I_MAXSO])
@@ -227,6 +229,34 @@ def prepare(config: RunConfig, data: MarketArrays) -> _Prepared:
     # the DCA arguments of the kernel, unused by other bots (same types: one signature)
     return _Prepared(tiers, fp, ip, bi, bp, levels, capacity, profile, spec.min_notional, lev,
                      extra, np.zeros(1), np.zeros((1, fd.N_C)), np.zeros(0, np.bool_))
+
+
+def hold_margins(kwargs: dict[str, Any], symbols: list[str],
+                 balance: float) -> dict[str, float]:
+    """strategies/hold.py ``_margins``: the table's amount per symbol, else one number (or the
+    balance, all available on the first bar) split equally."""
+    margin = kwargs.get("margin")
+    if isinstance(margin, dict):
+        return {s: float(margin[s]) for s in symbols}
+    total = float(margin) if margin is not None else balance
+    return {s: total / len(symbols) for s in symbols}
+
+
+def hold_plan(kwargs: dict[str, Any], margin: float, market_leverage: float, close: float,
+              profile: ExchangeProfile, spec: Any) -> dict[str, Any]:
+    """strategies/hold.py ``next()`` on the first bar for one market: the size from
+    ``notional = margin / (1 / leverage + taker)`` at ``close × (1 + price_buffer)``, rounded
+    down to the size step; ``ok`` False below the minimum order value."""
+    leverage = float(market_leverage if kwargs.get("leverage") is None else kwargs["leverage"])
+    price = close * (1 + float(kwargs.get("price_buffer", 0.005)))
+    notional = margin / (1 / leverage + profile.taker_fee)
+    step = spec.size_step
+    size = notional / price
+    if step:
+        size = round(int(size / step + 1e-9) * step, 12)
+    ok = not (size <= 0 or size * close < spec.min_notional)
+    return {"size": size, "close": close, "margin": margin, "leverage": leverage,
+            "direction": kwargs.get("direction", "long"), "notional": size * price, "ok": ok}
 
 
 def _dca_params(kwargs: dict[str, Any], spec: Any) -> tuple[Any, ...]:
@@ -332,8 +362,9 @@ def _iso(t: np.datetime64) -> str:
     return iso(t.astype("datetime64[us]").item())
 
 
-def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = True) -> Any:
-    """Run one config and build its :class:`liqbt.runner.RunResult` (``engine="fast"``).
+def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
+    """Run one config and build its :class:`liqbt.runner.RunResult` (``engine="fast"``);
+    ``data``: its :class:`MarketArrays` (a list of them with several markets) or ``None``.
 
     ``detail=False`` leaves out the report-only fields (``timeline``, ``fills``), as the
     executor's batches do (the summary, trades and statistics are the same)."""
@@ -346,6 +377,10 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
         from liqbt.core.errors import ValidationError
 
         raise ValidationError([f"fast engine: {reason}"])
+    if len(config.markets) > 1:
+        from liqbt.fast.multi_engine import run_multi
+
+        return run_multi(config, data if data is not None else _load(config), detail)
     if data is None:
         data = load_market(config)
     p, st, stats, fills, liqs, topups, eq, mr, ex = run_arrays(config, data)
@@ -467,7 +502,7 @@ def run_one(config: RunConfig, data: MarketArrays | None = None, detail: bool = 
         warning_threshold=config.account.warning_threshold,
         statistics=statistics,
         bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
-                      trades),
+                      trades, st),
         timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
         if detail else {},
         fills=fill_rows,
@@ -486,14 +521,16 @@ _DCA_TAGS = {kn.T_BASE: "base", kn.T_SAFETY: "safety", kn.T_TP: "take_profit",
 
 def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
               realized: float, p: _Prepared, dt: Any,
-              trades: list[dict[str, Any]]) -> dict[str, Any]:
+              trades: list[dict[str, Any]], st: np.ndarray) -> dict[str, Any]:
     """The bot's own counters (grid profit and pairs; DCA cycles and deals) for reports."""
     view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
     if config.strategy.name == "grid":
         view.update(grid_profit=float(stats[17]), pairs=int(stats[13]),
                     refused_orders=int(stats[18]), missing_lines=int(stats[19]))
     elif config.strategy.name == "dca":
-        view.update(_dca_view(p, dt, trades))
+        # strategies.base.MarginAwareStrategy.account_summary: the leg at the last mark
+        view.update(_dca_view(p, dt, trades), position=float(st[fm.SZ]),
+                    unrealized_pnl=float(fm.upnl(st)))
     return view
 
 
@@ -602,19 +639,27 @@ def run_batch(configs: Any, data: Any = None) -> list[Any]:
     is a :class:`liqbt.executor.MarketData` with the windows loaded, or ``None``. Each
     distinct data window becomes arrays once (per ``data``: memoized in ``data.derived``, so
     a worker running one batch after another converts it once)."""
-    cache: dict[Any, MarketArrays] = {} if data is None else data.derived.setdefault("fast", {})
+    cache: dict[Any, Any] = {} if data is None else data.derived.setdefault("fast", {})
     results = []
     for cfg in configs:
         key = data_key(cfg)
         if key not in cache:
-            cache[key] = load_market(cfg, data)
+            cache[key] = _load(cfg, data)
         # executor batches ship no report-only fields back
         results.append(run_one(cfg, cache[key], detail=data is None))
     return results
 
 
 def data_key(config: RunConfig) -> tuple[Any, ...]:
-    """What identifies a config's data: files and window."""
-    m = config.markets[0]
-    return (str(m.candles), str(m.mark), str(m.funding), config.backtest.start,
-            config.backtest.end)
+    """What identifies a config's data: every market's files, and the window."""
+    files = tuple((str(m.candles), str(m.mark), str(m.funding)) for m in config.markets)
+    return (*files, config.backtest.start, config.backtest.end)
+
+
+def _load(config: RunConfig, data: Any = None) -> Any:
+    """The config's arrays: one :class:`MarketArrays`, or a list with several markets."""
+    if len(config.markets) > 1:
+        from liqbt.fast.multi_engine import load_markets
+
+        return load_markets(config, data)
+    return load_market(config, data)

@@ -1,0 +1,233 @@
+"""Python side of the fast engine on several symbols (:mod:`liqbt.fast.multi`): the hold bot's
+first-bar plan, the stacked arrays, and the :class:`liqbt.runner.RunResult` from the kernel's
+records (fills, liquidations, top-ups, refusals, funding per symbol)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from liqbt.config import RunConfig
+from liqbt.core import events as ev
+from liqbt.core.errors import ValidationError
+from liqbt.fast import engine as fe
+from liqbt.fast import margin as fm
+from liqbt.fast import multi as mk
+
+_RULES = {"largest_loss": mk.LARGEST_LOSS, "largest_maintenance_margin": mk.LARGEST_MM}
+
+
+def load_markets(config: RunConfig, data: Any = None) -> list[fe.MarketArrays]:
+    """Every market of ``config`` as arrays (:func:`liqbt.fast.engine.load_market`); their
+    bars must share one clock (the same bar times), the case the kernel walks."""
+    arrays = [fe.load_market(config, data, i) for i in range(len(config.markets))]
+    first = arrays[0].times
+    for m, a in zip(config.markets[1:], arrays[1:], strict=True):
+        if len(a.times) != len(first) or not np.array_equal(a.times, first):
+            raise ValidationError([
+                f"fast engine: {m.symbol}'s bars ({len(a.times)}) do not share "
+                f"{config.markets[0].symbol}'s bar times ({len(first)}): the fast engine walks "
+                "several symbols on one clock (use --engine backtrader)"])
+    return arrays
+
+
+def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = True) -> Any:
+    """Run a several-market hold config; see :func:`liqbt.fast.engine.run_one`."""
+    from liqbt.analyzers import iso, round_trips
+    from liqbt.runner import RunResult
+    from liqbt.stats import compute_statistics
+
+    profile = fe._profile(config)
+    kwargs = config.strategy.kwargs
+    balance = float(config.account.balance)
+    markets = list(config.markets)
+    specs = [profile.symbol(m.symbol) for m in markets]
+    symbols = [s.symbol for s in specs]
+    order = sorted(range(len(markets)), key=lambda j: symbols[j])  # kernel index -> config
+    pos_of = {j: i for i, j in enumerate(order)}  # config -> kernel index
+    params = [fe.market_params(config, profile, m) for m in markets]
+    ntiers = max(len(p[0]) for p in params)
+    ns, n = len(markets), datas[0].bars
+    tt = np.zeros((ns, ntiers, 4))
+    ntt = np.zeros(ns, np.int64)
+    fps = np.zeros((ns, fm.N_FP))
+    ips = np.zeros((ns, fm.N_IP), np.int64)
+    for i, j in enumerate(order):
+        tiers, fp, ip = params[j]
+        tt[i, : len(tiers)] = tiers
+        ntt[i] = len(tiers)
+        fps[i] = fp
+        ips[i] = ip
+
+    def stack(name: str) -> np.ndarray:
+        return np.ascontiguousarray(np.stack([getattr(datas[j], name) for j in order]))
+
+    # strategies/hold.py on the first bar: one plan per market, in feed order
+    margins = fe.hold_margins(kwargs, symbols, balance)
+    plans = [fe.hold_plan(kwargs, margins[s], float(m.leverage), float(d.close[0]), profile,
+                          spec)
+             for m, s, d, spec in zip(markets, symbols, datas, specs, strict=True)]
+    too_small = [
+        f"{s}: {p['size']:g} × {p['close']:g} is below the minimum order value "
+        f"{spec.min_notional:g} USDT (margin {p['margin']:,.2f} USDT at {p['leverage']:g}x)"
+        for s, p, spec in zip(symbols, plans, specs, strict=True) if not p["ok"]]
+    sign = 1.0 if kwargs.get("direction", "long") == "long" else -1.0
+    if too_small or not n:
+        o_sym, o_qty, o_px = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    else:
+        o_sym = np.array([pos_of[j] for j in range(ns)], np.int64)
+        o_qty = np.array([sign * p["size"] for p in plans])
+        o_px = np.array([p["close"] for p in plans])
+    acct, fills, liqs, topups, rejects, wipe, eq, mr, ex, fund = mk.run(
+        stack("open"), stack("high"), stack("low"), stack("close"), stack("mark_open"),
+        stack("mark_high"), stack("mark_low"), stack("mark_close"), stack("funding_rate"),
+        tt, ntt, fps, ips, balance, _RULES[profile.cross_liquidation_order], o_sym, o_qty, o_px)
+    times = datas[0].times
+    iso_cache: dict[int, str] = {}
+
+    def when(bar: float) -> str:
+        b = int(bar)
+        if b not in iso_cache:
+            iso_cache[b] = iso(times[b].astype("datetime64[us]").item())
+        return iso_cache[b]
+
+    def dt(bar: float) -> Any:
+        return times[int(bar)].astype("datetime64[us]").item()
+
+    def sym(i: float) -> str:
+        return symbols[order[int(i)]]
+
+    def mode(i: float) -> str:
+        return markets[order[int(i)]].margin_mode
+
+    liquidations = [{
+        "time": when(r[0]), "symbol": sym(r[1]), "side": "long" if r[2] > 0 else "short",
+        "size": float(r[3]), "trigger_price": float(r[4]), "settlement_price": float(r[5]),
+        "loss": float(r[6]), "partial": bool(r[7]), "margin_mode": mode(r[1]),
+        "insurance_fund_delta": float(r[8]),
+    } for r in liqs]
+    top_ups = [{
+        "time": when(r[0]), "symbol": sym(r[1]), "amount": float(r[2]),
+        "liquidation_price_after": None if math.isnan(r[3]) else float(r[3]),
+    } for r in topups]
+    events: list[ev.Event] = []
+    info: dict[int, dict[str, Any]] = {}
+    fill_rows = []
+    li = 0
+    for r in fills:
+        ref, is_liq = int(r[6]), bool(r[5])
+        if is_liq:
+            info[ref] = {"liquidation": True}
+        events.append(ev.Fill(dt(r[0]), sym(r[1]), "net", float(r[2]), float(r[3]),
+                              float(r[4]), liquidation=is_liq, order_ref=ref))
+        fill_rows.append({"time": dt(r[0]), "symbol": sym(r[1]), "size": float(r[2]),
+                          "price": float(r[3]), "liquidation": is_liq})
+        if is_liq:
+            lq = liqs[li]
+            li += 1
+            events.append(ev.Liquidation(
+                dt(lq[0]), sym(lq[1]), "net", "long" if lq[2] > 0 else "short", float(lq[3]),
+                float(lq[4]), float(lq[5]), float(lq[6]), float(lq[8]), mode(lq[1]),
+                bool(lq[7]), float(lq[9]), float(lq[10])))
+    marks = {(symbols[j], "net"): float(datas[j].mark_close[-1]) for j in range(ns)}
+    trades = round_trips(events, info, marks)
+    final = float(eq[-1]) if n else balance
+    initial = balance
+    wiped = wipe[0] >= 0
+    distance = float(acct[fm.MIND])
+    distance_pct = distance * 100 if math.isfinite(distance) else None
+    first = datas[0]
+    statistics = compute_statistics(
+        times, eq, initial, final, trades,
+        benchmark_close=[float(first.close[0]), float(first.close[-1])] if n else None,
+        exposed=ex, margin_ratio=mr, warning_threshold=config.account.warning_threshold,
+        fees_paid=float(acct[fm.FEES]), funding_paid=float(acct[fm.FUND]),
+        liquidations=len(liquidations), top_ups=len(top_ups),
+        min_liquidation_distance_pct=distance_pct,
+    )
+    reason, kind, stop_bar = _stop(config, symbols, order, specs, params, liqs, rejects, wipe,
+                                   too_small)
+    return RunResult(
+        label=config.label(),
+        start=when(0) if n else None,
+        end=when(n - 1) if n else None,
+        bars=n,
+        initial_balance=initial,
+        final_equity=final,
+        return_pct=(final / initial - 1) * 100 if initial else 0.0,
+        max_drawdown_pct=statistics.max_drawdown_pct,
+        fees_paid=float(acct[fm.FEES]),
+        funding_paid=float(acct[fm.FUND]),
+        funding_by_symbol={symbols[j]: float(fund[pos_of[j]]) for j in range(ns)},
+        insurance_fund_delta=float(acct[fm.INS]),
+        wiped_out=bool(wiped),
+        wipeout_time=when(wipe[0]) if wiped else None,
+        liquidation_count=len(liquidations),
+        liquidations=liquidations,
+        top_ups=top_ups,
+        trades=trades,
+        funding_note="" if any(m.funding is not None for m in markets) else "no funding data",
+        min_liquidation_distance_pct=distance_pct,
+        markets=[{"symbol": m.symbol, "leverage": m.leverage, "margin_mode": m.margin_mode,
+                  "auto_top_up": m.auto_top_up} for m in markets],
+        strategy=config.strategy.name,
+        stopped_reason=reason,
+        stopped_kind=kind,
+        stopped_time=None if stop_bar is None else when(stop_bar),
+        rejected_orders=len(rejects),
+        warning_threshold=config.account.warning_threshold,
+        statistics=statistics,
+        bot={"realized_pnl": float(acct[fm.REAL]), "fees": float(acct[fm.FEES]),
+             "equity": final},
+        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
+        if detail else {},
+        fills=fill_rows if detail else [],
+        launch_report={},
+        engine="fast",
+    )
+
+
+def _stop(config: RunConfig, symbols: list[str], order: list[int], specs: list[Any],
+          params: list[Any], liqs: np.ndarray, rejects: np.ndarray, wipe: np.ndarray,
+          too_small: list[str]) -> tuple[str | None, str | None, int | None]:
+    """The hold bot's stop (strategies/base.py): its margin hook hears, in event order, a
+    liquidation of its own (first) symbol, a wipeout or a refusal of its own symbol; then its
+    order notifications, a refusal of any symbol. The first stop wins."""
+    if too_small:
+        return "; ".join(too_small), "below_minimum", 0
+    own = order.index(0)  # the first market's kernel index
+    # (bar, seq, kind, row): kind 0 liquidation, 1 wipeout, 2 refusal
+    items = [(int(r[0]), int(r[11]), 0, r) for r in liqs]
+    items += [(int(r[0]), int(r[5]), 2, r) for r in rejects]
+    if wipe[0] >= 0:
+        items.append((int(wipe[0]), int(wipe[1]), 1, wipe))
+    items.sort(key=lambda x: (x[0], x[1]))
+    for bar in sorted({x[0] for x in items}):
+        now = [x for x in items if x[0] == bar]
+        for _, _, kind, r in now:
+            if kind == 0 and int(r[1]) == own:
+                side = "long" if r[2] > 0 else "short"
+                return (f"liquidated: {side} {float(r[3]):g} at {float(r[4]):,.2f} "
+                        f"(loss {float(r[6]):,.2f} USDT)"), "liquidated", bar
+            if kind == 1:
+                return (f"account wiped out: equity {float(r[2]):.2f} USDT cannot open the "
+                        "smallest order"), "wiped_out", bar
+            if kind == 2 and int(r[1]) == own:
+                return _refusal(r, symbols, order, specs, params), "order_refused", bar
+        for _, _, kind, r in now:
+            if kind == 2:
+                return _refusal(r, symbols, order, specs, params), "order_refused", bar
+    return None, None, None
+
+
+def _refusal(r: np.ndarray, symbols: list[str], order: list[int], specs: list[Any],
+             params: list[Any]) -> str:
+    j = order[int(r[1])]
+    _, fp, ip = params[j]
+    p = SimpleNamespace(fp=fp, ip=ip, leverage=float(fp[fm.LEV]),
+                        min_notional=specs[j].min_notional)
+    return "order rejected: " + fe._reject_text(int(r[2]), float(r[3]), float(r[4]),
+                                                symbols[j], p)
