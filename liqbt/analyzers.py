@@ -129,62 +129,72 @@ class MarginTimeline(bt.Analyzer):
         if not self._datas:
             self._bind()
             self._datetime = self.strategy.lines.datetime
-            # every market cross: the open legs are the cross legs (one pass fewer per bar)
-            self._all_cross = all(
-                m.margin_mode == "cross" for m in account.markets.values())
-        rets = self.rets
-        self._times.append(self._datetime[0])
+            rets = self.rets
+            self._series = (self._times, rets["equity"], rets["exposed"], rets["margin_ratio"])
+            if self.p.detail:
+                self._detail = (rets["wallet"], rets["margin_balance"], rets["available"])
+            self._state: tuple[int, int] | None = None
+        times, equity, exposed, margin_ratio = self._series
+        times.append(self._datetime[0])
         # the broker's equity, evaluated once per bar for backtrader and every analyzer
-        rets["equity"].append(broker.get_value())
-        open_legs = account.cross_positions() if self._all_cross else list(
-            account.open_positions())
-        rets["exposed"].append(bool(open_legs))
+        equity.append(broker.get_value())
+        state = (account.version, len(account.positions))
+        if state != self._state:
+            # which legs are open (and whose ratio each takes) changes only with the account
+            self._state = state
+            self._legs = list(account.open_positions())
+            self._has_cross = any(p.margin_mode == "cross" for p in self._legs)
+            self._row_legs = []
+            for row in self._rows:
+                legs = broker.legs_of(row[0])
+                # each leg's position in the open legs (by identity): its ratio's index
+                at = [next(i for i, q in enumerate(self._legs) if q is p) for p in legs]
+                self._row_legs.append((legs, at))
+        open_legs = self._legs
+        exposed.append(bool(open_legs))
         ratio = 0.0
-        # each leg's ratio: the cross account's (computed once) or its isolated one
-        leg_ratio: dict[tuple[str, str], float] = {}
-        cross_balance = None
+        cross_ratio = cross_balance = None
+        ratios: list[float] = []
         if open_legs:
-            # cheap when flat (the common case in sweeps): only computed with a position
-            cross_ratio = None
-            for p in open_legs:
-                if p.margin_mode == "cross":
-                    if cross_ratio is None:
-                        figures = account.margin_figures()
-                        cross_ratio = figures.margin_ratio
-                        cross_balance = figures.margin_balance
-                    leg_ratio[(p.symbol, p.leg)] = cross_ratio
-                else:
-                    leg_ratio[(p.symbol, p.leg)] = account.margin_ratio(p)
-            ratio = max(leg_ratio.values())
-        rets["margin_ratio"].append(ratio)
+            # cheap when flat (the common case in sweeps): only computed with a position;
+            # each leg's ratio is the cross account's (computed once) or its isolated one
+            if self._has_cross:
+                figures = account.margin_figures()
+                cross_ratio, cross_balance = figures.margin_ratio, figures.margin_balance
+            ratios = [cross_ratio if p.margin_mode == "cross" else account.margin_ratio(p)
+                      for p in open_legs]
+            ratio = max(ratios)
+        margin_ratio.append(ratio)
         if not self.p.detail:
             return
-        rets["wallet"].append(account.wallet_balance)
+        wallets, balances, available = self._detail
+        wallets.append(account.wallet_balance)
         # the figures' margin balance is the cross margin balance (same terms, same order)
-        rets["margin_balance"].append(
+        balances.append(
             account.cross_margin_balance() if cross_balance is None else cross_balance)
-        rets["available"].append(broker.get_cash())
+        available.append(broker.get_cash())
         walker = broker.walker
-        for (data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
-             closes, marks, liquidation_prices, sizes, ratios) in self._rows:
+        for (_data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
+             closes, marks, liquidation_prices, sizes, row_ratios), (legs, at) in zip(
+                 self._rows, self._row_legs, strict=True):
             close = float(close_line[0])
             mark = float(mark_line[0]) if mark_line is not None else close
             opens.append(float(open_line[0]))
             highs.append(float(high_line[0]))
             lows.append(float(low_line[0]))
             closes.append(close)
-            marks.append(mark if not math.isnan(mark) else close)
-            legs = broker.legs_of(data)
+            marks.append(mark if mark == mark else close)  # NaN mark: the close
             if legs:
                 # broker.liquidation_price(data): the LP of the data's first leg
                 lp = walker.liquidation_price(legs[0])[0]
                 liquidation_prices.append(math.nan if lp is None else float(lp))
                 sizes.append(sum(p.size for p in legs))
-                ratios.append(max(leg_ratio[(p.symbol, p.leg)] for p in legs))
+                row_ratios.append(max(ratios[i] for i in at))
             else:
                 liquidation_prices.append(math.nan)
                 sizes.append(0)
-                ratios.append(0.0)
+                row_ratios.append(0.0)
+
 
 def _reason(info: Any) -> str:
     if info.get("liquidation"):

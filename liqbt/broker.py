@@ -404,7 +404,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self.account.sync_orders()  # new/cancelled orders may move the trigger (simple)
         self._stepping = True
         try:
-            self.walker.step(self.clock.active(list(self.markets.data_symbol)))
+            self.walker.step(self.clock.active(self.markets.datas()))
         finally:
             self._stepping = False
         self._after_bar()

@@ -89,6 +89,36 @@ class FuturesFeed(bt.feed.DataBase):
         self._n = len(arrays.get("datetime", ()))
         self._i = 0
 
+    def _ticks(self) -> tuple[Any, list[tuple[str, Any]], str, Any]:
+        """``(lines, [(tick attribute, line)...], first tick attribute, first line)``: what
+        backtrader's tick methods look up by name on every bar, resolved once per lines object
+        (a shallow copy of the feed, as ``replaydata`` makes, gets its own)."""
+        cache = self.__dict__.get("_tick_cache")
+        lines = self.lines
+        if cache is None or cache[0] is not lines:
+            first = self._getlinealias(0)
+            ticks = [("tick_" + a, getattr(lines, a)) for a in self.getlinealiases()
+                     if a != "datetime"]
+            cache = (lines, ticks, "tick_" + first, getattr(lines, first))
+            self._tick_cache = cache
+        return cache
+
+    def _tick_nullify(self) -> None:
+        """``AbstractDataBase._tick_nullify`` (every ``tick_*`` attribute to ``None``) with the
+        names resolved once: it runs on every bar."""
+        for name, _ in self._ticks()[1]:
+            setattr(self, name, None)
+        self.tick_last = None
+
+    def _tick_fill(self, force: bool = False) -> None:
+        """``AbstractDataBase._tick_fill``: when nothing filled the ``tick_*`` attributes, the
+        bar is the tick (the same attributes and values, names resolved once)."""
+        _, ticks, first_tick, first_line = self._ticks()
+        if force or getattr(self, first_tick, None) is None:
+            for name, line in ticks:
+                setattr(self, name, line[0])
+            self.tick_last = first_line[0]
+
     def preload(self) -> None:
         """Fill the line buffers with every bar at once (``array.extend`` per line) instead of
         backtrader's bar-by-bar ``load`` loop: the same buffers, several times faster. Falls

@@ -38,6 +38,7 @@ class Markets:
         self.account = account
         self.data_symbol: dict[Any, str] = {}
         self.symbol_data: dict[str, Any] = {}
+        self._datas: list[Any] = []
         self.configured = False
 
     def declare(
@@ -54,6 +55,13 @@ class Markets:
         )
         self.specs[data] = spec
         return spec, config
+
+    def datas(self) -> list[Any]:
+        """The bound feeds in binding order (a list kept until the next binding; do not
+        modify it)."""
+        if len(self._datas) != len(self.data_symbol):
+            self._datas = list(self.data_symbol)
+        return self._datas
 
     def configure(self) -> None:
         """Bind every declared feed object to its market settings."""

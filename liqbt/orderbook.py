@@ -212,11 +212,15 @@ class OrderBook:
     def _reserve_cached(self, book: Book, ref: int,
                         entry: tuple[Any, str, str, bool, float, float]) -> float:
         """:meth:`_reserve_of`, recomputed only when what it reads changed: the order's
-        activation and remaining size and its leg's size (a fill of another leg or symbol
-        leaves the figure as it was; the sum is still taken over every order, in order)."""
-        order, symbol, leg = entry[0], entry[1], entry[2]
+        activation and remaining size and the part of its leg's size it can net against
+        (:func:`liqbt.core.orders.opening_held`; a fill of another leg or symbol, or on the
+        order's own side, leaves the figure as it was; the sum is still taken over every
+        order, in order)."""
+        order, symbol, leg, reduces = entry[0], entry[1], entry[2], entry[3]
         pos = self.account.positions.get((symbol, leg))
-        inputs = (order.active(), order.executed.remsize, pos.size if pos is not None else 0.0)
+        size = order.executed.remsize
+        inputs = (order.active(), size, core_orders.opening_held(
+            size, pos.size if pos is not None else 0.0, reduces, leg == "net"))
         cached = book.values.get(ref)
         if cached is not None and cached[0] == inputs:
             return cached[1]

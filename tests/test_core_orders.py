@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liqbt.core import orders
 from liqbt.core.profile import load_profile
@@ -46,6 +48,39 @@ def check(**kwargs: float | str) -> orders.OrderCheck:
 def test_opening_part(size: float, held: float, reduces: bool, netted: bool,
                       expected: float) -> None:
     assert orders.opening_part(size, held, reduces, netted) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("size", "held", "reduces", "netted", "expected"),
+    [
+        (0.5, 1.0, False, True, 0.0),  # adds to a long: the long's size does not matter
+        (0.5, 0.0, False, True, 0.0),  # flat
+        (-3.0, 1.0, False, True, 1.0),  # nets against the long: it matters
+        (3.0, -2.5, False, True, -2.5),  # a buy against a short
+        (-3.0, 1.0, True, True, 0.0),  # reduce-only never opens
+        (-3.0, 1.0, False, False, 0.0),  # hedge leg: the order's own leg
+    ],
+)
+def test_opening_held(size: float, held: float, reduces: bool, netted: bool,
+                      expected: float) -> None:
+    assert orders.opening_held(size, held, reduces, netted) == expected
+
+
+@given(
+    size=st.floats(-10, 10, allow_nan=False).filter(bool),
+    held=st.one_of(st.just(0.0), st.floats(-10, 10, allow_nan=False)),
+    reduces=st.booleans(),
+    netted=st.booleans(),
+)
+@settings(deadline=None, max_examples=200)
+def test_opening_part_depends_on_held_only_through_opening_held(
+    size: float, held: float, reduces: bool, netted: bool
+) -> None:
+    """The order book caches reserved margin keyed on opening_held: the key must determine
+    the opening part exactly (same float)."""
+    key = orders.opening_held(size, held, reduces, netted)
+    assert orders.opening_part(size, key, reduces, netted) == orders.opening_part(
+        size, held, reduces, netted)
 
 
 @pytest.mark.parametrize(

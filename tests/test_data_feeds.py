@@ -283,3 +283,37 @@ def test_bulk_preload_fills_the_same_buffers_as_the_bar_loop() -> None:
     assert len(rows) == len(loop_rows) == 60
     assert all(_same(x, y) for r, q in zip(rows, loop_rows, strict=True)
                for x, y in zip(r, q, strict=True))
+
+
+class TickRecorder(bt.Strategy):
+    def __init__(self) -> None:
+        self.ticks: list[dict[str, float | None]] = []
+
+    def next(self) -> None:
+        d = self.datas[0]
+        self.ticks.append({k: v for k, v in vars(d).items() if k.startswith("tick_")})
+
+
+def test_tick_attributes_equal_backtraders_own_methods() -> None:
+    """FuturesFeed's tick methods resolve the line names once; every ``tick_*`` attribute
+    after every bar (mark and NaN funding lines included) equals what backtrader's own
+    ``_tick_nullify``/``_tick_fill`` give on the same feed."""
+    candles = make_candles(30)
+    funding = pd.DataFrame({"funding_rate": [0.0001]}, index=pd.DatetimeIndex([T0], name="date"))
+    runs = []
+    for own in (True, False):
+        feed = make_feed(candles, funding=funding)
+        if not own:
+            feed._tick_fill = lambda force=False, f=feed: bt.feed.AbstractDataBase._tick_fill(
+                f, force)
+            feed._tick_nullify = lambda f=feed: bt.feed.AbstractDataBase._tick_nullify(f)
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(feed)
+        cerebro.addstrategy(TickRecorder)
+        runs.append(cerebro.run()[0].ticks)
+    ours, theirs = runs
+    assert len(ours) == len(theirs) == 30
+    assert ours[0]["tick_close"] == candles["close"].iloc[0]
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.keys() == b.keys() and len(a) == 12  # 11 price/volume/funding lines + last
+        assert all(_same(a[k], b[k]) for k in a)

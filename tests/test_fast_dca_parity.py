@@ -37,7 +37,8 @@ from liqbt.fast import supports
 pytest.importorskip("numba")
 
 ROOT = Path(__file__).parents[1] / "configs"
-VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished")
+VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished", "position", "unrealized_pnl",
+        "realized_pnl", "fees", "equity")
 
 
 def assert_dca_parity(config: Any) -> tuple[Any, Any]:

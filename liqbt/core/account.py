@@ -423,23 +423,31 @@ class Account:
         Cross (``pos`` None or a cross leg): margin balance ``wallet + Σ cross upnl``, Σ MM,
         Σ closing fees and the order margin counted in the trigger.
         """
-        if pos is not None and pos.margin_mode == "isolated":
-            balance = pos.margin + pos.unrealized_pnl if pos.size else 0.0
-            return MarginFigures.of(
-                balance, self.maintenance_margin(pos), self.closing_fee(pos), 0.0
-            )
-        legs = self.cross_positions()
-        return MarginFigures.of(
-            self.cross_margin_balance(),
-            sum(self.maintenance_margin(p) for p in legs),
-            sum(self.closing_fee(p) for p in legs),
-            self.trigger_order_margin() if legs else 0.0,
-        )
+        return MarginFigures.of(*self._trigger_terms(pos))
 
     def margin_ratio(self, pos: Position | None = None) -> float:
         """Trigger margin / margin balance of an isolated leg (``pos``) or of the cross account
         (1.0 = liquidation; :meth:`margin_figures`)."""
-        return self.margin_figures(pos).margin_ratio
+        return MarginFigures.ratio_of(*self._trigger_terms(pos))
+
+    def _trigger_terms(self, pos: Position | None) -> tuple[float, float, float, float]:
+        """``(margin balance, Σ MM, Σ closing fee, order margin)`` of :meth:`margin_figures`."""
+        if pos is not None and pos.margin_mode == "isolated":
+            balance = pos.margin + pos.unrealized_pnl if pos.size else 0.0
+            return balance, self.maintenance_margin(pos), self.closing_fee(pos), 0.0
+        # one pass over the cross legs (in leg order, as cross_positions()): each sum takes
+        # the same terms in the same order as a sum per figure (this runs on every bar)
+        upnl = mm = fee = 0.0
+        legs = 0
+        for p in self.positions.values():
+            if p.size and p.margin_mode == "cross":
+                upnl += p.unrealized_pnl
+                mm += self.maintenance_margin(p)
+                fee += self.closing_fee(p)
+                legs += 1
+        return (
+            self.wallet_balance + upnl, mm, fee, self.trigger_order_margin() if legs else 0.0
+        )
 
     # --- liquidation and bankruptcy prices ----------------------------------------------
     def _solver_tiers(self, pos: Position) -> TierTable:

@@ -202,9 +202,24 @@ class MarginFigures:
         order_margin: float,
     ) -> MarginFigures:
         """Figures from the three trigger terms (sums and the ratio computed here)."""
-        trigger = maintenance_margin + closing_fee + order_margin
+        trigger = cls.trigger_of(maintenance_margin, closing_fee, order_margin)
         return cls(margin_balance, maintenance_margin, closing_fee, order_margin, trigger,
                    margin_ratio(trigger, margin_balance))
+
+    @staticmethod
+    def trigger_of(maintenance_margin: float, closing_fee: float, order_margin: float) -> float:
+        """``trigger margin = MM + closing fee + order margin`` (USDT)."""
+        return maintenance_margin + closing_fee + order_margin
+
+    @classmethod
+    def ratio_of(
+        cls, margin_balance: float, maintenance_margin: float, closing_fee: float,
+        order_margin: float,
+    ) -> float:
+        """``of(...).margin_ratio`` without building the figures (a per-bar query)."""
+        return margin_ratio(
+            cls.trigger_of(maintenance_margin, closing_fee, order_margin), margin_balance
+        )
 
     @property
     def excess(self) -> float:

@@ -81,6 +81,18 @@ def opening_part(size: float, held: float, reduces: bool, netted: bool) -> float
     return abs(size)
 
 
+def opening_held(size: float, held: float, reduces: bool, netted: bool) -> float:
+    """The part of ``held`` that :func:`opening_part` depends on: ``held`` itself when the
+    order nets against it (one-way mode, not reduce-only, the leg held on the other side),
+    else 0.0, so that ``opening_part(size, held, reduces, netted) ==
+    opening_part(size, opening_held(size, held, reduces, netted), reduces, netted)``. A
+    cache of order figures keyed on it keeps an order's figure while only a position on its
+    own side (or none) changes. Units: base units."""
+    if reduces or not netted or not held or (held > 0) == (size > 0):
+        return 0.0
+    return held
+
+
 def reducing_fill(size: float, held: float) -> float:
     """The signed quantity a reducing (reduce-only) order of signed ``size`` may fill against a
     leg holding signed ``held``: the order capped at the position, or 0 when the leg is flat or

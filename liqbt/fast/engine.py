@@ -487,7 +487,7 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
         warning_threshold=config.account.warning_threshold,
         statistics=statistics,
         bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
-                      trades),
+                      trades, st),
         timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
         if detail else {},
         fills=fill_rows,
@@ -506,14 +506,16 @@ _DCA_TAGS = {kn.T_BASE: "base", kn.T_SAFETY: "safety", kn.T_TP: "take_profit",
 
 def _bot_view(config: RunConfig, stats: np.ndarray, equity: float, fees: float,
               realized: float, p: _Prepared, dt: Any,
-              trades: list[dict[str, Any]]) -> dict[str, Any]:
+              trades: list[dict[str, Any]], st: np.ndarray) -> dict[str, Any]:
     """The bot's own counters (grid profit and pairs; DCA cycles and deals) for reports."""
     view: dict[str, Any] = {"realized_pnl": realized, "fees": fees, "equity": equity}
     if config.strategy.name == "grid":
         view.update(grid_profit=float(stats[17]), pairs=int(stats[13]),
                     refused_orders=int(stats[18]), missing_lines=int(stats[19]))
     elif config.strategy.name == "dca":
-        view.update(_dca_view(p, dt, trades))
+        # strategies.base.MarginAwareStrategy.account_summary: the leg at the last mark
+        view.update(_dca_view(p, dt, trades), position=float(st[fm.SZ]),
+                    unrealized_pnl=float(fm.upnl(st)))
     return view
 
 
