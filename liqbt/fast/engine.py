@@ -380,7 +380,13 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     if len(config.markets) > 1:
         from liqbt.fast.multi_engine import run_multi
 
-        return run_multi(config, data if data is not None else _load(config), detail)
+        arrays = data if data is not None else _load(config)
+        if isinstance(arrays, str):
+            # bars on different clocks: the backtrader engine runs it (and says so)
+            from liqbt.runner import run_config
+
+            return run_config(config, timeline=detail)
+        return run_multi(config, arrays, detail)
     if data is None:
         data = load_market(config)
     p, st, stats, fills, liqs, topups, eq, mr, ex = run_arrays(config, data)
@@ -645,6 +651,11 @@ def run_batch(configs: Any, data: Any = None) -> list[Any]:
         key = data_key(cfg)
         if key not in cache:
             cache[key] = _load(cfg, data)
+        if isinstance(cache[key], str):  # several symbols on different clocks
+            from liqbt.runner import run_config
+
+            results.append(run_config(cfg, timeline=data is None, data=data))
+            continue
         # executor batches ship no report-only fields back
         results.append(run_one(cfg, cache[key], detail=data is None))
     return results
@@ -657,7 +668,9 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
 
 
 def _load(config: RunConfig, data: Any = None) -> Any:
-    """The config's arrays: one :class:`MarketArrays`, or a list with several markets."""
+    """The config's arrays: one :class:`MarketArrays`, or a list with several markets (or,
+    when their bars do not share one clock, the reason: the config then runs on backtrader,
+    its result saying ``engine = "backtrader"``)."""
     if len(config.markets) > 1:
         from liqbt.fast.multi_engine import load_markets
 
