@@ -65,23 +65,43 @@ def load_market(config: RunConfig, data: Any = None, index: int = 0) -> MarketAr
         index = index.tz_localize("UTC")
     frame = candles.set_axis(index)
     marks, _ = align_mark(frame, mark, tf)
-    return arrays_from_frames(frame, marks, align_funding(index, tf, funding), pd)
+    arrays = arrays_from_frames(frame, marks, align_funding(index, tf, funding), pd)
+    if data is None:
+        del candles, mark, funding, frame, marks
+        _release_arrow_memory()
+    return arrays
+
+
+def _release_arrow_memory() -> None:
+    """Give the memory of the frames just read back to the system: pyarrow's allocator keeps
+    freed blocks for reuse, which on 4 years of 1m bars holds hundreds of MB for nothing."""
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
 
 
 def arrays_from_frames(frame: Any, marks: Any, funding: np.ndarray, pd: Any) -> MarketArrays:
     """:class:`MarketArrays` from a candle frame, its aligned mark frame and funding array;
-    a mark row with a NaN falls back to the trade OHLC (as the broker's ``_mark_ohlc``)."""
-    trade = frame[["open", "high", "low", "close"]].to_numpy(dtype="float64")
-    mk = marks[["mark_open", "mark_high", "mark_low", "mark_close"]].to_numpy(dtype="float64")
-    bad = np.isnan(mk).any(axis=1)
-    mk = mk.copy()
-    mk[bad] = trade[bad]
+    a mark row with a NaN falls back to the trade OHLC (as the broker's ``_mark_ohlc``).
+
+    One contiguous float64 copy per column and no 2-D intermediates: on 4 years of 1m bars
+    (2.1 M) every column is 17 MB, so temporaries decide the peak memory."""
+    names = ("open", "high", "low", "close")
+    trade = [np.array(frame[k].to_numpy(dtype="float64"), dtype="float64", order="C")
+             for k in names]
+    mk = [np.array(marks[f"mark_{k}"].to_numpy(dtype="float64"), dtype="float64", order="C")
+          for k in names]
+    bad = np.zeros(len(frame), dtype=bool)
+    for col in mk:
+        bad |= np.isnan(col)
+    if bad.any():
+        for col, fallback in zip(mk, trade, strict=True):
+            col[bad] = fallback[bad]
     times = frame.index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    return MarketArrays(
-        times, *(np.ascontiguousarray(trade[:, i]) for i in range(4)),
-        *(np.ascontiguousarray(mk[:, i]) for i in range(4)),
-        np.ascontiguousarray(funding, dtype="float64"),
-    )
+    return MarketArrays(times, *trade, *mk, np.ascontiguousarray(funding, dtype="float64"))
 
 
 def supports(config: RunConfig) -> str | None:
@@ -412,27 +432,28 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     fill_times = dts(fills, kn.F_BAR)
     liq_times = dts(liqs, kn.L_BAR)
     fill_event = ev.Fill
-    for r, when_filled in zip(fills.tolist(), fill_times, strict=True):
-        ref = int(r[kn.F_REF])
-        is_liq = bool(r[kn.F_LIQ])
-        tag = int(r[kn.F_TAG])
+    # column by column (a row list of every fill would be the run's largest temporary)
+    ints = fills[:, [kn.F_REF, kn.F_LIQ, kn.F_TAG, kn.F_LVL, kn.F_PAIR]].astype(np.int64)
+    for when_filled, (ref, liq, tag, lvl, pair), qty, price, fee in zip(
+            fill_times, ints.tolist(), fills[:, kn.F_QTY].tolist(),
+            fills[:, kn.F_PRICE].tolist(), fills[:, kn.F_FEE].tolist(), strict=True):
+        is_liq = bool(liq)
         if is_liq:
             info[ref] = {"liquidation": True}
         elif tag == kn.T_GRID:
-            info[ref] = {"grid_level": int(r[kn.F_LVL])}
-            if r[kn.F_PAIR]:
-                info[ref]["pair_ref"] = int(r[kn.F_PAIR])
+            info[ref] = {"grid_level": lvl}
+            if pair:
+                info[ref]["pair_ref"] = pair
         elif tag == kn.T_CLOSE:
             info[ref] = {"reason": exit_reason}
         elif tag in _DCA_TAGS:
             # strategies/dca.py's order.info["dca"]: the trade list's exit reason
-            info[ref] = {"dca": _DCA_TAGS[tag] + (str(int(r[kn.F_LVL]))
-                                                  if tag == kn.T_SAFETY else "")}
-        events.append(fill_event(when_filled, symbol, "net", r[kn.F_QTY], r[kn.F_PRICE],
-                                 r[kn.F_FEE], liquidation=is_liq, order_ref=ref))
+            info[ref] = {"dca": _DCA_TAGS[tag] + (str(lvl) if tag == kn.T_SAFETY else "")}
+        events.append(fill_event(when_filled, symbol, "net", qty, price, fee,
+                                 liquidation=is_liq, order_ref=ref))
         if detail:
-            fill_rows.append({"time": when_filled, "symbol": symbol, "size": r[kn.F_QTY],
-                              "price": r[kn.F_PRICE], "liquidation": is_liq})
+            fill_rows.append({"time": when_filled, "symbol": symbol, "size": qty,
+                              "price": price, "liquidation": is_liq})
         if is_liq:
             lq = liqs[li]
             events.append(ev.Liquidation(
