@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, objmode
 
 from liqbt.fast import kernel as kn
+from liqbt.fast.jit import hot
 
 # bi / bp indices
 I_SIDE, I_MAXSO, I_COOLDOWN, I_MAXCYC, I_HAS_SL, I_FILTER = 1, 2, 3, 4, 5, 6
@@ -85,7 +86,7 @@ def order_size(notional: float, price: float, step: float, min_notional: float) 
     return size
 
 
-@njit(cache=True)
+@hot
 def retried(state, bi, ref) -> bool:
     """:meth:`strategies.dca.DcaStrategy.on_refused`'s test: a refused safety order or take
     profit of the bot is retried later (``True``); any other refusal stops the bot."""
@@ -96,7 +97,7 @@ def retried(state, bi, ref) -> bool:
     return state[D_TP_REF] == ref and ref != 0
 
 
-@njit(cache=True)
+@hot
 def _cancel(oi, n_orders, ref):
     """:meth:`strategies.base.MarginAwareStrategy.cancel_order` by ref: an accepted order
     dies now, a submitted one once accepted; a dead (filled, refused) one is left alone."""
@@ -111,7 +112,7 @@ def _cancel(oi, n_orders, ref):
             return
 
 
-@njit(cache=True)
+@hot
 def _fill_price(fills, nf, t, ref) -> float:
     """``order.executed.price`` of this bar's fill of order ``ref``: backtrader's
     ``OrderData.addbit`` averages the execution bits, ``(0 + qty × price) / qty`` for one bit,
@@ -125,7 +126,7 @@ def _fill_price(fills, nf, t, ref) -> float:
     return math.nan
 
 
-@njit(cache=True)
+@hot
 def _place_take_profit(st, ob, oi, n_orders, next_ref, t, stopped, bi, bp, state):
     """:meth:`strategies.dca.DcaStrategy._place_take_profit`."""
     _cancel(oi, n_orders, int(state[D_TP_REF]))
@@ -155,7 +156,7 @@ def _place_safety(ob, oi, n_orders, next_ref, t, bi, bp, state, index, price):
     return n_orders, next_ref, True
 
 
-@njit(cache=True)
+@hot
 def _cancel_cycle_orders(oi, n_orders, bi, state):
     """:meth:`strategies.dca.DcaStrategy._cancel_cycle_orders`."""
     m = bi[I_MAXSO]
@@ -168,7 +169,7 @@ def _cancel_cycle_orders(oi, n_orders, bi, state):
     state[D_TP_REF] = 0
 
 
-@njit(cache=True)
+@hot
 def _end_cycle(oi, n_orders, t, bi, state, rec, exit_price, reason):
     """:meth:`strategies.dca.DcaStrategy._end_cycle`: the cycle record and the cooldown."""
     _cancel_cycle_orders(oi, n_orders, bi, state)
@@ -212,7 +213,7 @@ def bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref
     return n_orders, next_ref, stop, low, high
 
 
-@njit(cache=True)
+@hot
 def wake(st, bi, bp, state, stopped):
     """The closes ``(low, high)`` at which the bot's ``next()`` acts again without being
     notified of anything: every bar (``(inf, -inf)``) while it may open a cycle or retries a

@@ -25,6 +25,7 @@ from numba import njit
 
 from liqbt.core.cross_bound import SAFE_MARGIN
 from liqbt.fast import dca as _dca
+from liqbt.fast.jit import hot
 from liqbt.fast.margin import (
     BASIS_SIZE,
     CAPNOT,
@@ -105,7 +106,7 @@ _VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
 _SAFE_MARGIN = SAFE_MARGIN
 
 
-@njit(cache=True)
+@hot
 def _at(path, k, tau):
     """``liqbt.broker._at``: the path's price at clock ``tau`` inside segment ``k``."""
     a = path[k]
@@ -127,7 +128,7 @@ def _grow(buf: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@hot
 def _opening_size(st, ob, oi, k) -> float:
     """:meth:`liqbt.broker.MarginBroker._opening_size` (one-way)."""
     qty = ob[k, OQ]
@@ -140,7 +141,7 @@ def _opening_size(st, ob, oi, k) -> float:
     return abs(qty)
 
 
-@njit(cache=True)
+@hot
 def _order_margin(st, fp, ob, oi, n_orders, exclude) -> float:
     """:meth:`liqbt.broker.MarginBroker._order_margin`: Σ opening × price / leverage."""
     total = 0.0
@@ -719,7 +720,7 @@ def _cross_may(st, fp, ip, tiers, box, low, high, tom) -> bool:
     return bound <= tol and cross_floor(st, fp, ip, tiers, low, high, tom) <= tol
 
 
-@njit(cache=True)
+@hot
 def _tom(st, fp, ip, ob, oi, n_orders) -> float:
     """:meth:`liqbt.core.account.Account.trigger_order_margin`: the resting orders' margin
     where the profile counts it in the cross trigger (``order_margin_in_trigger``), else 0."""
@@ -728,7 +729,7 @@ def _tom(st, fp, ip, ob, oi, n_orders) -> float:
     return _order_margin(st, fp, ob, oi, n_orders, -1)
 
 
-@njit(cache=True)
+@hot
 def _stop_orders(oi, n_orders):
     """:meth:`strategies.base.MarginAwareStrategy.cancel_all` from ``next()``: accepted
     orders die now, submitted ones once accepted. Returns the new book length."""
@@ -757,7 +758,7 @@ def _still(st, fp, ip, tiers, price) -> bool:
     return price >= lp - 1e-9 * lp
 
 
-@njit(cache=True)
+@hot
 def _can_partial(st, fp, ip, tiers, price) -> bool:
     """:meth:`liqbt.broker.MarginBroker._partial_step`'s conditions."""
     drop = ip[PDROP]
@@ -776,7 +777,7 @@ def _can_partial(st, fp, ip, tiers, price) -> bool:
     return _partial_qty(st, fp, ip, tiers, price) != 0.0
 
 
-@njit(cache=True)
+@hot
 def _partial_qty(st, fp, ip, tiers, price) -> float:
     index = tier_index(tiers, lookup_value(ip, st[SZ], price))
     if index == 0:
@@ -843,7 +844,7 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     return nf, nl, fills, liqs
 
 
-@njit(cache=True)
+@hot
 def _add_order(ob, oi, n_orders, next_ref, t, qty, price, otype, reduce, tag, level, opening):
     ob[n_orders, OQ] = qty
     ob[n_orders, OP] = price
@@ -861,7 +862,7 @@ def _add_order(ob, oi, n_orders, next_ref, t, qty, price, otype, reduce, tag, le
     return n_orders + 1, next_ref + 1
 
 
-@njit(cache=True)
+@hot
 def _is_opening(direction, start_level, level, buy) -> bool:
     """:meth:`strategies.grid.GridStrategy._is_opening`."""
     if direction == 0:
@@ -871,7 +872,7 @@ def _is_opening(direction, start_level, level, buy) -> bool:
     return level < start_level if buy else level > start_level
 
 
-@njit(cache=True)
+@hot
 def _place_grid(ob, oi, n_orders, next_ref, t, level, buy, direction, start_level, quantity,
                 levels, pair_ref):
     """:meth:`strategies.grid.GridStrategy._place_grid`."""
@@ -883,7 +884,7 @@ def _place_grid(ob, oi, n_orders, next_ref, t, level, buy, direction, start_leve
     return n_orders, ref
 
 
-@njit(cache=True)
+@hot
 def _grid_launch(ob, oi, n_orders, next_ref, t, bi, bp, levels, close):
     """:func:`liqbt.core.ladders.grid_plan` orders as the grid bot places them."""
     direction = bi[1]
@@ -906,7 +907,7 @@ def _grid_launch(ob, oi, n_orders, next_ref, t, bi, bp, levels, close):
     return n_orders, next_ref
 
 
-@njit(cache=True)
+@hot
 def _note(kind, tag, lvl, opening, buy, ref, n, what, ob, oi, k):
     """Record what the bot is told about order row ``k`` this bar; returns the new count."""
     kind[n] = what
@@ -918,7 +919,7 @@ def _note(kind, tag, lvl, opening, buy, ref, n, what, ob, oi, k):
     return n + 1
 
 
-@njit(cache=True)
+@hot
 def _resync(ob, oi, n_orders, next_ref, t, close, want, want_pair, line_ref, direction,
             start_level, quantity, levels):
     """:meth:`strategies.grid.GridStrategy.resync`: cancel live grid orders no line wants
@@ -950,7 +951,7 @@ def _resync(ob, oi, n_orders, next_ref, t, close, want, want_pair, line_ref, dir
     return n_orders, next_ref, clean
 
 
-@njit(cache=True)
+@hot
 def _reached(level, launch_price, close) -> bool:
     """:meth:`strategies.grid.GridStrategy._reached`."""
     return close <= level if level < launch_price else close >= level

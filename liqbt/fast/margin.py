@@ -16,6 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
+from liqbt.fast.jit import hot
+
 # --- state indices (float64 vector) --------------------------------------------------------
 W, SZ, EN, MG, MK, FEES, FUND, REAL, INS, MIND, INIT = range(11)
 N_STATE = 11
@@ -32,7 +34,7 @@ F_BINANCE, F_TAKER, F_BYBIT = 0, 1, 2
 _MAX_TIER_ITERATIONS = 64
 
 
-@njit(cache=True)
+@hot
 def tier_index(tiers: np.ndarray, value: float) -> int:
     """:meth:`liqbt.core.tiers.TierTable.tier_index`: first tier whose cap >= value."""
     n = tiers.shape[0]
@@ -46,7 +48,7 @@ def tier_index(tiers: np.ndarray, value: float) -> int:
     return min(lo, n - 1)
 
 
-@njit(cache=True)
+@hot
 def lookup_value(ip: np.ndarray, size: float, price: float) -> float:
     """:meth:`liqbt.core.tiers.TierTable.lookup_value`."""
     if ip[BASIS_SIZE]:
@@ -54,13 +56,13 @@ def lookup_value(ip: np.ndarray, size: float, price: float) -> float:
     return abs(size) * price
 
 
-@njit(cache=True)
+@hot
 def initial_margin(st: np.ndarray, fp: np.ndarray) -> float:
     """:meth:`liqbt.core.account.Account.initial_margin`: ``|size| × entry / leverage``."""
     return abs(st[SZ]) * st[EN] / fp[LEV]
 
 
-@njit(cache=True)
+@hot
 def upnl(st: np.ndarray) -> float:
     """:attr:`liqbt.core.account.Position.unrealized_pnl`: ``size × (mark − entry)``."""
     if st[SZ] != 0.0:
@@ -68,7 +70,7 @@ def upnl(st: np.ndarray) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@hot
 def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
     """:meth:`liqbt.core.account.Account.maintenance_margin` of the leg:
     :class:`liqbt.core.margin_models.TieredMM` (``q × P × mmr − amount``, P the mark, the entry
@@ -84,7 +86,7 @@ def maintenance_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
     return abs(size) * price * tiers[k, 1] - tiers[k, 2]
 
 
-@njit(cache=True)
+@hot
 def closing_fee(st: np.ndarray, fp: np.ndarray, ip: np.ndarray) -> float:
     """:meth:`liqbt.core.margin_models.MarginModel.closing_fee`: ``taker × q × mark`` on
     ``taker_at_mark`` profiles, else 0."""
@@ -94,7 +96,7 @@ def closing_fee(st: np.ndarray, fp: np.ndarray, ip: np.ndarray) -> float:
     return rate * abs(st[SZ]) * st[MK]
 
 
-@njit(cache=True)
+@hot
 def equity(st: np.ndarray, ip: np.ndarray) -> float:
     """:meth:`liqbt.core.account.Account.equity`."""
     total = st[W]
@@ -105,7 +107,7 @@ def equity(st: np.ndarray, ip: np.ndarray) -> float:
     return total
 
 
-@njit(cache=True)
+@hot
 def available_balance(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, order_margin: float) -> float:
     """:meth:`liqbt.core.account.Account.available_balance` (cross balance − cross IM − orders,
     floored at 0)."""
@@ -118,7 +120,7 @@ def available_balance(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, order_marg
     return max(value, 0.0)
 
 
-@njit(cache=True)
+@hot
 def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: float,
                     mmr: float, amount: float, taker: float) -> float:
     """:func:`liqbt.core.margin._solve_isolated` (binance, taker_at_mark, bybit)."""
@@ -133,7 +135,7 @@ def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: flo
 _TIER_NEXT, _TIER_DONE, _TIER_BAD = 0, 1, 2
 
 
-@njit(cache=True)
+@hot
 def _record_tier(seen_k: np.ndarray, seen_p: np.ndarray, nseen: int, key: int, price: float,
                  used: bool, tiers: np.ndarray, ip: np.ndarray, q: float):
     """Record the candidate ``price`` solved in tier ``key`` and pick the tier at that price:
@@ -151,7 +153,7 @@ def _record_tier(seen_k: np.ndarray, seen_p: np.ndarray, nseen: int, key: int, p
     return nseen, nk, _TIER_NEXT
 
 
-@njit(cache=True)
+@hot
 def _tier_seen(seen_k: np.ndarray, nseen: int, key: int) -> bool:
     """Whether the tier fixed-point iteration already visited tier ``key`` (a cycle)."""
     for j in range(nseen):
@@ -160,7 +162,7 @@ def _tier_seen(seen_k: np.ndarray, nseen: int, key: int) -> bool:
     return False
 
 
-@njit(cache=True)
+@hot
 def _cycle_price(seen_p: np.ndarray, nseen: int, falling: bool) -> float:
     """The price a tier cycle settles on, as ``liqbt.core.margin`` does: the candidate the
     price meets first (the highest when the price falls toward it, else the lowest)."""
@@ -274,7 +276,7 @@ def liquidation_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.
     return max(price, 0.0), direction, True
 
 
-@njit(cache=True)
+@hot
 def cross_at(a: float, b: float, level: float, rising: bool):
     """:meth:`liqbt.broker.MarginBroker._cross`: ``(fraction, price, hit)``."""
     if rising:
@@ -290,7 +292,7 @@ def cross_at(a: float, b: float, level: float, rising: bool):
     return 0.0, 0.0, False
 
 
-@njit(cache=True)
+@hot
 def fill(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float, price: float,
          fee_rate: float):
     """:meth:`liqbt.core.account.Account.fill`; returns ``(closed, fee)``."""
@@ -335,7 +337,7 @@ def fill(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float, price: floa
     return closed, fee
 
 
-@njit(cache=True)
+@hot
 def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                      execution: float) -> float:
     """:meth:`liqbt.core.account.Account.settlement_prices` for the one leg (isolated, or the
@@ -361,7 +363,7 @@ def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.n
     return result
 
 
-@njit(cache=True)
+@hot
 def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                  trigger_om: float = 0.0) -> float:
     """:meth:`liqbt.core.account.Account.margin_ratio` of the isolated leg
@@ -383,13 +385,13 @@ def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarr
 
 
 # --- cross margin, one symbol (liqbt.core.cross_bound, liqbt.walk, liqbt.core.path) ---------
-@njit(cache=True)
+@hot
 def trigger_margin(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray) -> float:
     """:meth:`liqbt.core.account.Account.trigger_margin`: ``MM + closing fee`` of the leg."""
     return maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip)
 
 
-@njit(cache=True)
+@hot
 def cross_excess(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                  trigger_om: float) -> float:
     """:meth:`liqbt.core.account.Account.cross_excess` with the one cross leg: ``wallet +
@@ -398,7 +400,7 @@ def cross_excess(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarr
     return balance - ((0.0 + trigger_margin(st, fp, ip, tiers)) + trigger_om)
 
 
-@njit(cache=True)
+@hot
 def cross_tolerance(st: np.ndarray) -> float:
     """:func:`liqbt.core.liquidation.cross_tolerance`: ``1e-9 × max(Σ q × mark, 1)``."""
     return 1e-9 * max(0.0 + abs(st[SZ]) * st[MK], 1.0)
@@ -471,7 +473,7 @@ def cross_floor(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarra
 _VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
 
 
-@njit(cache=True)
+@hot
 def _path_at(path: np.ndarray, k: int, t: float) -> float:
     """:func:`liqbt.walk.at`: the path's price at clock ``t`` in segment ``k``."""
     a = path[k]

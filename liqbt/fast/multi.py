@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit
 
 from liqbt.fast import kernel as kn
+from liqbt.fast.jit import hot
 from liqbt.fast.margin import (
     CAPNOT,
     DEBIT,
@@ -92,24 +93,24 @@ MSYM, MSTAT, MCB, MREF = 0, 1, 2, 3
 LARGEST_LOSS, LARGEST_MM = 0, 1
 
 
-@njit(cache=True)
+@hot
 def _load(row, acct):
     for f in _ACCT:
         row[f] = acct[f]
 
 
-@njit(cache=True)
+@hot
 def _store(row, acct):
     for f in _ACCT:
         acct[f] = row[f]
 
 
-@njit(cache=True)
+@hot
 def _is_cross(sv, ips, i) -> bool:
     return sv[i, SZ] != 0.0 and ips[i, ISO] == 0
 
 
-@njit(cache=True)
+@hot
 def _cmb(sv, ips, acct, porder, npos) -> float:
     """:meth:`Account.cross_margin_balance`: wallet + Σ upnl of cross legs (leg order)."""
     total = 0.0
@@ -120,7 +121,7 @@ def _cmb(sv, ips, acct, porder, npos) -> float:
     return acct[W] + total
 
 
-@njit(cache=True)
+@hot
 def _ctrig(sv, fps, ips, tt, ntt, porder, npos, tom) -> float:
     """:meth:`Account.cross_trigger_margin`: Σ (MM + closing fee) of cross legs + ``tom``."""
     total = 0.0
@@ -131,13 +132,13 @@ def _ctrig(sv, fps, ips, tt, ntt, porder, npos, tom) -> float:
     return total + tom
 
 
-@njit(cache=True)
+@hot
 def _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom) -> float:
     """:meth:`Account.cross_excess`."""
     return _cmb(sv, ips, acct, porder, npos) - _ctrig(sv, fps, ips, tt, ntt, porder, npos, tom)
 
 
-@njit(cache=True)
+@hot
 def _ctol(sv, ips, porder, npos) -> float:
     """:func:`liqbt.core.liquidation.cross_tolerance`."""
     total = 0.0
@@ -148,7 +149,7 @@ def _ctol(sv, ips, porder, npos) -> float:
     return 1e-9 * max(total, 1.0)
 
 
-@njit(cache=True)
+@hot
 def _any_cross(sv, ips) -> bool:
     for i in range(sv.shape[0]):
         if _is_cross(sv, ips, i):
@@ -168,7 +169,7 @@ def _cross_floor(sv, fps, ips, tt, ntt, acct, porder, npos, lows, highs, tom) ->
     return total
 
 
-@njit(cache=True)
+@hot
 def _set_marks(sv, mpaths, k, t):
     for i in range(sv.shape[0]):
         sv[i, MK] = _path_at(mpaths[i], k, t)
@@ -251,7 +252,7 @@ def _lp_of(sv, fps, ips, tt, ntt, acct, porder, npos, i, tom):
     return liquidation_price(row, fps[i], ips[i], tt[i, :ntt[i]], tom, other_upnl, other_trigger)
 
 
-@njit(cache=True)
+@hot
 def _order_margin(sv, fps, ob, oi, n_orders, exclude) -> float:
     """:meth:`MarginBroker.order_margin` (one-way legs): Σ opening × price / leverage of the
     accepted orders."""
@@ -271,7 +272,7 @@ def _order_margin(sv, fps, ob, oi, n_orders, exclude) -> float:
     return total
 
 
-@njit(cache=True)
+@hot
 def _opening(sv, ob, oi, k) -> float:
     qty = ob[k, MQ]
     cur = sv[oi[k, MSYM], SZ]
@@ -281,7 +282,7 @@ def _opening(sv, ob, oi, k) -> float:
     return abs(qty)
 
 
-@njit(cache=True)
+@hot
 def _avail(sv, fps, ips, acct, porder, npos, om) -> float:
     """:meth:`Account.available_balance`: cross balance − (Σ cross IM + order margin), >= 0."""
     value = _cmb(sv, ips, acct, porder, npos)
@@ -294,14 +295,14 @@ def _avail(sv, fps, ips, acct, porder, npos, om) -> float:
     return max(value, 0.0)
 
 
-@njit(cache=True)
+@hot
 def _tom(sv, fps, ips, ob, oi, n_orders) -> float:
     if not ips[0, OMTRIG]:
         return 0.0
     return _order_margin(sv, fps, ob, oi, n_orders, -1)
 
 
-@njit(cache=True)
+@hot
 def _cancel(oi, n_orders, sym) -> bool:
     """CancelOrders: the symbol's accepted orders (``sym`` >= 0) or every one (``-1``)."""
     any_ = False
@@ -321,7 +322,7 @@ def _grow(buf, n):
     return out
 
 
-@njit(cache=True)
+@hot
 def _note_position(porder, npos, i):
     """The account creates a leg on its first fill: legs are summed in that order."""
     for j in range(npos):
@@ -388,7 +389,7 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
     return nf, nl, fills, liqs
 
 
-@njit(cache=True)
+@hot
 def _partial_qty(sv, fps, ips, tt, ntt, acct, porder, npos, i, price) -> float:
     """:func:`liqbt.core.liquidation._partial_close`'s signed quantity (0: no step)."""
     ip = ips[i]
@@ -407,7 +408,7 @@ def _partial_qty(sv, fps, ips, tt, ntt, acct, porder, npos, i, price) -> float:
     return kn._partial_qty(sv[i], fps[i], ip, tt[i, :ntt[i]], price)
 
 
-@njit(cache=True)
+@hot
 def _wipeout(sv, fps, acct) -> bool:
     """:func:`liqbt.core.liquidation._wipeout`: no leg left and the equity cannot open the
     smallest order of any market."""
@@ -447,7 +448,7 @@ def _ranking(sv, fps, ips, tt, ntt, rule, out) -> int:
     return n
 
 
-@njit(cache=True)
+@hot
 def _equity(sv, ips, acct, porder, npos) -> float:
     total = acct[W]
     for j in range(npos):
@@ -459,7 +460,7 @@ def _equity(sv, ips, acct, porder, npos) -> float:
     return total
 
 
-@njit(cache=True)
+@hot
 def _ratio(sv, fps, ips, tt, ntt, acct, porder, npos, tom) -> float:
     """The timeline's margin ratio: the worst of the cross account's and each isolated
     leg's (:meth:`Account.margin_ratio`); 0 when flat."""
@@ -492,7 +493,7 @@ def _ratio(sv, fps, ips, tt, ntt, acct, porder, npos, tom) -> float:
     return worst
 
 
-@njit(cache=True)
+@hot
 def _margin_ratio_iso(st, fp, ip, tiers) -> float:
     balance = st[MG] + upnl(st)
     trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
