@@ -316,7 +316,9 @@ def run(
         in_reach = False
         if n_reach == 0 and st[SZ] != 0.0:
             if ip[ISO]:
-                lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
+                fresh, lp, direction, found = _lp_cached(st, ip, lpc, 0.0)
+                if not fresh:
+                    lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
                 if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
                     in_reach = True
             else:  # JointWalk._cross_may_breach: the cross condition over the bar's box
@@ -366,7 +368,9 @@ def run(
                     if st[SZ] != 0.0 and ip[ISO]:
                         ma = _at(mpath, seg, tau)
                         mb = mpath[seg + 1]
-                        lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
+                        fresh, lp, direction, found = _lp_cached(st, ip, lpc, 0.0)
+                        if not fresh:
+                            lp, direction, found = _lp(st, fp, ip, tiers, lpc, 0.0)
                         if found:
                             f, p, hit = cross_at(ma, mb, lp, direction > 0)
                             if hit:
@@ -535,7 +539,10 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            lp, direction, found = _lp(st, fp, ip, tiers, lpc, _tom(st, fp, ip, ob, oi, n_orders))
+            tom = _tom(st, fp, ip, ob, oi, n_orders)
+            fresh, lp, direction, found = _lp_cached(st, ip, lpc, tom)
+            if not fresh:
+                lp, direction, found = _lp(st, fp, ip, tiers, lpc, tom)
             if found:
                 if direction < 0:
                     d = (low_m - lp) / low_m
@@ -680,6 +687,17 @@ def run(
     return st, stats, fills[:nf], liqs[:nl], topups[:nt], eq, mr, ex
 
 
+@hot
+def _lp_cached(st, ip, cache, tom):
+    """``(fresh, lp, direction, found)``: :func:`_lp`'s cached answer when the leg did not
+    change (``fresh``), checked without a call into :func:`_lp` (which allocates, so it pays
+    the reference counting of its arrays; the bar loop asks on every bar with a position)."""
+    third = st[MG] if ip[ISO] else st[W]
+    if cache[0] == st[SZ] and cache[1] == st[EN] and cache[2] == third and cache[6] == tom:
+        return True, cache[3], int(cache[4]), cache[5] != 0.0
+    return False, math.nan, 0, False
+
+
 @njit(cache=True)
 def _lp(st, fp, ip, tiers, cache, tom):
     """:func:`liqbt.fast.margin.liquidation_price`, solved again only when the leg changed:
@@ -687,10 +705,9 @@ def _lp(st, fp, ip, tiers, cache, tom):
     cross leg's on its size, entry, the wallet and the order margin in the trigger (and on the
     mark only as the tier iteration's start: the broker's walker keeps it until the account
     changes too), so an unchanged leg gives the identical result (the per-bar checks would
-    otherwise re-solve the tier iteration on every bar)."""
+    otherwise re-solve the tier iteration on every bar). Called when :func:`_lp_cached` says
+    the cache is stale; solves and stores."""
     third = st[MG] if ip[ISO] else st[W]
-    if cache[0] == st[SZ] and cache[1] == st[EN] and cache[2] == third and cache[6] == tom:
-        return cache[3], int(cache[4]), cache[5] != 0.0
     lp, direction, found = liquidation_price(st, fp, ip, tiers, tom)
     cache[0] = st[SZ]
     cache[1] = st[EN]
