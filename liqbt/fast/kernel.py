@@ -223,6 +223,15 @@ def run(
     # orders submitted by the bot last bar (else the acceptance pass has nothing to do), and
     # accepted orders the bot cancelled before acceptance (cancelled after the walk)
     submitted = False
+    # bounds of the pending orders at the last compaction (see the reach scan)
+    book_sell = math.inf
+    book_buy = -math.inf
+    book_market = False
+    # the order margin in the trigger at the end of the last bar: the pending orders and the
+    # position change only by an acceptance or a walk, so a bar with neither reuses it
+    tom_end = 0.0
+    # the bot may have changed the book in its step of the last bar (see ``dirty``)
+    touched = True
     # the DCA bot acts again on a bar with notifications or a close outside (low, high)
     dca_low = math.inf
     dca_high = -math.inf
@@ -296,7 +305,11 @@ def run(
                 st[W] -= payment
             st[FUND] += payment
         n_reach = 0
-        for k in range(n_orders):
+        # no order can be reached when the bar stays inside the book's bounds (taken at the
+        # last compaction; since then the bot only cancelled, or added orders, which sets
+        # ``submitted``), so a quiet bar skips the scan of every resting order
+        scan = submitted or book_market or h[t] >= book_sell or lo[t] <= book_buy
+        for k in range(n_orders if scan else 0):
             if oi[k, OSTAT] != PENDING or oi[k, OCB] >= t:
                 continue
             if oi[k, OTYPE] == MARKET:
@@ -323,8 +336,10 @@ def run(
                     in_reach = True
             else:  # JointWalk._cross_may_breach: the cross condition over the bar's box
                 in_reach = _cross_may(st, fp, ip, tiers, box, low_m, high_m,
-                                      _tom(st, fp, ip, ob, oi, n_orders))
-        if n_reach == 0 and not in_reach:
+                                      _tom(st, fp, ip, ob, oi, n_orders) if submitted
+                                      else tom_end)
+        walked = not (n_reach == 0 and not in_reach)
+        if not walked:
             st[MK] = mc[t]
         else:
             high_first = c[t] < o[t]
@@ -539,7 +554,9 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            tom = _tom(st, fp, ip, ob, oi, n_orders)
+            # unchanged since the last bar's end when nothing was accepted or walked
+            quiet = not submitted and n_reach == 0 and not in_reach
+            tom = tom_end if quiet else _tom(st, fp, ip, ob, oi, n_orders)
             fresh, lp, direction, found = _lp_cached(st, ip, lpc, tom)
             if not fresh:
                 lp, direction, found = _lp(st, fp, ip, tiers, lpc, tom)
@@ -563,15 +580,33 @@ def run(
             for k in range(n_orders):
                 if oi[k, OSTAT] != DEAD:
                     oi[k, OSTAT] = DEAD
-        # compact the book (keeps creation order)
+        # compact the book (keeps creation order); its bounds: lowest sell and highest buy
+        # limit, any market order, of the pending orders. Unchanged since the last compaction
+        # (nothing to do) when nothing was accepted, walked or stopped and the bot left the
+        # book alone last bar (``touched``)
+        dirty = submitted or walked or bar_stop != S_NONE or touched
         m = 0
-        for k in range(n_orders):
+        if dirty:
+            book_sell = math.inf
+            book_buy = -math.inf
+            book_market = False
+        for k in range(n_orders if dirty else 0):
             if oi[k, OSTAT] != DEAD:
-                if m != k:
-                    ob[m] = ob[k]
-                    oi[m] = oi[k]
+                if m != k:  # element by element: a row assignment costs a view and a copy
+                    for j in range(ob.shape[1]):
+                        ob[m, j] = ob[k, j]
+                    for j in range(oi.shape[1]):
+                        oi[m, j] = oi[k, j]
+                if oi[m, OSTAT] == PENDING:
+                    if oi[m, OTYPE] == MARKET:
+                        book_market = True
+                    elif ob[m, OQ] < 0:
+                        book_sell = min(book_sell, ob[m, OP])
+                    else:
+                        book_buy = max(book_buy, ob[m, OP])
                 m += 1
-        n_orders = m
+        if dirty:
+            n_orders = m
         # --- 4. the bot: fill notifications, then next() -----------------------------------
         # orders cancelled while still submitted are cancelled when their acceptance is
         # notified, i.e. now, after the walk they took part in (strategies.base.cancel_order)
@@ -582,6 +617,9 @@ def run(
                                 n_notes, N_CANCEL, ob, oi, k)
         close = c[t]
         n_before = n_orders
+        stop_before = stop
+        sync_before = in_sync
+        dca_ran = False
         if bot == BOT_GRID:
             direction_g = bi[1]
             # GridStrategy.on_fill / on_cancel / on_refused; their order inside a bar does
@@ -664,6 +702,7 @@ def run(
                     n_orders, next_ref = _add_order(
                         ob, oi, n_orders, next_ref, t, qty, close, MARKET, False, T_OTHER, 0, 0)
         elif bot == BOT_DCA and (n_notes or close <= dca_low or close >= dca_high):
+            dca_ran = True
             n_orders, next_ref, reason, dca_low, dca_high = _dca.bar(
                 t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_ref,
                 n_notes, stop != S_NONE, bi, bp, dca_state, dca_cycles, entry_signal)
@@ -673,8 +712,15 @@ def run(
                 stats[1] = t
                 stats[10] = close
         submitted = n_orders != n_before
+        # whether the bot may have cancelled (or placed) an order this bar: conservatively,
+        # any bot step that did more than look at the close
+        touched = (cancel_after or n_notes > 0 or stop != stop_before or submitted or dca_ran
+                   or (bot == BOT_GRID and (not sync_before or t == bi[2]))
+                   or (bot == BOT_HOLD and t == 0))
         eq[t] = equity(st, ip)
-        mr[t] = margin_ratio(st, fp, ip, tiers, _tom(st, fp, ip, ob, oi, n_orders))
+        if dirty or touched:
+            tom_end = _tom(st, fp, ip, ob, oi, n_orders)
+        mr[t] = margin_ratio(st, fp, ip, tiers, tom_end)
         ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
