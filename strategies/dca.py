@@ -7,18 +7,21 @@ limit (as 3Commas places them) and a reduce-only take-profit limit sits at
 cancels the remaining safety orders and ends the cycle; an optional stop loss (checked on bar
 closes, closed at the next open) ends it too.
 
+A refused safety order or take profit is retried on later bars (``refused_orders`` in the
+summary); the bot stops for good after a liquidation, a wipeout or a refused base order (see
+:mod:`strategies.base`).
+
 Replaced take profits: a take profit replaced in the bar it was placed (several safety orders
 fill in one bar, or the stop loss fires) is only cancelled once the broker accepts it, after the
 next bar's walk (:meth:`strategies.base.MarginAwareStrategy.cancel_order`), so it can still
 fill. Any take-profit fill of the bot counts: one that leaves the position flat (or the
 current take profit) ends the cycle at its fill price exactly as the current one would (the
 cycle's PnL, the remaining orders cancelled, cooldown and ``max_cycles``); one that only
-reduces the position banks its PnL in the cycle (``side × size × (fill − average)``, average
-of the position at the fill) and the bot re-places its take profit for the remaining size,
-unless the current one is still live for exactly that size. A take profit capped at a smaller
-position (after a partial liquidation) counts the same way. A refused safety order or take profit is retried
-on later bars (``refused_orders`` in the summary); the bot stops for good after a liquidation, a
-wipeout or a refused base order (see :mod:`strategies.base`).
+reduces the position banks its PnL in the cycle (``side × size × (fill − average)``, USDT,
+average of the position at the fill) and the bot re-places its take profit for the remaining
+size, unless the current one is still live for exactly that size; the cycle record's ``size``
+is then what the last exit closed, its ``pnl`` includes the banked part. A take profit capped
+at a smaller position (after a partial liquidation) counts the same way.
 
 Entry filter (``ta`` library, computed once over the feed's close array in ``start`` — every
 ``ta`` indicator used here is causal, so the value at bar ``t`` only uses closes up to ``t``):
