@@ -196,8 +196,7 @@ class MarginTimeline(bt.Analyzer):
             # cheap when flat (the common case in sweeps): only computed with a position;
             # each leg's ratio is the cross account's (computed once) or its isolated one
             if self._has_cross:
-                figures = account.margin_figures()
-                cross_ratio, cross_balance = figures.margin_ratio, figures.margin_balance
+                cross_ratio, cross_balance = account.ratio_and_balance()
             ratios = [cross_ratio if p.margin_mode == "cross" else account.margin_ratio(p)
                       for p in open_legs]
             ratio = max(ratios)
