@@ -198,14 +198,16 @@ def base_config(files: Files, strategy: dict[str, Any], leverage: float,
 
 
 def busy_grid(files: Files, leverage: float = 3.0, step_pct: float = 0.5,
-              max_lines: int = 200, direction: str = "long") -> Any:
-    """A geometric grid whose range covers the window (3 % margin each side) with a line every
-    ``step_pct`` % (at most ``max_lines``), each line's quantity twice the exchange minimum
-    (order value and size step) at the lowest line; the investment is what that takes."""
+              max_lines: int = 200, direction: str = "long",
+              prices: tuple[float, float] | None = None) -> Any:
+    """A geometric grid whose range covers the window (3 % margin each side; ``prices`` =
+    its lowest low and highest high when already known) with a line every ``step_pct`` % (at
+    most ``max_lines``), each line's quantity twice the exchange minimum (order value and size
+    step) at the lowest line; the investment is what that takes."""
     from liqbt.core import ladders
     from liqbt.core.profile import load_profile
 
-    low, high = price_range(files)
+    low, high = prices or price_range(files)
     lower, upper = round(low * 0.97, 1), round(high * 1.03, 1)
     grids = min(max_lines, math.ceil(math.log(upper / lower) / math.log1p(step_pct / 100)))
     spec = load_profile("binance").symbol("BTCUSDT")
@@ -352,19 +354,27 @@ def compile_times() -> None:
 
 
 def minute_case(folder: Path) -> None:
+    """4 years of 1m bars through ``run_one`` in a fresh process each: as the executor runs
+    it (no per-bar timeline, no fill rows) and with them (what ``liqbt run`` would keep)."""
     files = minute_files(folder)
-    code = (
-        "import resource, sys, time; sys.path.insert(0, 'benchmarks'); import fast_engine as fe;"
-        "from fast_engine import Files; from liqbt.fast import run_one;"
-        f"files = {files!r}; cfg = fe.busy_grid(files); t0 = time.perf_counter(); r = run_one(cfg);"
-        "t = time.perf_counter() - t0;"
-        "print(r.bars, len(r.trades), t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
-    _, _, line = fresh(code)
-    bars, trades, secs, rss = line.split()
-    print(f"1-minute case: {files.note}: {int(bars):,} bars, busy grid ({int(trades):,} "
-          f"trades), run_one (load, align, kernel, RunResult) {float(secs):.1f} s; "
-          f"peak RSS of the fresh process {int(rss) / 1024:,.0f} MiB (target < 1,024 MiB)")
+    prices = price_range(files)  # read here, so the measured process only runs the engine
+    print(f"1-minute case: {files.note}:")
+    for detail in (False, True):
+        code = (
+            "import resource, sys, time; sys.path.insert(0, 'benchmarks');"
+            "import fast_engine as fe; from fast_engine import Files;"
+            "from liqbt.fast import run_one;"
+            f"cfg = fe.busy_grid({files!r}, prices={prices!r}); t0 = time.perf_counter();"
+            f"r = run_one(cfg, detail={detail}); t = time.perf_counter() - t0;"
+            "print(r.bars, len(r.trades), t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        _, _, line = fresh(code)
+        bars, trades, secs, rss = line.split()
+        what = ("with the per-bar timeline and fill rows" if detail
+                else "as in a sweep (no per-bar timeline)")
+        print(f"  {int(bars):,} bars, busy grid ({int(trades):,} trades), run_one {what} "
+              f"(load, align, kernel, RunResult) {float(secs):.1f} s; peak RSS of the fresh "
+              f"process {int(rss) / 1024:,.0f} MiB (target < 1,024 MiB)")
 
 
 REAL_FILES = (

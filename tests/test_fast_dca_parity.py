@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from test_fast_parity import (
     ACCOUNTS,
     SETTINGS,
+    _bars,
     _close,
     _config,
     _market,
@@ -37,7 +38,8 @@ from liqbt.fast import supports
 pytest.importorskip("numba")
 
 ROOT = Path(__file__).parents[1] / "configs"
-VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished")
+VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished", "position", "unrealized_pnl",
+        "realized_pnl", "fees", "equity")
 
 
 def assert_dca_parity(config: Any) -> tuple[Any, Any]:
@@ -221,6 +223,40 @@ def test_cli_run_and_sweep_engine_fast_same_output():
     assert "fast engine (requested)" in rows[0].stderr
     refused = runner.invoke(main, ["run", dca, "--engine", "fast", "--report", "out"])
     assert refused.exit_code != 0 and "--report with --engine fast" in refused.output
+
+
+@pytest.mark.parametrize("direction", ["long", "short"])
+def test_dca_large_sizes(tmp_path, direction):
+    """A coin priced below 1 USDT: sizes of thousands of units, where rounding to the size
+    step (``round(x, 12)``) needs CPython's algorithm (:func:`liqbt.fast.dca.round12`)."""
+    frame = _bars(5, 150, 50_000.0)
+    frame[["open", "high", "low", "close"]] = (frame[["open", "high", "low", "close"]]
+                                               * (0.03 / 50_000)).round(6)
+    save_candles(frame, tmp_path / "c.feather")
+    cfg = _config(tmp_path, {"candles": tmp_path / "c.feather"},
+                  {"exchange": "simple", "balance": 20_000.0},
+                  {"leverage": 3, "margin_mode": "isolated"},
+                  {"name": "dca", "direction": direction, "base_order": 1000.0,
+                   "safety_order": 777.0, "max_safety_orders": 4, "price_deviation": 0.4,
+                   "step_scale": 1.3, "volume_scale": 1.7, "take_profit": 0.5}, "heuristic")
+    fast, _slow = assert_dca_parity(cfg)
+    assert max(abs(f["size"]) for f in fast.fills) > 1000 and fast.bot["cycles"] >= 7
+
+
+def test_round12_is_pythons_round():
+    """Sizes rounded to the step in the kernel equal the bot's ``round(x, 12)``, also where
+    numba's own ``round`` (scaling by 10**12 in floating point) differs from CPython's."""
+    import math
+    import random
+
+    from liqbt.fast.dca import round12
+
+    rng = random.Random(3)
+    values = [15235.460000000001, 14740.710000000001, 9634.130000000001, 0.1 + 0.2, 1e-13]
+    for _ in range(3000):
+        step = rng.choice([0.1, 0.01, 0.001, 0.0001, 1.0])
+        values.append(math.floor(rng.uniform(0, 40_000) / step + 0.5) * step)
+    assert [round12(v) for v in values] == [round(v, 12) for v in values]
 
 
 def test_dca_supports():

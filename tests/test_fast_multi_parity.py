@@ -174,3 +174,29 @@ def test_multi_supports():
     grid = load_config(ROOT / "configs" / "grid.toml")
     several = dataclasses.replace(grid, markets=pair.markets)
     assert "hold bot only" in supports(several)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="bundled datasets/2025-10 absent")
+def test_symbols_on_different_clocks_run_on_backtrader(tmp_path):
+    """ETH's 5m bars with a gap of an hour: the symbols do not share one clock, so the fast
+    engine hands the config to the backtrader engine, whose result says so."""
+    from liqbt.data import load_candles, save_candles
+    from liqbt.fast import run_batch, run_one
+
+    eth = load_candles(DATA / "ETHUSDT-5m.feather", start="2025-10-10 12:00",
+                       end="2025-10-11 00:00")
+    save_candles(eth.drop(eth.index[30:42]), tmp_path / "eth.feather")
+    markets = [{"symbol": "BTCUSDT", "candles": str(DATA / "BTCUSDT-5m.feather"),
+                "leverage": 10, "margin_mode": "cross"},
+               {"symbol": "ETHUSDT", "candles": str(tmp_path / "eth.feather"),
+                "leverage": 10, "margin_mode": "cross"}]
+    path = tmp_path / "gap.toml"
+    path.write_text(_toml({"exchange": "binance", "balance": 1000.0}, markets,
+                          {"name": "hold", "direction": "long"},
+                          {"start": "2025-10-10 12:00", "end": "2025-10-11 00:00"}))
+    cfg = load_config(path)
+    assert supports(cfg) is None
+    result = run_one(cfg)
+    assert result.engine == "backtrader" and result.bars == 144
+    (batch,) = run_batch([cfg])
+    assert batch.engine == "backtrader" and batch.final_equity == result.final_equity

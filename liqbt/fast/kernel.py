@@ -23,6 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
+from liqbt.core.cross_bound import SAFE_MARGIN
 from liqbt.fast import dca as _dca
 from liqbt.fast.margin import (
     BASIS_SIZE,
@@ -65,6 +66,7 @@ from liqbt.fast.margin import (
     lookup_value,
     margin_ratio,
     settlement_price,
+    term_min,
     tier_index,
     upnl,
 )
@@ -100,6 +102,7 @@ L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQF
 
 
 _VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+_SAFE_MARGIN = SAFE_MARGIN
 
 
 @njit(cache=True)
@@ -211,6 +214,8 @@ def run(
     reach = np.zeros(capacity, np.int64)
     # last isolated liquidation price and the leg (size, entry, margin) it was solved for
     lpc = np.full(7, math.nan)
+    # the cross leg's widened box and its term's minimum (liqbt.core.cross_bound.CrossBound)
+    box = np.full(5, math.nan)
     # the bar's trade and mark paths (filled in place: no allocation per bar)
     tpath = np.empty(4)
     mpath = np.empty(4)
@@ -314,9 +319,8 @@ def run(
                 if found and ((low_m <= lp) if direction < 0 else (high_m >= lp)):
                     in_reach = True
             else:  # JointWalk._cross_may_breach: the cross condition over the bar's box
-                tom = _tom(st, fp, ip, ob, oi, n_orders)
-                floor = cross_floor(st, fp, ip, tiers, low_m, high_m, tom)
-                in_reach = floor <= cross_tolerance(st)
+                in_reach = _cross_may(st, fp, ip, tiers, box, low_m, high_m,
+                                      _tom(st, fp, ip, ob, oi, n_orders))
         if n_reach == 0 and not in_reach:
             st[MK] = mc[t]
         else:
@@ -371,8 +375,7 @@ def run(
                     elif st[SZ] != 0.0:
                         # the first instant the cross condition holds (JointWalk._next_event)
                         tom = _tom(st, fp, ip, ob, oi, n_orders)
-                        if cross_floor(st, fp, ip, tiers, low_m, high_m, tom) <= \
-                                cross_tolerance(st):
+                        if _cross_may(st, fp, ip, tiers, box, low_m, high_m, tom):
                             at = cross_first_breach(st, fp, ip, tiers, mpath, seg, tau,
                                                     tau_end, tom)
                             if at >= 0.0 and at > skip_liq and at <= best_f:
@@ -696,6 +699,24 @@ def _lp(st, fp, ip, tiers, cache, tom):
     cache[5] = 1.0 if found else 0.0
     cache[6] = tom
     return lp, direction, found
+
+
+@njit(cache=True)
+def _cross_may(st, fp, ip, tiers, box, low, high, tom) -> bool:
+    """:meth:`liqbt.core.cross_bound.CrossBound.may_breach` for the one cross leg: the bound
+    of its term over a box widened by ``SAFE_MARGIN`` (kept while the leg and the range stay
+    inside it, so quiet bars cost no evaluation), then the exact floor over ``[low, high]``."""
+    if not (box[0] == st[SZ] and box[1] == st[EN] and box[2] <= low <= high <= box[3]):
+        wide_low = low * (1 - _SAFE_MARGIN)
+        wide_high = high * (1 + _SAFE_MARGIN)
+        box[0] = st[SZ]
+        box[1] = st[EN]
+        box[2] = wide_low
+        box[3] = wide_high
+        box[4] = term_min(st, fp, ip, tiers, wide_low, wide_high)
+    bound = (st[W] - tom) + box[4]
+    tol = cross_tolerance(st)
+    return bound <= tol and cross_floor(st, fp, ip, tiers, low, high, tom) <= tol
 
 
 @njit(cache=True)

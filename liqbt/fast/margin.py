@@ -439,12 +439,13 @@ def term_min(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray, 
     closing fee)`` for marks in ``[low, high]`` (the ends, and both sides of a tier
     breakpoint when the range spans tiers). The mark is restored."""
     current = st[MK]
-    prices = np.empty(2 + 2 * tiers.shape[0])
-    prices[0] = low
-    n = 1
+    # the same prices as the core's list, evaluated as they come (no list: this runs on
+    # every bar of an open cross position)
+    st[MK] = low
+    best = 0 + (upnl(st) - trigger_margin(st, fp, ip, tiers))
     if low != high:
-        prices[1] = high
-        n = 2
+        st[MK] = high
+        best = min(best, 0 + (upnl(st) - trigger_margin(st, fp, ip, tiers)))
         q = st[SZ]
         if tier_index(tiers, lookup_value(ip, q, low)) != tier_index(
                 tiers, lookup_value(ip, q, high)):
@@ -452,13 +453,9 @@ def term_min(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray, 
             nb = tier_breakpoints(low, high, abs(q), tiers, fr)
             for j in range(nb):
                 level = low + (high - low) * fr[j]
-                prices[n] = level * (1 - 1e-12)
-                prices[n + 1] = level * (1 + 1e-12)
-                n += 2
-    best = math.inf
-    for j in range(n):
-        st[MK] = prices[j]
-        best = min(best, 0 + (upnl(st) - trigger_margin(st, fp, ip, tiers)))
+                for price in (level * (1 - 1e-12), level * (1 + 1e-12)):
+                    st[MK] = price
+                    best = min(best, 0 + (upnl(st) - trigger_margin(st, fp, ip, tiers)))
     st[MK] = current
     return best
 

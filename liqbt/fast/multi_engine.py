@@ -12,7 +12,6 @@ import numpy as np
 
 from liqbt.config import RunConfig
 from liqbt.core import events as ev
-from liqbt.core.errors import ValidationError
 from liqbt.fast import engine as fe
 from liqbt.fast import margin as fm
 from liqbt.fast import multi as mk
@@ -20,17 +19,16 @@ from liqbt.fast import multi as mk
 _RULES = {"largest_loss": mk.LARGEST_LOSS, "largest_maintenance_margin": mk.LARGEST_MM}
 
 
-def load_markets(config: RunConfig, data: Any = None) -> list[fe.MarketArrays]:
-    """Every market of ``config`` as arrays (:func:`liqbt.fast.engine.load_market`); their
-    bars must share one clock (the same bar times), the case the kernel walks."""
+def load_markets(config: RunConfig, data: Any = None) -> list[fe.MarketArrays] | str:
+    """Every market of ``config`` as arrays (:func:`liqbt.fast.engine.load_market`), or why
+    the kernel cannot walk them: their bars must share one clock (the same bar times; mixed
+    timeframes or gaps in one symbol are the backtrader engine's)."""
     arrays = [fe.load_market(config, data, i) for i in range(len(config.markets))]
     first = arrays[0].times
     for m, a in zip(config.markets[1:], arrays[1:], strict=True):
         if len(a.times) != len(first) or not np.array_equal(a.times, first):
-            raise ValidationError([
-                f"fast engine: {m.symbol}'s bars ({len(a.times)}) do not share "
-                f"{config.markets[0].symbol}'s bar times ({len(first)}): the fast engine walks "
-                "several symbols on one clock (use --engine backtrader)"])
+            return (f"{m.symbol}'s bars ({len(a.times)}) do not share "
+                    f"{config.markets[0].symbol}'s bar times ({len(first)})")
     return arrays
 
 
