@@ -22,7 +22,9 @@ the module that provides it (``liqbt`` imports the optional engine modules liste
 ``run_batch(configs, data) -> list[RunResult]``
     Run every config (in order, one result each). ``data`` is a :class:`MarketData` holding
     every candle/mark/funding window the batch needs (already loaded and validated), or
-    ``None``, in which case the engine loads what it needs itself. It must be a module-level
+    ``None``, in which case the engine loads what it needs itself. Each result's ``engine``
+    names the engine that produced it (a fast engine may hand a config it finds it cannot
+    run to backtrader; the executor keeps what the result says). It must be a module-level
     function (it is pickled by reference to reach process-pool and Dask workers) and must not
     print. Results need not carry report-only fields (``timeline``, ``fills``).
 
@@ -343,7 +345,8 @@ def execute_detailed(
     cached = len(configs) - len(todo)
 
     def done(i: int, result: RunResult) -> None:
-        result.engine = plan[i].name
+        # the result names the engine that produced it (the fast engine hands a config it
+        # cannot walk after all, e.g. markets on different clocks, to backtrader)
         results[i] = result
         if cache is not None:
             _write_cache(_cache_path(cache, configs[i], plan[i].name), result)
@@ -373,9 +376,10 @@ def execute_detailed(
                     for fut in as_completed(futures):
                         for i, res in zip(futures[fut], fut.result(), strict=True):
                             done(i, res)
-    names = list(dict.fromkeys(e.name for e in plan)) or ["backtrader"]
-    return Execution([r for r in results if r is not None], "+".join(sorted(names)), reason,
-                     computed=len(todo), cached=cached)
+    done_results = [r for r in results if r is not None]
+    names = {r.engine for r in done_results} or {e.name for e in plan} or {"backtrader"}
+    return Execution(done_results, "+".join(sorted(names)), reason, computed=len(todo),
+                     cached=cached)
 
 
 def _batches(todo: list[int], workers: int, batch_size: int | None) -> list[list[int]]:

@@ -183,9 +183,10 @@ class MarginAwareStrategy(bt.Strategy):
 
     @property
     def unrealized_pnl(self) -> float:
-        """Unrealized PnL of the data's position at the broker's mark (USDT)."""
-        pos = self.broker.account.positions.get((self.symbol, "net"))
-        return 0.0 if pos is None else pos.unrealized_pnl
+        """Unrealized PnL of the data's position at the broker's mark (USDT): the sum of its
+        open legs (the ``net`` leg, or in hedge mode LONG and SHORT; reading ``net`` alone
+        gave 0 in hedge mode)."""
+        return float(sum(p.unrealized_pnl for p in self.broker.positions_of(self.data)))
 
     def equity_text(self) -> str:
         """``unrealized … USDT, equity … USDT``: the tail of a bot's end-of-run log line."""

@@ -143,3 +143,27 @@ def test_dask_tasks_are_batches_with_the_data_shipped_once():
     assert dask.engine == "fast" and [r.engine for r in dask.results] == ["fast"] * 6
     local = ex.execute(configs, engine="fast", workers=1)
     assert [r.summary() for r in dask.results] == [r.summary() for r in local]
+
+
+def _fast_except_last(configs, data):
+    """A fast engine that hands the batch's last config to backtrader (as liqbt.fast does
+    with markets whose bars do not share one clock)."""
+    from liqbt.fast import run_batch
+
+    return [*run_batch(configs[:-1], data), *ex.BACKTRADER.run_batch(configs[-1:], data)]
+
+
+def test_results_keep_the_engine_that_produced_them():
+    base = load_config(HOLD).with_overrides({"start": "2020-03-11", "end": "2020-03-14"})
+    configs = [base, base.with_overrides({"leverage": 1})]
+    real = ex.engines()["fast"]
+    ex.register_engine(ex.Engine("fast", real.supports, _fast_except_last))
+    try:
+        run = ex.execute_detailed(configs, engine="fast", workers=1, batch_size=2)
+    finally:
+        ex.register_engine(real)
+    # workers=1 hands one config at a time: each batch's last is its only one
+    assert [r.engine for r in run.results] == ["backtrader", "backtrader"]
+    assert run.engine == "backtrader"
+    fast = ex.execute_detailed(configs, engine="fast", workers=1)
+    assert [r.engine for r in fast.results] == ["fast", "fast"] and fast.engine == "fast"

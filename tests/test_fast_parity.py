@@ -266,4 +266,7 @@ def test_supports_refuses_with_reasons():
     pair = load_config(root / "cross-vs-isolated.toml")
     assert supports(pair) is None  # the hold bot on several markets
     hedge = hold.with_overrides({"position_mode": "hedge"})
-    assert "hedge" in supports(hedge)
+    assert supports(hedge) is None  # one leg per symbol: books as one-way
+    neutral = load_config(root / "grid.toml").with_overrides(
+        {"position_mode": "hedge", "strategy.direction": "neutral"})
+    assert "hedge" in supports(neutral)

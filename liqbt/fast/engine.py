@@ -114,15 +114,19 @@ def supports(config: RunConfig) -> str | None:
         return (f"several markets with {config.strategy.name!r}: the fast engine runs several "
                 "symbols for the hold bot only")
     acct = config.account
-    if acct.position_mode != "one-way":
-        return "hedge mode is not covered by the fast engine"
+    kwargs = config.strategy.kwargs
+    if acct.position_mode != "one-way" and config.strategy.name == "grid" and kwargs.get(
+            "direction", "long") == "neutral":
+        # its opening sells above the start price open a SHORT leg beside the LONG one (one-way
+        # nets them); the bundled bots hold one leg per symbol otherwise, where hedge mode
+        # books exactly as one-way (the leg's name aside)
+        return "hedge mode with a neutral grid (LONG and SHORT legs at once) is not covered"
     try:
         profile = _profile(config)
     except Exception as exc:  # reported by the backtrader path with its full message
         return f"profile: {exc}"
     if profile.lp_formula not in _FORMULAS:
         return f"lp_formula {profile.lp_formula!r} is not covered by the fast engine"
-    kwargs = config.strategy.kwargs
     if config.strategy.name == "grid" and kwargs.get("lower") is None:
         return "grid without lower/upper"
     if kwargs.get("verbose"):

@@ -534,7 +534,8 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            lp, direction, found = _lp(st, fp, ip, tiers, lpc, _tom(st, fp, ip, ob, oi, n_orders))
+            tom = 0.0 if ip[ISO] else _tom(st, fp, ip, ob, oi, n_orders)
+            lp, direction, found = _lp(st, fp, ip, tiers, lpc, tom)
             if found:
                 if direction < 0:
                     d = (low_m - lp) / low_m
@@ -666,7 +667,8 @@ def run(
                 stats[10] = close
         submitted = n_orders != n_before
         eq[t] = equity(st, ip)
-        mr[t] = margin_ratio(st, fp, ip, tiers, _tom(st, fp, ip, ob, oi, n_orders))
+        tom = 0.0 if ip[ISO] or st[SZ] == 0.0 else _tom(st, fp, ip, ob, oi, n_orders)
+        mr[t] = margin_ratio(st, fp, ip, tiers, tom)
         ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
