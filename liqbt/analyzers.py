@@ -91,6 +91,9 @@ class MarginTimeline(bt.Analyzer):
             self.rets["symbols"] = {}
         self._datas: list[tuple[Any, str]] = []
         self._rows: list[tuple[Any, ...]] = []
+        # per row: the buffer positions of the bars whose prices are still to be copied, or
+        # None when they are read on every bar
+        self._positions: list[list[int] | None] = []
         # bar times as backtrader's float dates, turned into datetimes once in stop()
         self._times: list[float] = []
 
@@ -98,6 +101,32 @@ class MarginTimeline(bt.Analyzer):
         line = self.strategy.datetime
         tz = line._tz
         self.rets["time"] = [bt.num2date(x, tz=tz, naive=True) for x in self._times]
+        self._flush()
+
+    def get_analysis(self) -> Any:
+        """The series so far (complete once the run has stopped)."""
+        self._flush()
+        return self.rets
+
+    def _flush(self) -> None:
+        """Append the prices of the bars noted by buffer position (see :meth:`_bind`)."""
+        for (_, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
+             closes, marks, *_), at in zip(self._rows, self._positions, strict=True):
+            if not at:
+                continue
+            closes_now = [float(close_line.array[i]) for i in at]
+            opens.extend([float(open_line.array[i]) for i in at])
+            highs.extend([float(high_line.array[i]) for i in at])
+            lows.extend([float(low_line.array[i]) for i in at])
+            closes.extend(closes_now)
+            if mark_line is None:
+                marks.extend(closes_now)
+            else:
+                mark_values = [float(mark_line.array[i]) for i in at]
+                # a NaN mark: the close
+                marks.extend([m if m == m else c for m, c in zip(mark_values, closes_now,
+                                                                  strict=True)])
+            at.clear()
 
     def _bind(self) -> None:
         broker = self.strategy.broker
@@ -116,12 +145,20 @@ class MarginTimeline(bt.Analyzer):
                     # the lines and the row's lists, resolved once: backtrader's attribute
                     # lookup on every bar was a measurable share of the run (issue 11)
                     lines = data.lines
+                    price_lines = (lines.open, lines.high, lines.low, lines.close,
+                                   getattr(lines, "mark_close", None))
                     self._rows.append((
-                        data, lines.open, lines.high, lines.low, lines.close,
-                        getattr(lines, "mark_close", None), row["open"], row["high"],
+                        data, *price_lines, row["open"], row["high"],
                         row["low"], row["close"], row["mark"], row["liquidation_price"],
                         row["size"], row["margin_ratio"],
                     ))
+                    # a feed whose buffers keep every bar as it was delivered (unbounded, no
+                    # filter rewriting bars: no replay or resampling): each bar is noted by
+                    # its buffer position and its prices copied in bulk when read
+                    static = not getattr(data, "_filters", None) and all(
+                        line.mode == bt.linebuffer.LineBuffer.UnBounded
+                        for line in price_lines if line is not None)
+                    self._positions.append([] if static else None)
 
     def next(self) -> None:
         broker = self.strategy.broker
@@ -159,8 +196,7 @@ class MarginTimeline(bt.Analyzer):
             # cheap when flat (the common case in sweeps): only computed with a position;
             # each leg's ratio is the cross account's (computed once) or its isolated one
             if self._has_cross:
-                figures = account.margin_figures()
-                cross_ratio, cross_balance = figures.margin_ratio, figures.margin_balance
+                cross_ratio, cross_balance = account.ratio_and_balance()
             ratios = [cross_ratio if p.margin_mode == "cross" else account.margin_ratio(p)
                       for p in open_legs]
             ratio = max(ratios)
@@ -175,15 +211,18 @@ class MarginTimeline(bt.Analyzer):
         available.append(broker.get_cash())
         walker = broker.walker
         for (_data, open_line, high_line, low_line, close_line, mark_line, opens, highs, lows,
-             closes, marks, liquidation_prices, sizes, row_ratios), (legs, at) in zip(
-                 self._rows, self._row_legs, strict=True):
-            close = float(close_line[0])
-            mark = float(mark_line[0]) if mark_line is not None else close
-            opens.append(float(open_line[0]))
-            highs.append(float(high_line[0]))
-            lows.append(float(low_line[0]))
-            closes.append(close)
-            marks.append(mark if mark == mark else close)  # NaN mark: the close
+             closes, marks, liquidation_prices, sizes, row_ratios), (legs, at), positions in zip(
+                 self._rows, self._row_legs, self._positions, strict=True):
+            if positions is not None:
+                positions.append(close_line.idx)
+            else:
+                close = float(close_line[0])
+                mark = float(mark_line[0]) if mark_line is not None else close
+                opens.append(float(open_line[0]))
+                highs.append(float(high_line[0]))
+                lows.append(float(low_line[0]))
+                closes.append(close)
+                marks.append(mark if mark == mark else close)  # NaN mark: the close
             if legs:
                 # broker.liquidation_price(data): the LP of the data's first leg
                 lp = walker.liquidation_price(legs[0])[0]

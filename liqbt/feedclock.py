@@ -75,20 +75,24 @@ class FeedLines:
         rate = line[0]
         return None if rate is None or math.isnan(rate) else float(rate)
 
-    def stamp(self) -> tuple[float, Any] | None:
-        """The current bar's time as backtrader's float date and its timezone, ``None`` before
-        the first bar: :func:`to_datetime` turns it into :func:`now`'s datetime when needed."""
+    def stamp(self) -> float | None:
+        """The current bar's time as backtrader's float date, ``None`` before the first bar:
+        :func:`to_datetime` with :meth:`tz` turns it into :func:`now`'s datetime when needed."""
         line = self.datetime
         try:
-            return line.array[line.idx], line._tz
+            return line.array[line.idx]
         except IndexError:
             return None
 
+    def tz(self) -> Any:
+        """The time zone backtrader converts the feed's dates with."""
+        return self.datetime._tz
 
-def to_datetime(stamp: tuple[float, Any]) -> datetime | None:
+
+def to_datetime(stamp: float, tz: Any) -> datetime | None:
     """:meth:`FeedLines.stamp` as the datetime :func:`now` returns (``None`` where it would)."""
     try:
-        return num2date(stamp[0], tz=stamp[1], naive=True)
+        return num2date(stamp, tz=tz, naive=True)
     except ValueError:
         return None
 

@@ -76,6 +76,9 @@ class OrderBook:
         self.signature: tuple[Any, ...] = ()
         self.changes = 0  # bumped when an order's level or activation changes
         self.valid_orders: list[bt.Order] = []
+        # ref -> whether the order carries an expiry (``order.valid``, read once: backtrader
+        # resolves it through the order's params on every access)
+        self._valid: dict[int, bool] = {}
         self._reserve_key: tuple[Any, ...] | None = None
         self._reserve_total = 0.0
 
@@ -102,7 +105,7 @@ class OrderBook:
         reserve_valid = self._reserve_key == (previous, self.account.version)
         self._reserve_key = None
         if previous and signature[2] != previous[2]:
-            self.books, self.index = {}, {}
+            self.books, self.index, self._valid = {}, {}, {}
         elif previous and signature[0] > previous[0] > 0 and (
             getattr(pending[previous[0] - 1], "ref", None) == previous[1]
         ):
@@ -118,7 +121,7 @@ class OrderBook:
                     )
                     self.index[order.ref] = order
                     self._add(order)
-                    if order.valid:
+                    if self._valid[order.ref]:
                         self.valid_orders.append(order)
                     if reserve_valid:
                         book = self.books[order.data]
@@ -136,7 +139,8 @@ class OrderBook:
             if ref not in index:
                 index[ref] = order
                 self._add(order)
-        self.valid_orders = [o for o in alive.values() if o.valid]
+        valid = self._valid
+        self.valid_orders = [o for o in alive.values() if valid[o.ref]]
         return self.books
 
     def _add(self, order: bt.Order) -> None:
@@ -145,6 +149,7 @@ class OrderBook:
             book = self.books[order.data] = Book()
         ref = order.ref
         book.orders[ref] = order
+        self._valid[ref] = bool(order.valid)
         level = order_level(order)
         if level is None:
             book.always[ref] = order
@@ -162,6 +167,7 @@ class OrderBook:
         ref = order.ref
         del book.orders[ref]
         del book.reserve[ref]
+        del self._valid[ref]
         book.values.pop(ref, None)
         if book.always.pop(ref, None) is not None:
             return

@@ -10,8 +10,8 @@ backtrader's order machinery, liquidations through :mod:`liqbt.core.liquidation`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
@@ -42,7 +42,7 @@ class Bar:
     high: float = 0.0
     trade: pth.Path = (0.0, 0.0, 0.0, 0.0)
     mark: pth.Path = (0.0, 0.0, 0.0, 0.0)
-    orders: list[Any] = field(default_factory=list)
+    orders: Sequence[Any] = ()
 
 
 def at(path: pth.Path, k: int, t: float) -> float:
@@ -76,13 +76,6 @@ def order_trigger(order: bt.Order, a: float, b: float, first: bool) -> tuple[flo
     return pth.crossing(a, b, level, rising=not is_buy)
 
 
-def _latest(stamps: list[tuple[float, Any] | None]) -> Any:
-    """The latest of the feeds' bar times as a datetime (``None`` without any)."""
-    times = [t for t in (feedclock.to_datetime(s) for s in stamps if s is not None)
-             if t is not None]
-    return max(times) if times else None
-
-
 class JointWalk:
     """Walks one step of the finest clock for a :class:`~liqbt.broker.MarginBroker`."""
 
@@ -98,7 +91,11 @@ class JointWalk:
         self._lp_multi = False
         self.bar_no = 0
         self._lines: dict[Any, feedclock.FeedLines] = {}
-        self._feed_order: dict[tuple[Any, ...], list[tuple[str, feedclock.FeedLines]]] = {}
+        self._feed_order: dict[
+            tuple[Any, ...], tuple[list[tuple[str, feedclock.FeedLines]], list[Bar]]] = {}
+        self._stamps: list[float | None] = []
+        self._stamp_feeds: list[tuple[str, feedclock.FeedLines]] = []
+        self._clock_source = self._step_time  # bound once: one object less per step
         self.event_t: float | None = None  # clock of the event being executed, else None
         self.min_liquidation_distance = math.inf
 
@@ -115,13 +112,16 @@ class JointWalk:
         if not datas:
             return
         broker, account = self.broker, self.account
-        feeds = self._feeds(datas)
-        bars = []
-        for symbol, f in feeds:
-            marks = f.mark_ohlc()
-            bars.append(Bar(symbol, f.data, marks, min(marks), max(marks)))
+        feeds, bars = self._feeds(datas)
+        for (_, f), bar in zip(feeds, bars, strict=True):
+            # each feed's Bar is reused from step to step (fewer objects for the collector)
+            bar.marks = marks = f.mark_ohlc()
+            bar.low, bar.high = min(marks), max(marks)
+            bar.orders = ()
         # the step's time, made a datetime only when an event needs it
-        account.defer_clock(partial(_latest, [f.stamp() for _, f in feeds]))
+        self._stamps = [f.stamp() for _, f in feeds]
+        self._stamp_feeds = feeds
+        account.defer_clock(self._clock_source)
         for bar in bars:
             account.set_mark(bar.symbol, bar.marks[0])
         for (_, f), bar in zip(feeds, bars, strict=True):
@@ -167,19 +167,33 @@ class JointWalk:
                 # the walked path holds the same four marks: the same range
                 self._track_distance(legs, bar.low, bar.high)
 
-    def _feeds(self, datas: list[Any]) -> list[tuple[str, feedclock.FeedLines]]:
-        """``(symbol, lines)`` of ``datas`` in symbol order (resolved once per set of feeds)."""
+    def _feeds(self, datas: list[Any]) -> tuple[list[tuple[str, feedclock.FeedLines]], list[Bar]]:
+        """``(symbol, lines)`` of ``datas`` in symbol order and a :class:`Bar` for each
+        (resolved once per set of feeds; the bars are refilled by every step)."""
         key = tuple(datas)
-        feeds = self._feed_order.get(key)
-        if feeds is None:
+        cached = self._feed_order.get(key)
+        if cached is None:
             lines = self._lines
             for d in datas:
                 if d not in lines:
                     lines[d] = feedclock.FeedLines(d)
-            feeds = self._feed_order[key] = sorted(
+            feeds = sorted(
                 ((self.broker.symbol_of(d), lines[d]) for d in datas), key=lambda x: x[0]
             )
-        return feeds
+            bars = [Bar(symbol, f.data, (0.0, 0.0, 0.0, 0.0)) for symbol, f in feeds]
+            cached = self._feed_order[key] = (feeds, bars)
+        return cached
+
+    def _step_time(self) -> Any:
+        """The latest of the step's bar times as a datetime (``None`` without any): the
+        source of the account's clock (:meth:`Account.defer_clock`)."""
+        times = []
+        for stamp, (_, f) in zip(self._stamps, self._stamp_feeds, strict=True):
+            if stamp is not None:
+                t = feedclock.to_datetime(stamp, f.tz())
+                if t is not None:
+                    times.append(t)
+        return max(times) if times else None
 
     def _try_close(self, order: bt.Order, data: Any) -> None:
         """A ``Close`` order fills at the close of its session's last bar, as in

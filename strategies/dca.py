@@ -5,9 +5,23 @@ base order; once it fills, every safety order of :func:`liqbt.core.ladders.dca_l
 limit (as 3Commas places them) and a reduce-only take-profit limit sits at
 ``average × (1 ± take_profit / 100)``, moved after each safety fill. The take-profit fill
 cancels the remaining safety orders and ends the cycle; an optional stop loss (checked on bar
-closes, closed at the next open) ends it too. A refused safety order or take profit is retried
-on later bars (``refused_orders`` in the summary); the bot stops for good after a liquidation, a
-wipeout or a refused base order (see :mod:`strategies.base`).
+closes, closed at the next open) ends it too.
+
+A refused safety order or take profit is retried on later bars (``refused_orders`` in the
+summary); the bot stops for good after a liquidation, a wipeout or a refused base order (see
+:mod:`strategies.base`).
+
+Replaced take profits: a take profit replaced in the bar it was placed (several safety orders
+fill in one bar, or the stop loss fires) is only cancelled once the broker accepts it, after the
+next bar's walk (:meth:`strategies.base.MarginAwareStrategy.cancel_order`), so it can still
+fill. Any take-profit fill of the bot counts: one that leaves the position flat (or the
+current take profit) ends the cycle at its fill price exactly as the current one would (the
+cycle's PnL, the remaining orders cancelled, cooldown and ``max_cycles``); one that only
+reduces the position banks its PnL in the cycle (``side × size × (fill − average)``, USDT,
+average of the position at the fill) and the bot re-places its take profit for the remaining
+size, unless the current one is still live for exactly that size; the cycle record's ``size``
+is then what the last exit closed, its ``pnl`` includes the banked part. A take profit capped
+at a smaller position (after a partial liquidation) counts the same way.
 
 Entry filter (``ta`` library, computed once over the feed's close array in ``start`` — every
 ``ta`` indicator used here is causal, so the value at bar ``t`` only uses closes up to ``t``):
@@ -168,6 +182,8 @@ class DcaStrategy(MarginAwareStrategy):
         self._refused_refs: set[int] = set()
         self.refused_orders = 0
         self._tp: bt.Order | None = None
+        # PnL (USDT) of take-profit fills that only reduced the position, in this cycle
+        self._partial_pnl = 0.0
         self._sl_order: bt.Order | None = None
         self._cycle: dict[str, Any] = {}
         self._signal: list[bool] | None = None
@@ -234,13 +250,32 @@ class DcaStrategy(MarginAwareStrategy):
             self._on_base_fill(order)
         elif order.ref in self._safety:
             self._on_safety_fill(order)
-        elif self._same(order, self._tp):
-            self._end_cycle(float(order.executed.price), "take_profit")
         elif self._same(order, self._sl_order):
             self._end_cycle(float(order.executed.price), "stop_loss")
+        elif order.info.get("dca") == "take_profit":
+            self._on_take_profit_fill(order)
 
     def on_cancel(self, order: bt.Order) -> None:
         self._safety.pop(order.ref, None)
+        if order.info.get("dca") == "take_profit" and order.executed.size:
+            # a take profit capped at a smaller position: filled for the rest, then cancelled
+            self._on_take_profit_fill(order)
+
+    def _on_take_profit_fill(self, order: bt.Order) -> None:
+        """A fill of one of the bot's take profits, the current one or one replaced while
+        still submitted (see the module docstring)."""
+        if not self.in_cycle:
+            return
+        price = float(order.executed.price)
+        if self._same(order, self._tp) or not self.position_size:
+            self._end_cycle(price, "take_profit")
+            return
+        average = float(self.getposition(self.data).price)
+        self._partial_pnl += self.side * abs(float(order.executed.size)) * (price - average)
+        self.log(f"replaced take profit filled at {price:g}, position {self.position_size:g}")
+        tp = self._tp
+        if tp is None or not tp.alive() or abs(tp.size) != abs(self.position_size):
+            self._place_take_profit()
 
     def on_refused(self, order_ref: int | None, reason: str) -> bool:
         """A refused safety order or take profit is retried on later bars (a refused base
@@ -287,6 +322,7 @@ class DcaStrategy(MarginAwareStrategy):
         )
         self._cycle = {"start": self.data.datetime.datetime(0), "entry": entry,
                        "safety_filled": 0}
+        self._partial_pnl = 0.0
         if not self.launch_report:
             self._report_launch(entry)
         for rung in self.ladder[1:]:
@@ -382,8 +418,9 @@ class DcaStrategy(MarginAwareStrategy):
         average, size = cycle.get("average", exit_price), cycle.get("size", 0.0)
         cycle.update(
             end=self.data.datetime.datetime(0), exit=exit_price,
-            pnl=self.side * size * (exit_price - average), reason=reason,
+            pnl=self._partial_pnl + self.side * size * (exit_price - average), reason=reason,
         )
+        self._partial_pnl = 0.0
         self.cycles.append(cycle)
         self._cycle = {}
         # cooldown counts bars from the bar of the closing fill; 0 = a new base order in

@@ -111,3 +111,54 @@ def test_hold_opens_every_feed_at_its_own_leverage() -> None:
     # one number is split equally
     _, strat = run(HoldStrategy, [50_000, 50_100], feeds=2, margin=1000)
     assert [m["margin"] for m in strat.launch_report["markets"].values()] == [500, 500]
+
+
+class TimelineReader(bt.Strategy):
+    """Reads the timeline mid-run: every series has one value per bar so far."""
+
+    def start(self) -> None:
+        self.lengths: list[set[int]] = []
+
+    def next(self) -> None:
+        # the analyzers record a bar after the strategy's next(): the bars before this one
+        tl = self.analyzers.timeline.get_analysis()
+        row = tl["symbols"].get("BTCUSDT", {})
+        self.lengths.append({len(tl["equity"]), *(len(row[k]) for k in row)})
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_timeline_prices_are_the_bars(replay: bool) -> None:
+    """The timeline's per-symbol prices are each bar's OHLC and mark (a missing mark: the
+    close), whether copied from the feed's buffers at the end (a plain feed) or read bar by
+    bar (a replayed feed rewrites its bars); a read during the run sees every bar so far."""
+    import numpy as np
+
+    from liqbt.feeds import make_feed
+
+    frame = path_bars([50_000.0, 49_000.0, 51_000.0, 52_000.0, 50_500.0, 50_000.0])
+    frame.index.name = "date"
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = liqbt.MarginBroker(exchange="binance", cash=10_000)
+    feed = make_feed(frame, name="BTCUSDT")
+    for key in ("open", "high", "low", "close"):
+        marks = frame[key].to_numpy() * 1.001
+        marks[2] = np.nan  # no mark for that bar: the timeline shows the close
+        feed.p.arrays[f"mark_{key}"] = marks
+    if replay:
+        data = cerebro.replaydata(feed, timeframe=bt.TimeFrame.Minutes, compression=5,
+                                  name="BTCUSDT")
+    else:
+        data = cerebro.adddata(feed, name="BTCUSDT")
+    cerebro.broker.set_market(data, symbol="BTCUSDT", leverage=10, margin_mode="cross")
+    cerebro.addstrategy(TimelineReader)
+    cerebro.addanalyzer(liqbt.analyzers.MarginTimeline, _name="timeline")
+    strat = cerebro.run()[0]
+    row = strat.analyzers.timeline.get_analysis()["symbols"]["BTCUSDT"]
+    for key in ("open", "high", "low", "close"):
+        assert row[key] == list(frame[key])
+    feed_marks = list(feed.lines.mark_close.array)
+    want_mark = [m if not np.isnan(m) else c for m, c in zip(feed_marks, frame["close"],
+                                                            strict=True)]
+    assert row["mark"] == want_mark
+    assert sum(np.isnan(feed_marks)) == 1 and row["mark"] != list(frame["close"])
+    assert strat.lengths == [{n} for n in range(len(frame))]

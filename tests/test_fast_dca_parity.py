@@ -174,30 +174,82 @@ def test_dca_base_order_below_one_step():
     assert not fast.fills and fast.stopped_time == slow.stopped_time
 
 
-def test_dca_take_profit_replaced_while_submitted(tmp_path):
-    """Three safety orders fill in one crash bar: each fill moves the take profit, so the two
-    earlier ones are cancelled while still submitted (cancelled once accepted, after the walk
-    they take part in: :meth:`strategies.base.MarginAwareStrategy.cancel_order`), and the next
-    bar gaps above all of them: the oldest fills first, at the open. Both engines agree fill by
-    fill and on the bot's cycle bookkeeping (that stale take profit is not the bot's current
-    one, so no cycle is counted)."""
-    rows = [(100, 100.5, 99.8, 100), (100, 100.4, 99.9, 100.1), (100, 100, 97, 97.5),
-            (102, 103, 101.5, 102.5)] + [(102.5, 103, 102, 102.6)] * 6
+def _crash_config(tmp_path: Path, rows: list[tuple[float, ...]], **strategy: Any) -> Any:
+    """A long DCA bot (base and safety orders of 1,000 USDT, safety orders every 1 %, take
+    profit 1 %) on ``rows`` of (open, high, low, close) × 500 from 2024-01-01, 5-minute bars,
+    on the simple exchange at 5x isolated."""
     index = pd.date_range("2024-01-01", periods=len(rows), freq="5min", tz="UTC", name="date")
     frame = pd.DataFrame([[x * 500 for x in r] for r in rows], index=index,
                          columns=["open", "high", "low", "close"]).assign(volume=1.0)
     save_candles(frame, tmp_path / "c.feather")
-    cfg = _config(tmp_path, {"candles": tmp_path / "c.feather"},
-                  {"exchange": "simple", "balance": 5000.0},
-                  {"leverage": 5, "margin_mode": "isolated"},
-                  {"name": "dca", "direction": "long", "base_order": 1000.0,
-                   "safety_order": 1000.0, "max_safety_orders": 3, "price_deviation": 1.0,
-                   "step_scale": 1.0, "volume_scale": 1.0, "take_profit": 1.0}, "heuristic")
+    return _config(tmp_path, {"candles": tmp_path / "c.feather"},
+                   {"exchange": "simple", "balance": 5000.0},
+                   {"leverage": 5, "margin_mode": "isolated"},
+                   {"name": "dca", "direction": "long", "base_order": 1000.0,
+                    "safety_order": 1000.0, "max_safety_orders": 3, "price_deviation": 1.0,
+                    "step_scale": 1.0, "volume_scale": 1.0, "take_profit": 1.0, **strategy},
+                   "heuristic")
+
+
+@pytest.mark.parametrize(("cooldown", "max_cycles", "next_base", "base_size"), [
+    (0, 0, "00:20", 0.02), (2, 0, "00:30", 0.019), (0, 1, None, 0.0)])
+def test_dca_take_profit_replaced_while_submitted(tmp_path, cooldown, max_cycles, next_base,
+                                                  base_size):
+    """Three safety orders fill in one crash bar: each fill moves the take profit, so the two
+    earlier ones are cancelled while still submitted (cancelled once accepted, after the walk
+    they take part in: :meth:`strategies.base.MarginAwareStrategy.cancel_order`), and the next
+    bar gaps above all of them: the oldest (stale, sized like the current one) fills at the
+    open and flattens the position. It ends the cycle as the current take profit would, in
+    both engines: exit at its fill price, the cycle's PnL, then a new base order per cooldown
+    and max_cycles."""
+    rows = [(100, 100.5, 99.8, 100), (100, 100.4, 99.9, 100.1), (100, 100, 97, 97.5),
+            (102, 103, 101.5, 102.5)] + [(102.5, 103, 102, 102.6)] * 6
+    cfg = _crash_config(tmp_path, rows, cooldown=cooldown, max_cycles=max_cycles)
     fast, _slow = assert_dca_parity(cfg)
     # base at 50,000, safety orders at 49,500 / 49,000 / 48,500 in one bar, then the gap
-    assert [(f["size"], f["price"]) for f in fast.fills] == [
-        (0.02, 50000.0), (0.02, 49500.0), (0.02, 49000.0), (0.021, 48500.0), (-0.081, 51000.0)]
-    assert fast.bot["deals"][0]["safety_orders"] == 3
+    expected = [(0.02, 50000.0), (0.02, 49500.0), (0.02, 49000.0), (0.021, 48500.0),
+                (-0.081, 51000.0)]
+    if next_base is not None:
+        # cooldown 0: next() of the closing bar, 1,000 USDT at its close 51,250 = 0.01951 →
+        # 0.02 BTC; cooldown 2: two bars later, at 51,300 = 0.01949 → 0.019; at the next open
+        expected.append((base_size, 51250.0))
+    assert [(f["size"], f["price"]) for f in fast.fills] == expected
+    assert [f["time"].strftime("%H:%M") for f in fast.fills[4:]] == ["00:15", next_base][
+        :len(expected) - 4]
+    first = fast.bot["deals"][0]
+    # average (1,000 + 990 + 980 + 1,018.5) / 0.081 = 49,240.74; PnL 0.081 × (51,000 − it)
+    assert first["reason"] == "take_profit" and first["exit"] == 51000.0
+    assert first["safety_orders"] == 3 and first["size"] == pytest.approx(0.081)
+    assert first["average"] == pytest.approx(3988.5 / 0.081, rel=1e-12)
+    assert first["pnl"] == pytest.approx(142.5, rel=1e-12) == fast.bot["cycle_pnl"]
+    assert fast.bot["cycles"] == 1 and fast.bot["finished"] == bool(max_cycles)
+    assert fast.bot["position"] == base_size
+
+
+def test_dca_replaced_take_profit_partly_reduces(tmp_path):
+    """Safety orders 1 and 2 fill in one bar (two take profits of 0.091 at 49,822.97, the
+    first cancelled while submitted); the next bar first fills safety order 3 (0.129 at
+    48,500: 0.22 held, average 10,745.5 / 0.22 = 48,843.18) then rises through both take
+    profits, which only reduce the position to 0.038. The bot banks their PnL and keeps the
+    take profit it re-placed for 0.038 at 48,843.18 × 1.01, which fills at the next open
+    (51,000) and ends the cycle: the cycle PnL is the account's realized PnL,
+    0.182 × (49,822.97 − 48,843.18) + 0.038 × (51,000 − 48,843.18) = 260.28 USDT."""
+    rows = [(100, 100.5, 99.8, 100), (100, 100.4, 99.9, 100.1), (100, 100, 97.5, 97.8),
+            (98.5, 100, 96.9, 99.8), (102, 103, 101.5, 102.5)] + [(102.5, 103, 102, 102.6)] * 6
+    cfg = _crash_config(tmp_path, rows, volume_scale=2.5, max_cycles=1)
+    fast, slow = assert_dca_parity(cfg)
+    tp = 4489.0 / 0.091 * 1.01
+    assert [x for f in fast.fills for x in (f["size"], f["price"])] == pytest.approx([
+        0.02, 50000.0, 0.02, 49500.0, 0.051, 49000.0, 0.129, 48500.0, -0.091, tp,
+        -0.091, tp, -0.038, 51000.0], rel=1e-12)
+    average = 10745.5 / 0.22
+    pnl = 0.182 * (tp - average) + 0.038 * (51000.0 - average)
+    (deal,) = fast.bot["deals"]
+    assert deal["reason"] == "take_profit" and deal["exit"] == 51000.0
+    assert deal["average"] == pytest.approx(average, rel=1e-12)
+    assert deal["pnl"] == pytest.approx(pnl, rel=1e-12) == pytest.approx(260.28, rel=1e-12)
+    assert fast.bot["cycle_pnl"] == pytest.approx(fast.bot["realized_pnl"], rel=1e-12)
+    assert fast.bot["finished"] and slow.bot["finished"] and fast.bot["position"] == 0.0
 
 
 def test_cli_run_and_sweep_engine_fast_same_output():

@@ -430,6 +430,12 @@ class Account:
         (1.0 = liquidation; :meth:`margin_figures`)."""
         return MarginFigures.ratio_of(*self._trigger_terms(pos))
 
+    def ratio_and_balance(self, pos: Position | None = None) -> tuple[float, float]:
+        """``(margin ratio, margin balance)`` of :meth:`margin_figures` (a per-bar query:
+        without building the figures)."""
+        terms = self._trigger_terms(pos)
+        return MarginFigures.ratio_of(*terms), terms[0]
+
     def _trigger_terms(self, pos: Position | None) -> tuple[float, float, float, float]:
         """``(margin balance, Σ MM, Σ closing fee, order margin)`` of :meth:`margin_figures`."""
         if pos is not None and pos.margin_mode == "isolated":

@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from liqbt.core import path as pth
-from liqbt.core.liquidation import cross_tolerance
+from liqbt.core.liquidation import cross_tolerance, tolerance_of
 
 if TYPE_CHECKING:
     from liqbt.core.account import Account, Position
@@ -103,6 +103,7 @@ class CrossBound:
         if not by_symbol:
             return False
         bound = account.wallet_balance - account.trigger_order_margin()
+        notional_high = 0.0
         for symbol, legs, state in by_symbol:
             mark = legs[0].mark_price
             low, high = ranges.get(symbol, (mark, mark))
@@ -112,5 +113,10 @@ class CrossBound:
                 box = (state, wide_low, wide_high, term_min(account, legs, wide_low, wide_high))
                 self._boxes[symbol] = box
             bound += box[3]
+            notional_high += sum(abs(p.size) for p in legs) * box[2]
+        # every mark lies inside its box, so the legs' notional is below notional_high (the
+        # factor covers rounding): far above that tolerance, the bound alone answers
+        if bound > tolerance_of(notional_high * (1 + 1e-6)):
+            return False
         tol = cross_tolerance(account)
         return bound <= tol and cross_floor(account, ranges) <= tol

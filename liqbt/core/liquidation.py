@@ -162,7 +162,12 @@ Step = TopUp | CancelOrders | CloseStep | Wipeout
 
 def cross_tolerance(account: Account) -> float:
     """Money noise of a sum of notionals (USDT): a mark exactly at the LP counts as reached."""
-    notional = sum(abs(p.size) * p.mark_price for p in account.cross_positions())
+    return tolerance_of(sum(abs(p.size) * p.mark_price for p in account.cross_positions()))
+
+
+def tolerance_of(notional: float) -> float:
+    """:func:`cross_tolerance` of cross legs worth ``notional`` USDT at their marks
+    (increasing in ``notional``)."""
     return 1e-9 * max(notional, 1.0)
 
 

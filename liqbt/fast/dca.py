@@ -9,7 +9,9 @@ fill order), then its ``next()`` on the close. The bot's state lives in one floa
 Order refs are backtrader's: the bot matches notifications to its base order, safety orders,
 take profit and stop loss by ref exactly as :class:`strategies.dca.DcaStrategy` does, so a
 take profit replaced while still submitted (cancelled once accepted, after the walk it took
-part in) behaves as in backtrader.
+part in) behaves as in backtrader: any take-profit fill of the bot (its fill's tag) that
+leaves the position flat ends the cycle, one that only reduces it banks its PnL
+(``D_PART_PNL``) and re-places the take profit for the rest.
 
 Layouts
 -------
@@ -42,8 +44,8 @@ P_BASE, P_TP, P_SL, P_STEP, P_MINNOT, P_LADDER = 0, 1, 2, 3, 4, 5
 # state scalars
 (D_IN_CYCLE, D_FINISHED, D_BASE_REF, D_TP_REF, D_SL_REF, D_NEXT_START, D_CYCLES, D_PNL,
  D_REFUSED, D_RETRY_TP, D_HAS_CYCLE, D_START, D_ENTRY, D_SAFETY_FILLED, D_HAS_AVG, D_AVG,
- D_SIZE, D_FIRST_ENTRY) = range(18)
-N_D = 18
+ D_SIZE, D_FIRST_ENTRY, D_PART_PNL) = range(19)
+N_D = 19
 
 # cycle record columns; reasons
 C_START, C_END, C_ENTRY, C_AVG, C_EXIT, C_SAFETY, C_SIZE, C_PNL, C_REASON = range(9)
@@ -126,6 +128,42 @@ def _fill_price(fills, nf, t, ref) -> float:
     return math.nan
 
 
+@njit(cache=True)
+def _fill_row(fills, nf, t, ref) -> int:
+    """The row of this bar's (non-liquidation) fill of order ``ref``, or -1."""
+    for j in range(nf - 1, -1, -1):
+        if fills[j, kn.F_BAR] != t:
+            break
+        if fills[j, kn.F_REF] == ref and fills[j, kn.F_LIQ] == 0:
+            return j
+    return -1
+
+
+@njit(cache=True)
+def _take_profit_fill(st, ob, oi, n_orders, next_ref, t, stopped, bi, bp, state, rec, fills,
+                      nf, ref):
+    """:meth:`strategies.dca.DcaStrategy._on_take_profit_fill`: a fill of one of the bot's
+    take profits (current or replaced while submitted)."""
+    if not state[D_IN_CYCLE]:
+        return n_orders, next_ref
+    price = _fill_price(fills, nf, t, ref)
+    if ref == state[D_TP_REF] or st[kn.SZ] == 0.0:
+        _end_cycle(oi, n_orders, t, bi, state, rec, price, REASON_TP)
+        return n_orders, next_ref
+    j = _fill_row(fills, nf, t, ref)
+    state[D_PART_PNL] += bi[I_SIDE] * abs(fills[j, kn.F_QTY]) * (price - st[kn.EN])
+    tp = int(state[D_TP_REF])
+    right = False
+    for k in range(n_orders):
+        if tp != 0 and oi[k, kn.OREF] == tp and oi[k, kn.OSTAT] != kn.DEAD:
+            right = abs(ob[k, kn.OQ]) == abs(st[kn.SZ])
+            break
+    if not right:
+        n_orders, next_ref = _place_take_profit(st, ob, oi, n_orders, next_ref, t, stopped, bi,
+                                                bp, state)
+    return n_orders, next_ref
+
+
 @hot
 def _place_take_profit(st, ob, oi, n_orders, next_ref, t, stopped, bi, bp, state):
     """:meth:`strategies.dca.DcaStrategy._place_take_profit`."""
@@ -177,7 +215,8 @@ def _end_cycle(oi, n_orders, t, bi, state, rec, exit_price, reason):
     state[D_IN_CYCLE] = 0
     average = state[D_AVG] if state[D_HAS_AVG] else exit_price
     size = state[D_SIZE] if state[D_HAS_AVG] else 0.0
-    pnl = bi[I_SIDE] * size * (exit_price - average)
+    pnl = state[D_PART_PNL] + bi[I_SIDE] * size * (exit_price - average)
+    state[D_PART_PNL] = 0.0
     row = int(state[D_CYCLES])
     if row < rec.shape[0]:
         rec[row, C_START] = state[D_START] if state[D_HAS_CYCLE] else math.nan
@@ -278,6 +317,12 @@ def _bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_re
             for i in range(1, m + 1):
                 if state[N_D + i] == ref:
                     state[N_D + i] = 0
+            # a take profit capped at a smaller position: filled for the rest, then cancelled
+            j = _fill_row(fills, nf, t, ref)
+            if j >= 0 and fills[j, kn.F_TAG] == kn.T_TP:
+                n_orders, next_ref = _take_profit_fill(st, ob, oi, n_orders, next_ref, t,
+                                                       stopped, bi, bp, state, rec, fills, nf,
+                                                       ref)
             continue
         if note_kind[j] != kn.N_FILL:
             continue
@@ -291,6 +336,7 @@ def _bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_re
             state[D_ENTRY] = entry
             state[D_SAFETY_FILLED] = 0
             state[D_HAS_AVG] = 0
+            state[D_PART_PNL] = 0.0
             if math.isnan(state[D_FIRST_ENTRY]):
                 state[D_FIRST_ENTRY] = entry
             for i in range(1, m + 1):
@@ -313,12 +359,15 @@ def _bar(t, close, st, ob, oi, n_orders, next_ref, fills, nf, note_kind, note_re
             state[D_SAFETY_FILLED] += 1
             n_orders, next_ref = _place_take_profit(st, ob, oi, n_orders, next_ref, t, stopped,
                                                     bi, bp, state)
-        elif ref == state[D_TP_REF] and ref != 0:
-            _end_cycle(oi, n_orders, t, bi, state, rec, _fill_price(fills, nf, t, ref),
-                       REASON_TP)
         elif ref == state[D_SL_REF] and ref != 0:
             _end_cycle(oi, n_orders, t, bi, state, rec, _fill_price(fills, nf, t, ref),
                        REASON_SL)
+        else:
+            j = _fill_row(fills, nf, t, ref)
+            if j >= 0 and fills[j, kn.F_TAG] == kn.T_TP:
+                n_orders, next_ref = _take_profit_fill(st, ob, oi, n_orders, next_ref, t,
+                                                       stopped, bi, bp, state, rec, fills, nf,
+                                                       ref)
     # next()
     if stopped or state[D_FINISHED]:
         return n_orders, next_ref, kn.S_NONE

@@ -554,9 +554,12 @@ def run(
             st[MK] = mc[t]
         # --- distance to liquidation (MarginBroker._track_distance) ---------------------------
         if st[SZ] != 0.0:
-            # unchanged since the last bar's end when nothing was accepted or walked
-            quiet = not submitted and n_reach == 0 and not in_reach
-            tom = tom_end if quiet else _tom(st, fp, ip, ob, oi, n_orders)
+            if ip[ISO]:
+                tom = 0.0  # an isolated LP has no order margin in it
+            else:
+                # unchanged since the last bar's end when nothing was accepted or walked
+                quiet = not submitted and n_reach == 0 and not in_reach
+                tom = tom_end if quiet else _tom(st, fp, ip, ob, oi, n_orders)
             fresh, lp, direction, found = _lp_cached(st, ip, lpc, tom)
             if not fresh:
                 lp, direction, found = _lp(st, fp, ip, tiers, lpc, tom)
@@ -718,9 +721,10 @@ def run(
                    or (bot == BOT_GRID and (not sync_before or t == bi[2]))
                    or (bot == BOT_HOLD and t == 0))
         eq[t] = equity(st, ip)
-        if dirty or touched:
+        if (dirty or touched) and not ip[ISO]:  # kept for the cross checks of next bar
             tom_end = _tom(st, fp, ip, ob, oi, n_orders)
-        mr[t] = margin_ratio(st, fp, ip, tiers, tom_end)
+        tom = 0.0 if ip[ISO] or st[SZ] == 0.0 else tom_end
+        mr[t] = margin_ratio(st, fp, ip, tiers, tom)
         ex[t] = st[SZ] != 0.0
     stats[13] = pairs
     stats[17] = grid_profit
