@@ -486,6 +486,31 @@ def _path_at(path: np.ndarray, k: int, t: float) -> float:
     return a + (b - a) * (t - t0) * 3.0
 
 
+@hot
+def piece_root(lo: float, hi: float, gu: float, gv: float, tol: float) -> float:
+    """First instant of ``[lo, hi]`` where a linear piece of the cross excess is ``<= tol``,
+    or ``-1.0`` when it stays above (``liqbt.core.path``'s exact-crossing step).
+
+    The piece is known by its values ``gu``, ``gv`` (USDT) at the thirds ``u = lo + w/3``,
+    ``v = lo + 2w/3``; its end values are extrapolated along ``slope = (gv − gu)/(v − u)``
+    (between tier breakpoints the excess is linear in τ, so this is exact). The root is the
+    zero of the line, not of ``tol`` (a root of ``tol`` would sit on the edge of the
+    condition), clamped to the piece against float drift.
+    """
+    width = hi - lo
+    u = lo + width / 3.0
+    v = lo + 2.0 * width / 3.0
+    slope = (gv - gu) / (v - u)
+    g_lo = gu - slope * (u - lo)
+    g_hi = gv + slope * (hi - v)
+    if g_lo <= tol:
+        return lo
+    if g_hi <= tol:
+        root = lo + g_lo / (g_lo - g_hi) * width if g_lo != g_hi else lo
+        return min(max(root, lo), hi)
+    return -1.0
+
+
 @njit(cache=True)
 def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                        mpath: np.ndarray, k: int, t: float, t_end: float,
@@ -527,12 +552,7 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
         gu = cross_excess(st, fp, ip, tiers, trigger_om)
         st[MK] = _path_at(mpath, k, v)
         gv = cross_excess(st, fp, ip, tiers, trigger_om)
-        slope = (gv - gu) / (v - u)
-        g_lo = gu - slope * (u - lo)
-        g_hi = gv + slope * (hi - v)
-        if g_lo <= tol:
-            return lo
-        if g_hi <= tol:
-            root = lo + g_lo / (g_lo - g_hi) * width if g_lo != g_hi else lo
-            return min(max(root, lo), hi)
+        root = piece_root(lo, hi, gu, gv, tol)
+        if root >= 0.0:
+            return root
     return -1.0

@@ -72,6 +72,7 @@ from liqbt.fast.margin import (
     liquidation_price,
     lookup_value,
     maintenance_margin,
+    piece_root,
     settlement_price,
     term_min,
     tier_breakpoints,
@@ -223,14 +224,9 @@ def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end
             if _is_cross(sv, ips, i):
                 sv[i, MK] = _path_at(mpaths[i], k, v)
         gv = _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom)
-        slope = (gv - gu) / (v - u)
-        g_lo = gu - slope * (u - lo)
-        g_hi = gv + slope * (hi - v)
-        if g_lo <= tol:
-            return lo
-        if g_hi <= tol:
-            root = lo + g_lo / (g_lo - g_hi) * width if g_lo != g_hi else lo
-            return min(max(root, lo), hi)
+        root = piece_root(lo, hi, gu, gv, tol)
+        if root >= 0.0:
+            return root
     return -1.0
 
 
@@ -313,15 +309,6 @@ def _cancel(oi, n_orders, sym) -> bool:
     return any_
 
 
-@njit(cache=True)
-def _grow(buf, n):
-    if n < buf.shape[0]:
-        return buf
-    out = np.empty((buf.shape[0] * 2 + 8, buf.shape[1]))
-    out[: buf.shape[0]] = buf
-    return out
-
-
 @hot
 def _note_position(porder, npos, i):
     """The account creates a leg on its first fill: legs are summed in that order."""
@@ -345,7 +332,7 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
     _load(row, acct)
     closed, fee = fill(row, fp, ip, qty, execution, fee_rate)
     _store(row, acct)
-    fills = _grow(fills, nf)
+    fills = kn._grow(fills, nf)
     fills[nf, 0] = t
     fills[nf, 1] = i
     fills[nf, 2] = qty
@@ -372,7 +359,7 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
             acct[W] = 0.0
     acct[INS] += clearance
     loss = -(closed_part * (settle - entry)) + liq_fee
-    liqs = _grow(liqs, nl)
+    liqs = kn._grow(liqs, nl)
     liqs[nl, 0] = t
     liqs[nl, 1] = i
     liqs[nl, 2] = side
@@ -387,6 +374,21 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
     liqs[nl, 11] = seq
     nl += 1
     return nf, nl, fills, liqs
+
+
+@njit(cache=True)
+def _record_reject(rejects, nr, seq, t, i, kind, v1, v2, ref):
+    """Append a refused order (bar, symbol, kind, v1, v2, event sequence, order ref); returns
+    the (possibly grown) table, its new length and the next event sequence number."""
+    rejects = kn._grow(rejects, nr)
+    rejects[nr, 0] = t
+    rejects[nr, 1] = i
+    rejects[nr, 2] = kind
+    rejects[nr, 3] = v1
+    rejects[nr, 4] = v2
+    rejects[nr, 5] = seq
+    rejects[nr, 6] = ref
+    return rejects, nr + 1, seq + 1
 
 
 @hot
@@ -584,16 +586,8 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                 oi[k, MSTAT] = kn.PENDING
             else:
                 oi[k, MSTAT] = kn.DEAD
-                rejects = _grow(rejects, nr)
-                rejects[nr, 0] = t
-                rejects[nr, 1] = i
-                rejects[nr, 2] = reason
-                rejects[nr, 3] = v1
-                rejects[nr, 4] = v2
-                rejects[nr, 5] = seq
-                rejects[nr, 6] = oi[k, MREF]
-                seq += 1
-                nr += 1
+                rejects, nr, seq = _record_reject(rejects, nr, seq, t, i, reason, v1, v2,
+                                                  oi[k, MREF])
         # --- 2. marks at the open, funding ------------------------------------------------
         for i in range(ns):
             sv[i, MK] = mo[i, t]
@@ -736,23 +730,15 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                                         v2 = av
                         oi[k, MSTAT] = kn.DEAD
                         if reject >= 0:
-                            rejects = _grow(rejects, nr)
-                            rejects[nr, 0] = t
-                            rejects[nr, 1] = i
-                            rejects[nr, 2] = reject
-                            rejects[nr, 3] = v1
-                            rejects[nr, 4] = v2
-                            rejects[nr, 5] = seq
-                            rejects[nr, 6] = oi[k, MREF]
-                            seq += 1
-                            nr += 1
+                            rejects, nr, seq = _record_reject(
+                                rejects, nr, seq, t, i, reject, v1, v2, oi[k, MREF])
                         else:
                             npos = _note_position(porder, npos, i)
                             row = sv[i]
                             _load(row, acct)
                             _c, fee = fill(row, fps[i], ips[i], ob[k, MQ], price, fps[i, TAKER])
                             _store(row, acct)
-                            fills = _grow(fills, nf)
+                            fills = kn._grow(fills, nf)
                             fills[nf, 0] = t
                             fills[nf, 1] = i
                             fills[nf, 2] = ob[k, MQ]
@@ -780,7 +766,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                                 acct[W] -= amount
                                 lp2, _d, f2 = liquidation_price(row, fps[i], ips[i],
                                                                 tt[i, :ntt[i]])
-                                topups = _grow(topups, nt)
+                                topups = kn._grow(topups, nt)
                                 topups[nt, 0] = t
                                 topups[nt, 1] = i
                                 topups[nt, 2] = amount
