@@ -138,19 +138,15 @@ def run_grid_bot(frame: pd.DataFrame, grids: int, cash: float = 10_000.0,
     return seconds, fills
 
 
-def run_grid_job(frame: pd.DataFrame, grids: int = 40) -> tuple[float, int]:
-    """The whole ``liqbt run`` job (runner, analyzers, report data) of the grid bot: 40 lines
-    ±10 % around the start, 10x cross, balance 10,000 with 5,000 invested."""
-    from liqbt.config import load_config
-    from liqbt.runner import run_config
-
+def write_grid_job(folder: Path, frame: pd.DataFrame, grids: int = 40) -> Path:
+    """The grid job's config (40 lines ±10 % around the start, 10x cross, balance 10,000
+    with 5,000 invested) and its candles written into ``folder``; returns the config path."""
     first = float(frame["close"].iloc[0])
-    with tempfile.TemporaryDirectory() as tmp:
-        candles = Path(tmp) / "btcusdt-5m.feather"
-        frame.rename_axis("date").reset_index().to_feather(candles)
-        config = Path(tmp) / "grid.toml"
-        config.write_text(
-            f"""[account]
+    candles = folder / "btcusdt-5m.feather"
+    frame.rename_axis("date").reset_index().to_feather(candles)
+    config = folder / "grid.toml"
+    config.write_text(
+        f"""[account]
 exchange = "binance"
 balance = 10000
 
@@ -168,8 +164,18 @@ upper = {first * 1.1}
 grids = {grids}
 investment = 5000
 """
-        )
-        run = load_config(config)
+    )
+    return config
+
+
+def run_grid_job(frame: pd.DataFrame, grids: int = 40) -> tuple[float, int]:
+    """The whole ``liqbt run`` job (runner, analyzers, report data) of the grid bot: 40 lines
+    ±10 % around the start, 10x cross, balance 10,000 with 5,000 invested."""
+    from liqbt.config import load_config
+    from liqbt.runner import run_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = load_config(write_grid_job(Path(tmp), frame, grids))
         gc.collect()
         start = CLOCK()
         result = run_config(run)

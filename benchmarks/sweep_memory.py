@@ -21,7 +21,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from broker_overhead import random_walk
+from broker_overhead import random_walk, write_grid_job
 
 from liqbt.config import load_config
 from liqbt.executor import BACKTRADER, MarketData, load_market_data
@@ -71,31 +71,8 @@ def main() -> None:
                         help="skip the per-run collection (what workers did before)")
     args = parser.parse_args()
     frame = random_walk(args.bars)
-    first = float(frame["close"].iloc[0])
     with tempfile.TemporaryDirectory() as tmp:
-        candles = Path(tmp) / "btcusdt-5m.feather"
-        frame.rename_axis("date").reset_index().to_feather(candles)
-        config = Path(tmp) / "grid.toml"
-        config.write_text(
-            f"""[account]
-exchange = "binance"
-balance = 10000
-
-[[market]]
-symbol = "BTCUSDT"
-candles = "{candles.name}"
-leverage = 10
-margin_mode = "cross"
-
-[strategy]
-name = "grid"
-direction = "neutral"
-lower = {first * 0.9}
-upper = {first * 1.1}
-grids = 40
-investment = 5000
-"""
-        )
+        config = write_grid_job(Path(tmp), frame)
         base = load_config(config)
         leverages = [5, 10, 15, 20, 3, 8, 12, 2][: args.runs]
         configs = [p.config for p in expand(base, {"leverage": leverages})]
