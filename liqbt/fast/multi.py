@@ -422,6 +422,18 @@ def _wipeout(sv, fps, acct) -> bool:
     return acct[W] <= max(smallest, 1e-9)
 
 
+@hot
+def _record_wipeout(sv, fps, ips, acct, porder, npos, wipe, t, seq):
+    """After a full liquidation: when the account is wiped out (:func:`_wipeout`), note the
+    bar, event sequence and equity in ``wipe``; returns (wiped, next event sequence)."""
+    if not _wipeout(sv, fps, acct):
+        return False, seq
+    wipe[0] = t
+    wipe[1] = seq
+    wipe[2] = _equity(sv, ips, acct, porder, npos)
+    return True, seq + 1
+
+
 @njit(cache=True)
 def _ranking(sv, fps, ips, tt, ntt, rule, out) -> int:
     """:func:`liqbt.core.liquidation.cross_ranking`: cross legs by largest loss (or largest
@@ -801,12 +813,9 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                                         price, price, settle, False, 0.0, fills, nf, liqs, nl,
                                         seq)
                                     seq += 1
-                                    if not wiped and _wipeout(sv, fps, acct):
-                                        wiped = True
-                                        wipe[0] = t
-                                        wipe[1] = seq
-                                        wipe[2] = _equity(sv, ips, acct, porder, npos)
-                                        seq += 1
+                                    if not wiped:
+                                        wiped, seq = _record_wipeout(
+                                            sv, fps, ips, acct, porder, npos, wipe, t, seq)
                         if not changed:
                             skip_leg[i] = tau
                     else:
@@ -842,12 +851,9 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                                     nf, nl, fills, liqs, seq = _cross_full(
                                         sv, fps, ips, tt, ntt, acct, porder, npos, rank, nrk, t,
                                         fills, nf, liqs, nl, seq)
-                                    if not wiped and _wipeout(sv, fps, acct):
-                                        wiped = True
-                                        wipe[0] = t
-                                        wipe[1] = seq
-                                        wipe[2] = _equity(sv, ips, acct, porder, npos)
-                                        seq += 1
+                                    if not wiped:
+                                        wiped, seq = _record_wipeout(
+                                            sv, fps, ips, acct, porder, npos, wipe, t, seq)
                         if not changed:
                             skip_cross = tau
                 tau = max(tau, tau_end)
