@@ -7,6 +7,7 @@ of its own: the broker passes its :class:`~liqbt.core.account.Account` and the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import backtrader as bt
@@ -88,9 +89,12 @@ def opening_size(account: Account, symbol: str, order: bt.Order) -> float:
     )
 
 
-def rejection(account: Account, symbol: str, order: bt.Order, order_margin: float) -> str | None:
+def rejection(
+    account: Account, symbol: str, order: bt.Order, order_margin: Callable[[], float]
+) -> str | None:
     """Why an order cannot be accepted, or ``None`` (rules: :mod:`liqbt.core.orders`);
-    ``order_margin`` is the margin reserved by the other resting orders (USDT)."""
+    ``order_margin()`` is the margin reserved by the other resting orders (USDT), asked only
+    for an order that opens (it sums every resting order)."""
     if order.exectype not in SUPPORTED_EXECTYPES:
         return core_orders.unsupported_exectype_refusal(bt.Order.ExecTypes[order.exectype])
     opening = opening_size(account, symbol, order)
@@ -106,21 +110,27 @@ def rejection(account: Account, symbol: str, order: bt.Order, order_margin: floa
         leverage=config.leverage,
         taker_fee=account.profile.taker_fee,
         min_notional=config.spec.min_notional,
-        available=account.available_balance(order_margin),
+        available=account.available_balance(order_margin()),
     )
     return core_orders.acceptance_refusal(check, config.tiers)
 
 
 def fill_rejection(
-    account: Account, symbol: str, order: bt.Order, price: float, order_margin: float
+    account: Account, symbol: str, order: bt.Order, price: float,
+    order_margin: Callable[[], float],
 ) -> str | None:
-    """Margin check at fill (:func:`liqbt.core.orders.fill_refusal`); ``order_margin`` is the
-    margin reserved by all resting orders, this one included (USDT)."""
+    """Margin check at fill (:func:`liqbt.core.orders.fill_refusal`); ``order_margin()`` is the
+    margin reserved by all resting orders, this one included (USDT), asked only when the fill
+    needs more margin than the order reserved."""
     config = account.market(symbol)
     opening = opening_size(account, symbol, order)
-    own = core_orders.order_margin(opening, order_price(order), config.leverage)
+
+    def available() -> float:
+        own = core_orders.order_margin(opening, order_price(order), config.leverage)
+        return account.available_balance(order_margin() - own)
+
     return core_orders.fill_refusal(
         symbol, opening, order.info.get("reserved_opening", 0.0), price, config.leverage,
-        account.profile.taker_fee, account.available_balance(order_margin - own),
+        account.profile.taker_fee, available,
         config.margin_mode == "isolated", account.wallet_balance,
     )

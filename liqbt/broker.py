@@ -31,6 +31,7 @@ The rules live elsewhere; this class is the backtrader glue that ties them toget
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import backtrader as bt
@@ -348,7 +349,7 @@ class MarginBroker(bt.brokers.BackBroker):
             self._owners[order.data] = order.owner
             symbol = self.symbol_of(order.data)
             reason = "account wiped out" if self.wiped_out else acc.rejection(
-                self.account, symbol, order, self.order_margin(exclude=order)
+                self.account, symbol, order, partial(self.order_margin, order)
             )
             if reason is None:
                 order.addinfo(reserved_opening=acc.opening_size(self.account, symbol, order))

@@ -35,7 +35,7 @@ def fill(broker: MarginBroker, order: bt.Order, price: float, maker: bool) -> No
             broker.cancel(order)
             return
     elif acc.opening_size(account, symbol, order):
-        reason = acc.fill_rejection(account, symbol, order, price, broker.order_margin())
+        reason = acc.fill_rejection(account, symbol, order, price, broker.order_margin)
         if reason is not None:
             broker.reject_order(order, reason, price)  # status Margin
             return

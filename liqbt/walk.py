@@ -298,16 +298,8 @@ class JointWalk:
         """The earliest event in ``[t, t_end]`` of segment ``k`` (see :meth:`_walk`)."""
         width = t_end - t
         best: Event | None = None
-
-        def offer(cand: Event) -> None:
-            nonlocal best
-            if cand[0] <= skip.get(cand[3], -1.0):
-                return
-            if best is None or (cand[0], cand[1], cand[2], cand[3][-1]) < (
-                best[0], best[1], best[2], best[3][-1]
-            ):
-                best = cand
-
+        best_rank: tuple[float, int, str, Any] | None = None
+        candidates: list[Event] = []
         for bar in bars:
             a, b = at(bar.trade, k, t), bar.trade[k + 1]
             for order in bar.orders:
@@ -315,8 +307,8 @@ class JointWalk:
                     continue
                 hit = order_trigger(order, a, b, t == 0.0)
                 if hit is not None:
-                    offer((t + hit[0] * width, 1, bar.symbol, ("order", order.ref), order,
-                           hit[1]))
+                    candidates.append((t + hit[0] * width, 1, bar.symbol, ("order", order.ref),
+                                       order, hit[1]))
             ma, mb = at(bar.mark, k, t), bar.mark[k + 1]
             for pos in self.broker.legs_of(bar.data):
                 if pos.margin_mode != "isolated":
@@ -326,12 +318,18 @@ class JointWalk:
                     continue
                 hit = pth.crossing(ma, mb, lp, rising=direction > 0)
                 if hit is not None:
-                    offer((t + hit[0] * width, 0, bar.symbol, ("leg", pos.symbol, pos.leg),
-                           pos, hit[1]))
+                    candidates.append((t + hit[0] * width, 0, bar.symbol,
+                                       ("leg", pos.symbol, pos.leg), pos, hit[1]))
         if self._cross_may_breach(bars):
             hit_t = self._cross_first_breach(bars, k, t, t_end)
             if hit_t is not None:
-                offer((hit_t, 0, "", ("cross", 0), None, math.nan))
+                candidates.append((hit_t, 0, "", ("cross", 0), None, math.nan))
+        for cand in candidates:
+            if cand[0] <= skip.get(cand[3], -1.0):
+                continue  # fired at this instant without changing anything
+            rank = (cand[0], cand[1], cand[2], cand[3][-1])
+            if best_rank is None or rank < best_rank:
+                best, best_rank = cand, rank
         return best
 
     def _cross_first_breach(self, bars: list[Bar], k: int, t: float, t_end: float

@@ -175,17 +175,23 @@ def test_okx_caps_are_in_eth() -> None:
 
 
 def test_fill_refusal() -> None:
+    def never() -> float:
+        raise AssertionError("the available balance is only asked for unreserved margin")
+
     # isolated: 0.1 × 50,000 × (1/10 + 0.0005) = 502.5 must be in the wallet
-    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, 1e9, True, 502.5) is None
-    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, 1e9, True, 500.0) == (
+    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, never, True,
+                               502.5) is None
+    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, never, True, 500.0) == (
         "BTCUSDT: at fill the isolated margin and fee 502.50 USDT exceed the wallet balance "
         "500.00 USDT"
     )
     # cross: reserved at acceptance → no check; 0.04 unreserved needs 201 USDT
-    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, 0.0, False, 0.0) is None
-    assert orders.fill_refusal("BTCUSDT", 0.1, 0.06, 50_000, 10, 0.0005, 201.0, False,
+    assert orders.fill_refusal("BTCUSDT", 0.1, 0.1, 50_000, 10, 0.0005, never, False,
                                0.0) is None
-    assert orders.fill_refusal("BTCUSDT", 0.1, 0.06, 50_000, 10, 0.0005, 200.0, False, 0.0) == (
+    assert orders.fill_refusal("BTCUSDT", 0.1, 0.06, 50_000, 10, 0.0005, lambda: 201.0, False,
+                               0.0) is None
+    assert orders.fill_refusal("BTCUSDT", 0.1, 0.06, 50_000, 10, 0.0005, lambda: 200.0, False,
+                               0.0) == (
         "BTCUSDT: at fill the order needs 201.00 USDT more margin but only 200.00 USDT is "
         "available"
     )

@@ -42,19 +42,20 @@ def term_min(account: Account, legs: list[Position], low: float, high: float) ->
     prices = [low, high] if low != high else [low]
     if low != high:
         tiers = account.market(legs[0].symbol).tiers
-        if any(
-            tiers.tier_index(tiers.lookup_value(p.size, low))
-            != tiers.tier_index(tiers.lookup_value(p.size, high)) for p in legs
-        ):
+        if any(tiers.tier_at(p.size, low) is not tiers.tier_at(p.size, high) for p in legs):
             caps = [t.cap for t in tiers.tiers]
             for f in pth.tier_breakpoints(low, high, [p.size for p in legs], caps):
                 level = low + (high - low) * f
                 prices += [level * (1 - 1e-12), level * (1 + 1e-12)]
     best = math.inf
     for price in prices:
+        term = 0.0
         for p in legs:
             p.mark_price = price
-        best = min(best, sum(p.unrealized_pnl - account.trigger_margin(p) for p in legs))
+        for p in legs:
+            term += p.unrealized_pnl - account.trigger_margin(p)
+        if term < best:
+            best = term
     for p in legs:
         p.mark_price = current
     return best

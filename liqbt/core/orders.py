@@ -16,6 +16,7 @@ Rules (docs/margin-model.md §6; Binance "Order types and rules", OKX "Position 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from liqbt.core.tiers import TierTable
@@ -192,7 +193,7 @@ def fill_refusal(
     price: float,
     leverage: float,
     taker_fee: float,
-    available: float,
+    available: Callable[[], float],
     isolated: bool,
     wallet: float,
 ) -> str | None:
@@ -202,7 +203,8 @@ def fill_refusal(
     need money at fill: an isolated fill moves its margin and fee out of the wallet, which must
     hold them (realized cross losses may have eaten the frozen margin); and an opening part
     larger than the ``reserved`` one (an order accepted as a close whose position has since
-    gone) needs fresh margin from ``available``.
+    gone) needs fresh margin from the available balance, ``available()`` (USDT; asked only
+    then, since it sums every resting order's margin).
     """
     if isolated:
         needed = margin_required(opening, price, leverage, taker_fee)
@@ -215,11 +217,12 @@ def fill_refusal(
     if unreserved <= 1e-12 * max(opening, 1.0):
         return None
     required = margin_required(unreserved, price, leverage, taker_fee)
-    if required <= available + _MONEY_EPS:
+    balance = available()
+    if required <= balance + _MONEY_EPS:
         return None
     return (
         f"{symbol}: at fill the order needs {required:,.2f} USDT more margin but only "
-        f"{available:,.2f} USDT is available"
+        f"{balance:,.2f} USDT is available"
     )
 
 
