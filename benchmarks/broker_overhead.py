@@ -2,9 +2,14 @@
 
 Seeded, mean-reverting random walks (so grids keep filling all year) drive four measurements:
 
-1. ``year``: a whole ``liqbt run`` job (runner with its analyzers) of the project's grid bot,
-   40 lines, 10x cross, one year of 5-minute bars (105,120 bars). Issue 11 target: at least
-   2x faster than before the price-indexed order book.
+1. ``year``: a whole ``liqbt run`` job (runner with its analyzers), 10x cross, one year of
+   5-minute bars (105,120 bars), twice: with the project's grid bot (40 lines), and with this
+   file's ``GridN40`` (40 resting orders 0.5 % apart, each fill replaced one step away) as a
+   fixed workload. Issue 11 target: at least 2x faster than before the price-indexed order
+   book (commit 8619bd2). The grid bot has changed since (it now re-places the lines a
+   refusal left empty: 17,318 fills where it made 1,816), so the comparison uses the fixed
+   workload, which makes the same fills on every commit: this script runs unchanged on
+   8619bd2 (copy it there and run ``--only year``).
 2. ``levels``: the grid bot with 10 / 50 / 200 grid levels 0.4 % apart on the same bars (more
    levels reach further out, the fills per bar stay comparable); microseconds per bar should
    stay flat (within ±25 % of the 10-level figure): a bar must only touch the orders its range
@@ -138,13 +143,27 @@ def run_grid_bot(frame: pd.DataFrame, grids: int, cash: float = 10_000.0,
     return seconds, fills
 
 
-def write_grid_job(folder: Path, frame: pd.DataFrame, grids: int = 40) -> Path:
+class GridN40(GridN):
+    """:class:`GridN` with 40 orders 0.5 % apart: the ``year`` job's fixed workload."""
+
+    params = (("levels", 40), ("step", 0.005))
+
+
+def write_grid_job(folder: Path, frame: pd.DataFrame, grids: int = 40,
+                   strategy: str | None = None) -> Path:
     """The grid job's config (40 lines ±10 % around the start, 10x cross, balance 10,000
-    with 5,000 invested) and its candles written into ``folder``; returns the config path."""
+    with 5,000 invested) and its candles written into ``folder``; returns the config path.
+    ``strategy``: the name of another strategy to run instead (without parameters)."""
     first = float(frame["close"].iloc[0])
     candles = folder / "btcusdt-5m.feather"
     frame.rename_axis("date").reset_index().to_feather(candles)
     config = folder / "grid.toml"
+    bot = (f'name = "{strategy}"' if strategy else f"""name = "grid"
+direction = "neutral"
+lower = {first * 0.9}
+upper = {first * 1.1}
+grids = {grids}
+investment = 5000""")
     config.write_text(
         f"""[account]
 exchange = "binance"
@@ -157,25 +176,22 @@ leverage = 10
 margin_mode = "cross"
 
 [strategy]
-name = "grid"
-direction = "neutral"
-lower = {first * 0.9}
-upper = {first * 1.1}
-grids = {grids}
-investment = 5000
+{bot}
 """
     )
     return config
 
 
-def run_grid_job(frame: pd.DataFrame, grids: int = 40) -> tuple[float, int]:
+def run_grid_job(frame: pd.DataFrame, grids: int = 40,
+                 strategy: str | None = None) -> tuple[float, int]:
     """The whole ``liqbt run`` job (runner, analyzers, report data) of the grid bot: 40 lines
-    ±10 % around the start, 10x cross, balance 10,000 with 5,000 invested."""
+    ±10 % around the start, 10x cross, balance 10,000 with 5,000 invested (or of
+    ``strategy``, see :func:`write_grid_job`)."""
     from liqbt.config import load_config
     from liqbt.runner import run_config
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = load_config(write_grid_job(Path(tmp), frame, grids))
+        run = load_config(write_grid_job(Path(tmp), frame, grids, strategy))
         gc.collect()
         start = CLOCK()
         result = run_config(run)
@@ -219,6 +235,10 @@ def main() -> None:
         seconds, fills = best_of(lambda: run_grid_job(frame, 40))
         print(f"[year] liqbt run job, grid bot 40 lines, 10x cross, {args.bars:,} 5m bars: "
               f"{seconds:.1f} s ({fills} fills, {1e6 * seconds / args.bars:.0f} µs/bar)")
+        fixed = f"{Path(__file__).resolve().as_posix()}:GridN40"
+        seconds, fills = best_of(lambda: run_grid_job(frame, strategy=fixed))
+        print(f"[year] liqbt run job, fixed workload (GridN40), 10x cross: {seconds:.1f} s "
+              f"({fills} fills, {1e6 * seconds / args.bars:.0f} µs/bar)")
 
     if "levels" in only:
         # sd ≈ 0.7 %: even the 10-level grid (±2 %) holds the price, so every run fills alike
