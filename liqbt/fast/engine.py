@@ -618,7 +618,7 @@ def _stopped_reason(config: RunConfig, p: _Prepared, stats: np.ndarray,
 
 
 def _reject_text(kind: int, v1: float, v2: float, symbol: str, p: _Prepared) -> str:
-    """The broker's rejection reasons (liqbt/broker.py ``_rejection``/``_rejection_at_fill``)."""
+    """The broker's rejection reasons (:func:`liqbt.acceptance.rejection`, ``fill_rejection``)."""
     if kind == kn.R_WIPED:
         return "account wiped out"
     if kind == kn.R_MIN:

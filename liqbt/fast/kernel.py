@@ -143,7 +143,7 @@ def _opening_size(st, ob, oi, k) -> float:
 
 @hot
 def _order_margin(st, fp, ob, oi, n_orders, exclude) -> float:
-    """:meth:`liqbt.broker.MarginBroker._order_margin`: Σ opening × price / leverage."""
+    """:meth:`liqbt.broker.MarginBroker.order_margin`: Σ opening × price / leverage."""
     total = 0.0
     for k in range(n_orders):
         if oi[k, OSTAT] != PENDING or k == exclude:
