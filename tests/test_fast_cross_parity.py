@@ -9,29 +9,22 @@ Fills, liquidations, funding, fees and final equity must agree to 1e-9 relative.
 
 from __future__ import annotations
 
+from fast_parity_support import (
+    ACCOUNTS,
+    FILTER,
+    LADDER,
+    SETTINGS,
+    assert_dca_parity,
+    assert_parity,
+    scenario_config,
+    scenarios,
+    start_price,
+)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_fast_dca_parity import FILTER, LADDER, assert_dca_parity
-from test_fast_parity import (
-    ACCOUNTS,
-    SETTINGS,
-    _config,
-    _market,
-    _start,
-    _write,
-    assert_parity,
-)
 
-CROSS = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**31 - 1),
-    "bars": st.integers(20, 90),
-    "mark": st.booleans(),
-    "funding": st.booleans(),
-    "leverage": st.sampled_from([2, 5, 10, 20, 50, 100]),
-    "margin_mode": st.just("cross"),
-    "top_up": st.just(False),
-    "intrabar": st.sampled_from(["heuristic", "pessimistic", "optimistic"]),
-})
+CROSS = scenarios(leverage=(2, 5, 10, 20, 50, 100), margin_mode=st.just("cross"),
+                  top_up=st.just(False))
 CROSS_SETTINGS = settings(SETTINGS, max_examples=100)
 
 
@@ -46,11 +39,9 @@ def _note(result) -> None:
        margin=st.sampled_from([None, 100.0, 250.0]))
 def test_cross_hold_parity(tmp_path_factory, sc, account, direction, margin):
     """One cross position held: the whole wallet backs it (partial steps at high tiers)."""
-    tmp = tmp_path_factory.mktemp("xhold")
-    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
-    cfg = _config(tmp, files, account, _market(sc, account),
-                  {"name": "hold", "direction": direction, "margin": margin}, sc["intrabar"])
-    fast, _ = assert_parity(cfg)
+    fast, _ = assert_parity(scenario_config(
+        tmp_path_factory.mktemp("xhold"), sc, account,
+        {"name": "hold", "direction": direction, "margin": margin}))
     _note(fast)
 
 
@@ -62,9 +53,7 @@ def test_cross_grid_parity(tmp_path_factory, sc, account, data, direction, grids
                            offset):
     """A cross grid: resting orders reserve margin (and, on the ``simple`` profile, count in
     the trigger), a cross liquidation cancels them all."""
-    tmp = tmp_path_factory.mktemp("xgrid")
-    start = _start(account)
-    files = _write(tmp, sc["seed"], sc["bars"], start, sc["mark"], sc["funding"])
+    start = start_price(account)
     mid = start * (1 + offset * width)
     lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
     pick = data.draw(st.fixed_dictionaries({
@@ -76,8 +65,8 @@ def test_cross_grid_parity(tmp_path_factory, sc, account, data, direction, grids
     }))
     strategy = {"name": "grid", "direction": direction, "lower": lower, "upper": upper,
                 "grids": grids, **pick}
-    cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
-    fast, _ = assert_parity(cfg)
+    fast, _ = assert_parity(scenario_config(tmp_path_factory.mktemp("xgrid"), sc, account,
+                                            strategy))
     _note(fast)
 
 
@@ -87,14 +76,6 @@ def test_cross_grid_parity(tmp_path_factory, sc, account, data, direction, grids
 def test_cross_dca_parity(tmp_path_factory, sc, account, ladder, entry):
     """A cross DCA bot: safety orders and take profits reserve cross margin, a cross
     liquidation cancels the ladder."""
-    ladder = dict(ladder)
-    while ladder["direction"] == "long" and ladder["max_safety_orders"] and sum(
-            ladder["price_deviation"] * ladder["step_scale"] ** i
-            for i in range(ladder["max_safety_orders"])) >= 90:
-        ladder["max_safety_orders"] -= 1
-    tmp = tmp_path_factory.mktemp("xdca")
-    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
-    cfg = _config(tmp, files, account, _market(sc, account), {"name": "dca", **ladder, **entry},
-                  sc["intrabar"])
-    fast, _ = assert_dca_parity(cfg)
+    fast, _ = assert_dca_parity(scenario_config(tmp_path_factory.mktemp("xdca"), sc, account,
+                                                {"name": "dca", **ladder, **entry}))
     _note(fast)

@@ -1,12 +1,13 @@
 """Parity of the DCA bot: the fast engine (liqbt.fast.dca) and MarginBroker, fill by fill.
 
-Random walks with gaps, a crash or a squeeze (:func:`test_fast_parity._bars`), random ladders
-(deviation, step and volume scales, safety order count and size, some below the exchange
-minimum so they are refused and retried), take profit, stop loss, cooldown, max cycles, both
-directions, the RSI and Bollinger entry filters, every profile, leverages, settlements, auto
-top-up and the three intrabar modes. Besides everything :func:`test_fast_parity.assert_parity`
-compares (fills, liquidations, top-ups, funding, fees, final equity to 1e-9 relative), the
-bot's own view must agree: cycles, cycle PnL, refused orders, finished, and every deal.
+Random walks with gaps, a crash or a squeeze (:func:`fast_parity_support.random_bars`),
+random ladders (deviation, step and volume scales, safety order count and size, some below
+the exchange minimum so they are refused and retried), take profit, stop loss, cooldown, max
+cycles, both directions, the RSI and Bollinger entry filters, every profile, leverages,
+settlements, auto top-up and the three intrabar modes. Besides everything
+:func:`fast_parity_support.assert_parity` compares (fills, liquidations, top-ups, funding,
+fees, final equity to 1e-9 relative), the bot's own view must agree: cycles, cycle PnL,
+refused orders, finished, and every deal (:func:`fast_parity_support.assert_dca_parity`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from test_fast_parity import (
+from fast_parity_support import (
     ACCOUNTS,
+    CONFIGS,
+    FILTER,
+    LADDER,
     SETTINGS,
-    _bars,
-    _close,
-    _config,
-    _market,
-    _start,
-    _write,
-    assert_parity,
+    assert_dca_parity,
+    make_config,
+    random_bars,
+    scenario_config,
+    scenarios,
 )
+from hypothesis import given, settings
 
 from liqbt.config import load_config
 from liqbt.data import save_candles
@@ -37,60 +38,7 @@ from liqbt.fast import supports
 
 pytest.importorskip("numba")
 
-ROOT = Path(__file__).parents[1] / "configs"
-VIEW = ("cycles", "cycle_pnl", "refused_orders", "finished", "position", "unrealized_pnl",
-        "realized_pnl", "fees", "equity")
-
-
-def assert_dca_parity(config: Any) -> tuple[Any, Any]:
-    """:func:`assert_parity` plus the DCA bot's counters and deals; returns both results."""
-    fast, slow = assert_parity(config)
-    for key in VIEW:
-        assert _close(fast.bot[key], slow.bot[key]), (key, fast.bot[key], slow.bot[key])
-    assert len(fast.bot["deals"]) == len(slow.bot["deals"]), (fast.bot["deals"],
-                                                              slow.bot["deals"])
-    for f, s in zip(fast.bot["deals"], slow.bot["deals"], strict=True):
-        assert f.keys() == s.keys()
-        for key, value in s.items():
-            if isinstance(value, float):
-                assert _close(f[key], value), (key, f, s)
-            else:
-                assert f[key] == value, (key, f, s)
-    return fast, slow
-
-
-SCENARIO = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**31 - 1),
-    "bars": st.integers(40, 160),
-    "mark": st.booleans(),
-    "funding": st.booleans(),
-    "leverage": st.sampled_from([1, 2, 3, 5, 10, 20, 50, 100]),
-    "margin_mode": st.just("isolated"),
-    "top_up": st.booleans(),
-    "intrabar": st.sampled_from(["heuristic", "pessimistic", "optimistic"]),
-})
-LADDER = st.fixed_dictionaries({
-    "direction": st.sampled_from(["long", "short"]),
-    "base_order": st.sampled_from([150.0, 300.0, 600.0, 1200.0]),
-    "safety_order": st.sampled_from([20.0, 60.0, 150.0, 400.0]),
-    "max_safety_orders": st.integers(0, 6),
-    "price_deviation": st.sampled_from([0.1, 0.3, 0.6, 1.5, 3.0]),
-    "step_scale": st.sampled_from([0.5, 1.0, 1.5, 2.0]),
-    "volume_scale": st.sampled_from([0.5, 1.0, 1.5, 2.5]),
-    "take_profit": st.sampled_from([0.3, 0.8, 2.0]),
-    "stop_loss": st.sampled_from([None, None, 2.0, 5.0, 15.0]),
-    "cooldown": st.sampled_from([0, 0, 1, 5]),
-    "max_cycles": st.sampled_from([0, 0, 1, 3]),
-})
-FILTER = st.one_of(
-    st.just({"entry_filter": "none"}),
-    st.fixed_dictionaries({"entry_filter": st.just("rsi"),
-                           "rsi_period": st.sampled_from([3, 5, 14]),
-                           "rsi_below": st.sampled_from([30.0, 45.0, 60.0])}),
-    st.fixed_dictionaries({"entry_filter": st.just("bollinger"),
-                           "bb_period": st.sampled_from([3, 5, 20]),
-                           "bb_dev": st.sampled_from([0.5, 1.0, 2.0])}),
-)
+SCENARIO = scenarios(bars=(40, 160))
 
 
 EXAMPLES = 240
@@ -102,17 +50,9 @@ COVERAGE: list[dict[str, Any]] = []
 def test_dca_parity(tmp_path_factory, sc, account, ladder, entry):
     """Random DCA bots on random bars: base and safety orders, take profits moved after
     each safety fill, stop losses, cooldowns, cycle limits, refusals retried, liquidations."""
-    ladder = dict(ladder)
-    # a long ladder must stay above zero (the loader refuses it): fewer safety orders
-    while ladder["direction"] == "long" and ladder["max_safety_orders"] and sum(
-            ladder["price_deviation"] * ladder["step_scale"] ** i
-            for i in range(ladder["max_safety_orders"])) >= 90:
-        ladder["max_safety_orders"] -= 1
-    tmp = tmp_path_factory.mktemp("dca")
-    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
     strategy = {"name": "dca", **ladder, **entry}
-    cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
-    fast, slow = assert_dca_parity(cfg)
+    fast, slow = assert_dca_parity(scenario_config(tmp_path_factory.mktemp("dca"), sc, account,
+                                                   strategy))
     COVERAGE.append(_what(fast, slow, strategy))
 
 
@@ -145,7 +85,7 @@ def test_bundled_dca_parity():
     """configs/dca.toml over its real BTCUSDT month (16 take-profit cycles, then the whole
     ladder fills and the position is liquidated) and variants: short, a stop loss, filters,
     cooldown, cycle limit, other leverages and intrabar modes."""
-    base = load_config(ROOT / "dca.toml")
+    base = load_config(CONFIGS / "dca.toml")
     fast, _slow = assert_dca_parity(base)
     assert fast.bot["cycles"] == 16 and fast.liquidation_count == 1
     assert fast.stopped_kind == "liquidated"
@@ -164,7 +104,7 @@ def test_bundled_dca_parity():
 def test_dca_base_order_below_one_step():
     """A base order worth less than half a size step rounds to nothing: both engines stop the
     bot on the first bar (below_minimum) without an order."""
-    cfg = load_config(ROOT / "dca.toml").with_overrides({"strategy.base_order": 20.0})
+    cfg = load_config(CONFIGS / "dca.toml").with_overrides({"strategy.base_order": 20.0})
     fast, slow = assert_dca_parity(cfg)
     assert fast.stopped_kind == slow.stopped_kind == "below_minimum"
     assert fast.stopped_reason == slow.stopped_reason
@@ -182,7 +122,7 @@ def _crash_config(tmp_path: Path, rows: list[tuple[float, ...]], **strategy: Any
     frame = pd.DataFrame([[x * 500 for x in r] for r in rows], index=index,
                          columns=["open", "high", "low", "close"]).assign(volume=1.0)
     save_candles(frame, tmp_path / "c.feather")
-    return _config(tmp_path, {"candles": tmp_path / "c.feather"},
+    return make_config(tmp_path, {"candles": tmp_path / "c.feather"},
                    {"exchange": "simple", "balance": 5000.0},
                    {"leverage": 5, "margin_mode": "isolated"},
                    {"name": "dca", "direction": "long", "base_order": 1000.0,
@@ -260,7 +200,7 @@ def test_cli_run_and_sweep_engine_fast_same_output():
 
     from liqbt.cli import main
 
-    dca = str(ROOT / "dca.toml")
+    dca = str(CONFIGS / "dca.toml")
     runner = CliRunner()
     fast = runner.invoke(main, ["run", dca, "--engine", "fast"])
     slow = runner.invoke(main, ["run", dca, "--quiet"])
@@ -281,11 +221,11 @@ def test_cli_run_and_sweep_engine_fast_same_output():
 def test_dca_large_sizes(tmp_path, direction):
     """A coin priced below 1 USDT: sizes of thousands of units, where rounding to the size
     step (``round(x, 12)``) needs CPython's algorithm (:func:`liqbt.fast.dca.round12`)."""
-    frame = _bars(5, 150, 50_000.0)
+    frame = random_bars(5, 150, 50_000.0)
     frame[["open", "high", "low", "close"]] = (frame[["open", "high", "low", "close"]]
                                                * (0.03 / 50_000)).round(6)
     save_candles(frame, tmp_path / "c.feather")
-    cfg = _config(tmp_path, {"candles": tmp_path / "c.feather"},
+    cfg = make_config(tmp_path, {"candles": tmp_path / "c.feather"},
                   {"exchange": "simple", "balance": 20_000.0},
                   {"leverage": 3, "margin_mode": "isolated"},
                   {"name": "dca", "direction": direction, "base_order": 1000.0,
@@ -313,7 +253,7 @@ def test_round12_is_pythons_round():
 
 def test_dca_supports():
     """Every DCA parameter is mirrored; only the log printing is left to backtrader."""
-    cfg = load_config(ROOT / "dca.toml")
+    cfg = load_config(CONFIGS / "dca.toml")
     assert supports(cfg) is None
     assert supports(cfg.with_overrides({"strategy.stop_loss": 3.0,
                                         "strategy.entry_filter": "rsi"})) is None

@@ -7,26 +7,25 @@ A neutral grid opens SHORT beside LONG in hedge mode and is refused (test at the
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from fast_parity_support import (
+    ACCOUNTS,
+    CONFIGS,
+    LADDER,
+    SETTINGS,
+    assert_dca_parity,
+    assert_parity,
+    scenario_config,
+    scenarios,
+    start_price,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fast_dca_parity import LADDER, assert_dca_parity
-from test_fast_parity import ACCOUNTS, SETTINGS, _config, _market, _start, _write, assert_parity
 
 from liqbt.config import load_config
 from liqbt.fast import supports
 
-HEDGE = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**31 - 1),
-    "bars": st.integers(30, 90),
-    "mark": st.booleans(),
-    "funding": st.booleans(),
-    "leverage": st.sampled_from([2, 5, 10, 20, 50]),
-    "margin_mode": st.sampled_from(["isolated", "cross"]),
-    "top_up": st.booleans(),
-    "intrabar": st.sampled_from(["heuristic", "pessimistic", "optimistic"]),
-})
+HEDGE = scenarios(bars=(30, 90), leverage=(2, 5, 10, 20, 50),
+                  margin_mode=st.sampled_from(["isolated", "cross"]))
 HEDGE_ACCOUNTS = ACCOUNTS.map(lambda a: {**a, "position_mode": "hedge"})
 
 
@@ -34,11 +33,8 @@ HEDGE_ACCOUNTS = ACCOUNTS.map(lambda a: {**a, "position_mode": "hedge"})
 @given(sc=HEDGE, account=HEDGE_ACCOUNTS, direction=st.sampled_from(["long", "short"]),
        margin=st.sampled_from([None, 250.0]))
 def test_hedge_hold_parity(tmp_path_factory, sc, account, direction, margin):
-    tmp = tmp_path_factory.mktemp("hhold")
-    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
-    cfg = _config(tmp, files, account, _market(sc, account),
-                  {"name": "hold", "direction": direction, "margin": margin}, sc["intrabar"])
-    assert_parity(cfg)
+    assert_parity(scenario_config(tmp_path_factory.mktemp("hhold"), sc, account,
+                                  {"name": "hold", "direction": direction, "margin": margin}))
 
 
 @settings(SETTINGS, max_examples=30)
@@ -49,40 +45,27 @@ def test_hedge_grid_parity(tmp_path_factory, sc, account, direction, grids, widt
                            stop):
     """Long and short grids: opening lines on their leg, reduce-only closes on the same leg,
     the stop's reduce-only close."""
-    tmp = tmp_path_factory.mktemp("hgrid")
-    start = _start(account)
-    files = _write(tmp, sc["seed"], sc["bars"], start, sc["mark"], sc["funding"])
-    mid = start * (1 + offset * width)
+    mid = start_price(account) * (1 + offset * width)
     lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
     strategy = {"name": "grid", "direction": direction, "lower": lower, "upper": upper,
                 "grids": grids, "out_of_range": "stop" if stop else "stay"}
-    cfg = _config(tmp, files, account, _market(sc, account), strategy, sc["intrabar"])
-    assert_parity(cfg)
+    assert_parity(scenario_config(tmp_path_factory.mktemp("hgrid"), sc, account, strategy))
 
 
 @settings(SETTINGS, max_examples=25)
 @given(sc=HEDGE.map(lambda d: {**d, "bars": d["bars"] + 40}), account=HEDGE_ACCOUNTS,
        ladder=LADDER)
 def test_hedge_dca_parity(tmp_path_factory, sc, account, ladder):
-    ladder = dict(ladder)
-    while ladder["direction"] == "long" and ladder["max_safety_orders"] and sum(
-            ladder["price_deviation"] * ladder["step_scale"] ** i
-            for i in range(ladder["max_safety_orders"])) >= 90:
-        ladder["max_safety_orders"] -= 1
-    tmp = tmp_path_factory.mktemp("hdca")
-    files = _write(tmp, sc["seed"], sc["bars"], _start(account), sc["mark"], sc["funding"])
-    cfg = _config(tmp, files, account, _market(sc, account), {"name": "dca", **ladder},
-                  sc["intrabar"])
-    assert_dca_parity(cfg)
+    assert_dca_parity(scenario_config(tmp_path_factory.mktemp("hdca"), sc, account,
+                                      {"name": "dca", **ladder}))
 
 
 def test_hedge_supports():
-    root = Path(__file__).parents[1] / "configs"
-    grid = load_config(root / "grid.toml").with_overrides({"position_mode": "hedge"})
+    grid = load_config(CONFIGS / "grid.toml").with_overrides({"position_mode": "hedge"})
     assert supports(grid) is None
     neutral = grid.with_overrides({"strategy.direction": "neutral"})
     assert "neutral grid" in supports(neutral)
-    pair = load_config(root / "cross-vs-isolated.toml").with_overrides(
+    pair = load_config(CONFIGS / "cross-vs-isolated.toml").with_overrides(
         {"position_mode": "hedge"})
     assert supports(pair) is None
     assert_parity(pair)

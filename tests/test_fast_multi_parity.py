@@ -6,24 +6,29 @@ cross plan closes them in the profile's ``cross_liquidation_order`` with the bal
 MM (margin-model §9). Random walks (perfectly correlated or independent, with gaps, crashes
 and squeezes), random margin modes, leverages, profile rules and intrabar modes; plus the
 bundled real-data reproduction of issue 11 (BTCUSDT + ETHUSDT through 2025-10-10, cross 20x).
-Everything :func:`test_fast_parity.assert_parity` compares must agree to 1e-9 relative, and
+Everything :func:`fast_parity_support.assert_parity` compares must agree to 1e-9 relative, and
 each fill and liquidation's symbol.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import event, given, reject, settings
+from fast_parity_support import (
+    CONFIGS,
+    SETTINGS,
+    assert_parity,
+    config_toml,
+    load_or_reject,
+    write_data,
+)
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_fast_parity import SETTINGS, _write, assert_parity
 
 from liqbt.config import load_config
-from liqbt.core.errors import ValidationError
 from liqbt.fast import supports
 
 pytest.importorskip("numba")
@@ -31,25 +36,6 @@ pytest.importorskip("numba")
 ROOT = Path(__file__).parents[1]
 DATA = ROOT / "datasets" / "2025-10"
 START = {"BTCUSDT": 50_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0}
-
-
-def _val(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_val(x)}" for k, x in v.items()) + " }"
-    return repr(v)
-
-
-def _toml(account: dict, markets: list[dict], strategy: dict, backtest: dict) -> str:
-    lines = ["[account]"] + [f"{k} = {_val(v)}" for k, v in account.items()]
-    for m in markets:
-        lines += ["[[market]]"] + [f"{k} = {_val(v)}" for k, v in m.items()]
-    lines += ["[strategy]"] + [f"{k} = {_val(v)}" for k, v in strategy.items() if v is not None]
-    lines += ["[backtest]"] + [f"{k} = {_val(v)}" for k, v in backtest.items()]
-    return textwrap.dedent("\n".join(lines)) + "\n"
 
 
 def _check(config: Any) -> tuple[Any, Any]:
@@ -102,7 +88,7 @@ def test_multi_hold_parity(tmp_path_factory, account, rules, data, seed, bars, t
     for k, symbol in enumerate(symbols):
         sub = tmp / symbol
         sub.mkdir()
-        files = _write(sub, seed if together else seed + k, bars, START[symbol], mark, funding)
+        files = write_data(sub, seed if together else seed + k, bars, START[symbol], mark, funding)
         m = data.draw(MARKET)
         top = m.pop("top_up") and m["margin_mode"] == "isolated" and account.get("auto_top_up")
         markets.append({"symbol": symbol, **{key: str(p) for key, p in files.items()},
@@ -114,12 +100,8 @@ def test_multi_hold_parity(tmp_path_factory, account, rules, data, seed, bars, t
     elif margin == "table":
         strategy["margin"] = {s: round(account["balance"] * (0.15 + 0.1 * k), 2)
                               for k, s in enumerate(symbols)}
-    path = tmp / "run.toml"
-    path.write_text(_toml(account, markets, strategy, {"intrabar": intrabar}))
-    try:
-        cfg = load_config(path)
-    except ValidationError:
-        reject()
+    cfg = load_or_reject(tmp / "run.toml",
+                         config_toml(account, markets, strategy, {"intrabar": intrabar}))
     fast, _ = _check(cfg)
     modes = {m["margin_mode"] for m in markets}
     kinds = sorted({("partial " if e["partial"] else "") + e["margin_mode"]
@@ -134,7 +116,7 @@ def _real(tmp: Path, margin: float, order: tuple[str, str], mode: str = "cross",
                 "funding": str(DATA / f"{s}-5m-funding_rate.feather"),
                 "leverage": 20, "margin_mode": mode} for s in order]
     path = tmp / f"real-{margin}-{order[0]}-{mode}-{intrabar}.toml"
-    path.write_text(_toml(
+    path.write_text(config_toml(
         {"exchange": "binance", "balance": 1000.0}, markets,
         {"name": "hold", "direction": "long", "margin": {s: margin for s in order}},
         {"start": "2025-10-10 12:00", "end": "2025-10-11 00:00", "intrabar": intrabar}))
@@ -159,7 +141,7 @@ def test_issue11_reproduction_parity(tmp_path, margin, bar):
 def test_real_mixed_and_bundled_pair_parity(tmp_path):
     """The bundled cross-vs-isolated config (BTC cross, ETH isolated: ETH liquidated at 21:10)
     and the issue 11 pair isolated and under the pessimistic path."""
-    pair = load_config(ROOT / "configs" / "cross-vs-isolated.toml")
+    pair = load_config(CONFIGS / "cross-vs-isolated.toml")
     fast, _ = _check(pair)
     assert [(e["symbol"], e["time"]) for e in fast.liquidations] == [
         ("ETHUSDT", "2025-10-10T21:10:00Z")]
@@ -169,9 +151,9 @@ def test_real_mixed_and_bundled_pair_parity(tmp_path):
 
 
 def test_multi_supports():
-    pair = load_config(ROOT / "configs" / "cross-vs-isolated.toml")
+    pair = load_config(CONFIGS / "cross-vs-isolated.toml")
     assert supports(pair) is None
-    grid = load_config(ROOT / "configs" / "grid.toml")
+    grid = load_config(CONFIGS / "grid.toml")
     several = dataclasses.replace(grid, markets=pair.markets)
     assert "hold bot only" in supports(several)
 
@@ -191,7 +173,7 @@ def test_symbols_on_different_clocks_run_on_backtrader(tmp_path):
                {"symbol": "ETHUSDT", "candles": str(tmp_path / "eth.feather"),
                 "leverage": 10, "margin_mode": "cross"}]
     path = tmp_path / "gap.toml"
-    path.write_text(_toml({"exchange": "binance", "balance": 1000.0}, markets,
+    path.write_text(config_toml({"exchange": "binance", "balance": 1000.0}, markets,
                           {"name": "hold", "direction": "long"},
                           {"start": "2025-10-10 12:00", "end": "2025-10-11 00:00"}))
     cfg = load_config(path)

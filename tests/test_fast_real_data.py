@@ -3,7 +3,7 @@
 Every case in :data:`CASES` runs on every window in :data:`WINDOWS` (real Binance candles, mark
 prices and funding from ``../shared/data``, a few days around each crash) through both engines;
 fills, liquidations, top-ups, funding, fees and final equity must agree to 1e-9 relative
-(``assert_parity`` of ``tests/test_fast_parity.py``). A case the fast engine does not cover yet
+(``assert_parity`` of ``tests/fast_parity_support.py``). A case the fast engine does not cover yet
 (``liqbt.fast.supports`` gives a reason: cross margin, DCA...) is skipped with that reason, so a
 newly covered bot or margin mode is held to parity by listing it here once. Skips cleanly when
 ``../shared/data`` is not beside the repository. Full files: ``benchmarks/fast_engine.py
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_fast_parity import assert_parity
+from fast_parity_support import assert_parity
 
 from liqbt.config import RunConfig, config_from_dict
 from liqbt.core.errors import ValidationError
