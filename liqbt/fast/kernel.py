@@ -29,16 +29,11 @@ from liqbt.fast.jit import hot
 from liqbt.fast.margin import (
     BASIS_SIZE,
     CAPNOT,
-    DEBIT,
     EN,
-    FEES,
-    FUND,
     INIT,
-    INS,
     INTRABAR,
     ISO,
     LEV,
-    LIQFEE,
     MAKER,
     MG,
     MIND,
@@ -49,13 +44,14 @@ from liqbt.fast.margin import (
     PCROSS,
     PDROP,
     PISO,
-    SETTLE_LP,
     SZ,
     TAKER,
     TOPUP,
     VT,
     W,
+    auto_top_up,
     available_balance,
+    book_liquidation,
     cross_at,
     cross_excess,
     cross_first_breach,
@@ -63,11 +59,12 @@ from liqbt.fast.margin import (
     cross_tolerance,
     equity,
     fill,
-    initial_margin,
     liquidation_price,
     lookup_value,
     margin_ratio,
+    opening_size,
     path_at,
+    settle_funding,
     settlement_price,
     term_min,
     tier_index,
@@ -119,14 +116,9 @@ def _grow(buf: np.ndarray, n: int) -> np.ndarray:
 @hot
 def _opening_size(st, ob, oi, k) -> float:
     """:meth:`liqbt.broker.MarginBroker._opening_size` (one-way)."""
-    qty = ob[k, OQ]
     if oi[k, ORED]:
         return 0.0
-    current = st[SZ]
-    if current != 0.0 and (current > 0) != (qty > 0):
-        extra = abs(qty) - abs(current)
-        return extra if extra > 1e-9 * abs(qty) else 0.0
-    return abs(qty)
+    return opening_size(ob[k, OQ], st[SZ])
 
 
 @hot
@@ -244,27 +236,15 @@ def run(
                 opening = _opening_size(st, ob, oi, k)
                 if opening:
                     price = ob[k, OP]
-                    order_value = abs(ob[k, OQ]) * price
-                    if order_value < fp[MINNOT]:
-                        reason = R_MIN
-                        v1 = order_value
-                    else:
-                        # liqbt.core.orders.resulting_size / tier_cap_refusal
-                        held = st[SZ]
-                        same_side = held != 0 and (held > 0) == (ob[k, OQ] > 0)
-                        resulting = opening + (abs(held) if same_side else 0.0)
-                        value = lookup_value(ip, resulting, price)
-                        if not value <= fp[CAPNOT] * (1 + 1e-12):
-                            reason = R_CAP
-                            v1 = value
-                        else:
-                            required = opening * price * (1.0 / lev + taker)
-                            avail = available_balance(
-                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k))
-                            if required > avail + 1e-9:
-                                reason = R_MARGIN
-                                v1 = required
-                                v2 = avail
+                    reason, v1 = _order_limits(ob[k, OQ], price, opening, st[SZ], fp, ip)
+                    if reason < 0:
+                        required = _opening_cost(opening, price, fp)
+                        avail = available_balance(
+                            st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k))
+                        if required > avail + 1e-9:
+                            reason = R_MARGIN
+                            v1 = required
+                            v2 = avail
             if reason < 0:
                 ob[k, ORES] = _opening_size(st, ob, oi, k)
                 oi[k, OSTAT] = PENDING
@@ -286,12 +266,7 @@ def run(
         # --- 2. the bar --------------------------------------------------------------------
         st[MK] = mo[t]
         if st[SZ] != 0.0 and not math.isnan(fr[t]):
-            payment = st[SZ] * mo[t] * fr[t]
-            if ip[ISO]:
-                st[MG] -= payment
-            else:
-                st[W] -= payment
-            st[FUND] += payment
+            settle_funding(st, st, ip, mo[t], fr[t])
         n_reach = 0
         # no order can be reached when the bar stays inside the book's bounds (taken at the
         # last compaction; since then the bot only cancelled, or added orders, which sets
@@ -312,8 +287,7 @@ def run(
             if ok:
                 reach[n_reach] = k
                 n_reach += 1
-        low_m = min(min(mo[t], mh[t]), min(ml[t], mc[t]))
-        high_m = max(max(mo[t], mh[t]), max(ml[t], mc[t]))
+        low_m, high_m = _mark_range(mo[t], mh[t], ml[t], mc[t])
         in_reach = False
         if n_reach == 0 and st[SZ] != 0.0:
             if ip[ISO]:
@@ -330,17 +304,8 @@ def run(
         if not walked:
             st[MK] = mc[t]
         else:
-            high_first = c[t] < o[t]
-            net = st[SZ]
-            if ip[INTRABAR] != 0 and net != 0.0:
-                adverse_high_first = net < 0
-                high_first = adverse_high_first == (ip[INTRABAR] == 1)
-            if high_first:
-                tpath[0], tpath[1], tpath[2], tpath[3] = o[t], h[t], lo[t], c[t]
-                mpath[0], mpath[1], mpath[2], mpath[3] = mo[t], mh[t], ml[t], mc[t]
-            else:
-                tpath[0], tpath[1], tpath[2], tpath[3] = o[t], lo[t], h[t], c[t]
-                mpath[0], mpath[1], mpath[2], mpath[3] = mo[t], ml[t], mh[t], mc[t]
+            _bar_paths(tpath, mpath, o[t], h[t], lo[t], c[t], mo[t], mh[t], ml[t], mc[t],
+                       st[SZ], ip[INTRABAR])
             # MarginBroker._walk: one clock τ ∈ [0, 1], vertices at 0, 1/3, 2/3, 1
             tau = 0.0
             skip_liq = -1.0
@@ -416,27 +381,16 @@ def run(
                         else:
                             opening = _opening_size(st, ob, oi, k)
                             if opening:
-                                reject = -1
-                                v1 = 0.0
-                                v2 = 0.0
-                                if ip[ISO]:
-                                    needed = opening * price * (1.0 / lev + taker)
-                                    if needed > st[W] + 1e-9:
-                                        reject = R_FILL_ISO
-                                        v1 = needed
-                                        v2 = st[W]
-                                if reject < 0:
-                                    unreserved = opening - ob[k, ORES]
-                                    if not unreserved <= 1e-12 * max(opening, 1.0):
-                                        required = unreserved * price * (1.0 / lev + taker)
-                                        own = opening * ob[k, OP] / lev
-                                        avail = available_balance(
-                                            st, fp, ip,
-                                            _order_margin(st, fp, ob, oi, n_orders, -1) - own)
-                                        if not required <= avail + 1e-9:
-                                            reject = R_FILL_MARGIN
-                                            v1 = required
-                                            v2 = avail
+                                reject, v1, v2, check, required, own = _fill_need(
+                                    opening, ob[k, ORES], price, ob[k, OP], fp, ip, st[W])
+                                if check:
+                                    avail = available_balance(
+                                        st, fp, ip,
+                                        _order_margin(st, fp, ob, oi, n_orders, -1) - own)
+                                    if not required <= avail + 1e-9:
+                                        reject = R_FILL_MARGIN
+                                        v1 = required
+                                        v2 = avail
                                 if reject >= 0:
                                     oi[k, OSTAT] = DEAD
                                     ok = False
@@ -475,21 +429,13 @@ def run(
                         price = best_p if ip[ISO] else st[MK]
                         done = False
                         if ip[ISO] and ip[TOPUP]:
-                            eff = abs(st[SZ]) * st[MK] / st[MG] if st[MG] > 0 else math.inf
-                            im = initial_margin(st, fp)
-                            avail = available_balance(
-                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, -1))
-                            amount = 0.0
-                            if not (eff <= 1.0 or avail <= 0 or im <= 0):
-                                amount = min(im, avail)
+                            amount, lp_after = auto_top_up(st, st, fp, ip, tiers, available_balance(
+                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, -1)))
                             if amount > 0:
-                                st[MG] += amount
-                                st[W] -= amount
-                                lp2, _d, f2 = liquidation_price(st, fp, ip, tiers)
                                 topups = _grow(topups, nt)
                                 topups[nt, 0] = t
                                 topups[nt, 1] = amount
-                                topups[nt, 2] = lp2 if f2 else math.nan
+                                topups[nt, 2] = lp_after
                                 nt += 1
                                 done = True
                         if not done:
@@ -507,8 +453,11 @@ def run(
                             # orders are all cancelled: no order margin left in the trigger)
                             if _still(st, fp, ip, tiers, price):
                                 full = True
-                                while _can_partial(st, fp, ip, tiers, price):
-                                    q_red = _partial_qty(st, fp, ip, tiers, price)
+                                while True:
+                                    q_red = _partial_step(st, fp, ip, tiers, price,
+                                                          st[W] + (0.0 + upnl(st)))
+                                    if q_red == 0.0:
+                                        break
                                     nf, nl, fills, liqs = _force_close(
                                         st, fp, ip, tiers, t, q_red, price, price, price,
                                         True, taker, fills, nf, liqs, nl, stats)
@@ -552,11 +501,7 @@ def run(
             if not fresh:
                 lp, direction, found = _lp(st, fp, ip, tiers, lpc, tom)
             if found:
-                if direction < 0:
-                    d = (low_m - lp) / low_m
-                else:
-                    d = (lp - high_m) / high_m
-                st[MIND] = min(st[MIND], d)
+                st[MIND] = min(st[MIND], _distance(lp, direction, low_m, high_m))
         if nl and liqs[nl - 1, 0] == t:
             st[MIND] = min(st[MIND], 0.0)
         # --- 3. margin events reach the bot: stop for good -----------------------------------
@@ -814,22 +759,21 @@ def _still(st, fp, ip, tiers, price) -> bool:
 
 
 @hot
-def _can_partial(st, fp, ip, tiers, price) -> bool:
-    """:meth:`liqbt.broker.MarginBroker._partial_step`'s conditions."""
-    drop = ip[PDROP]
-    if not drop:
-        return False
+def _partial_step(st, fp, ip, tiers, price, cross_balance) -> float:
+    """:func:`liqbt.core.liquidation._partial_close`'s signed quantity for the leg at
+    ``price`` (0: no partial step): the profile steps partially in the leg's margin mode,
+    the balance behind the leg (isolated: margin + upnl; cross: ``cross_balance``, the cross
+    margin balance) covers the taker fee of closing it, and it sits above the first tier."""
     if ip[ISO] and not ip[PISO]:
-        return False
+        return 0.0
     if not ip[ISO] and not ip[PCROSS]:
-        return False
-    if ip[ISO]:
-        bal = st[MG] + upnl(st)
-    else:
-        bal = st[W] + (0.0 + upnl(st))
+        return 0.0
+    if ip[PDROP] <= 0 or st[SZ] == 0.0:
+        return 0.0
+    bal = st[MG] + upnl(st) if ip[ISO] else cross_balance
     if bal <= abs(st[SZ]) * price * fp[TAKER]:
-        return False
-    return _partial_qty(st, fp, ip, tiers, price) != 0.0
+        return 0.0
+    return _partial_qty(st, fp, ip, tiers, price)
 
 
 @hot
@@ -866,24 +810,10 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     fills[nf, 7] = 0
     fills[nf, 8] = 0
     nf += 1
-    closed_part = -closed
-    clearance = closed_part * (execution - settle)
-    st[W] -= clearance
-    liq_fee = 0.0
-    if ip[SETTLE_LP] and not partial:
-        if ip[ISO]:
-            backing = margin_before + closed_part * (settle - entry) - fee
-        else:
-            backing = st[W] + (0.0 + upnl(st)) if st[SZ] != 0.0 else st[W] + 0
-        liq_fee = min(abs(qty) * execution * fp[LIQFEE], max(backing, 0.0))
-        st[W] -= liq_fee
-        st[FEES] += liq_fee
-    if not ip[ISO] and not partial and st[SZ] == 0.0:
-        if abs(st[W]) < 1e-9 * max(1.0, st[INIT]) or (st[W] < 0 and not ip[DEBIT]):
-            clearance += st[W]
-            st[W] = 0.0
-    st[INS] += clearance
-    loss = -(closed_part * (settle - entry)) + liq_fee
+    # the one leg is the whole cross account: its upnl is the cross legs'
+    closed_part, clearance, liq_fee, loss = book_liquidation(
+        st, fp, ip, qty, execution, settle, partial, closed, fee, entry, margin_before,
+        0.0 + upnl(st), st[SZ] == 0.0)
     liqs = _grow(liqs, nl)
     liqs[nl, 0] = t
     liqs[nl, 1] = side
@@ -897,6 +827,83 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     liqs[nl, 9] = liq_fee
     nl += 1
     return nf, nl, fills, liqs
+
+
+@hot
+def _mark_range(mo, mh, ml, mc):
+    """The bar's mark range ``(low, high)`` from its mark OHLC (the walk's box)."""
+    return min(min(mo, mh), min(ml, mc)), max(max(mo, mh), max(ml, mc))
+
+
+@hot
+def _bar_paths(tpath, mpath, o, h, lo, c, mo, mh, ml, mc, net, intrabar):
+    """:meth:`liqbt.broker.MarginBroker._walk`'s bar paths, written to ``tpath`` (trade) and
+    ``mpath`` (mark): open, high, low, close when the bar falls (heuristic), else open, low,
+    high, close; with a leg of signed size ``net`` open, ``intrabar`` 1 (pessimistic) visits
+    the adverse extreme first and 2 (optimistic) the favourable one."""
+    high_first = c < o
+    if intrabar != 0 and net != 0.0:
+        adverse_high_first = net < 0
+        high_first = adverse_high_first == (intrabar == 1)
+    if high_first:
+        tpath[0], tpath[1], tpath[2], tpath[3] = o, h, lo, c
+        mpath[0], mpath[1], mpath[2], mpath[3] = mo, mh, ml, mc
+    else:
+        tpath[0], tpath[1], tpath[2], tpath[3] = o, lo, h, c
+        mpath[0], mpath[1], mpath[2], mpath[3] = mo, ml, mh, mc
+
+
+@hot
+def _opening_cost(opening, price, fp) -> float:
+    """:func:`liqbt.core.orders.margin_required`: margin and taker fee of opening ``opening``
+    at ``price``, ``q × P × (1/leverage + taker)`` (USDT)."""
+    return opening * price * (1.0 / fp[LEV] + fp[TAKER])
+
+
+@hot
+def _order_limits(qty, price, opening, held, fp, ip):
+    """:func:`liqbt.core.orders.acceptance_refusal`'s checks before the margin one, for an
+    order of signed ``qty`` at ``price`` opening ``opening`` on a leg of signed size ``held``:
+    ``(R_MIN, order value)`` below the minimum order value, ``(R_CAP, value)`` when the
+    resulting leg exceeds the tier cap (:func:`liqbt.core.orders.resulting_size`,
+    :func:`liqbt.core.orders.tier_cap_refusal`), else ``(-1, 0)``."""
+    order_value = abs(qty) * price
+    if order_value < fp[MINNOT]:
+        return R_MIN, order_value
+    same_side = held != 0 and (held > 0) == (qty > 0)
+    resulting = opening + (abs(held) if same_side else 0.0)
+    value = lookup_value(ip, resulting, price)
+    if not value <= fp[CAPNOT] * (1 + 1e-12):
+        return R_CAP, value
+    return -1, 0.0
+
+
+@hot
+def _fill_need(opening, reserved, price, limit, fp, ip, wallet):
+    """:func:`liqbt.core.orders.fill_refusal` when an order opening ``opening`` fills at
+    ``price``: ``(reject, v1, v2, check, required, own)``. An isolated fill whose margin and
+    fee exceed the ``wallet`` is refused (``R_FILL_ISO``, needed, wallet); else, when part of
+    the opening was not reserved at acceptance (``reserved``), ``check`` asks the caller to
+    compare ``required`` (that part's margin and fee) with the available balance, the order's
+    own reserved margin ``own`` (at its ``limit`` price) left out of the order margin."""
+    if ip[ISO]:
+        needed = _opening_cost(opening, price, fp)
+        if needed > wallet + 1e-9:
+            return R_FILL_ISO, needed, wallet, False, 0.0, 0.0
+    unreserved = opening - reserved
+    if unreserved <= 1e-12 * max(opening, 1.0):
+        return -1, 0.0, 0.0, False, 0.0, 0.0
+    return (-1, 0.0, 0.0, True, _opening_cost(unreserved, price, fp),
+            opening * limit / fp[LEV])
+
+
+@hot
+def _distance(lp, direction, low, high) -> float:
+    """:meth:`liqbt.walk.JointWalk._track_distance`: the relative distance from the bar's
+    adverse mark extreme (``low`` for a long, ``high`` for a short) to the LP."""
+    if direction < 0:
+        return (low - lp) / low
+    return (lp - high) / high
 
 
 @hot

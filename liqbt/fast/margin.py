@@ -121,6 +121,34 @@ def available_balance(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, order_marg
 
 
 @hot
+def opening_size(qty: float, held: float) -> float:
+    """:func:`liqbt.core.orders.opening_part` of an order of signed ``qty`` on a one-way leg of
+    signed size ``held``: the part that opens (all of it on a flat or same-side leg, what
+    exceeds the leg when it flips it, 0 when it only reduces)."""
+    if held != 0.0 and (held > 0) != (qty > 0):
+        extra = abs(qty) - abs(held)
+        return extra if extra > 1e-9 * abs(qty) else 0.0
+    return abs(qty)
+
+
+@hot
+def settle_funding(leg: np.ndarray, acct: np.ndarray, ip: np.ndarray, mark: float,
+                   rate: float) -> float:
+    """:meth:`liqbt.core.account.Account.apply_funding` for one open leg: the payment
+    :func:`liqbt.core.margin.funding_payment` ``size × mark × rate`` (USDT, > 0 paid) comes
+    out of the leg's margin (isolated) or the wallet (cross) and adds to the funding paid.
+    ``acct`` holds the account fields (the leg's own row in the one-symbol engine); returns
+    the payment."""
+    payment = leg[SZ] * mark * rate
+    if ip[ISO]:
+        leg[MG] -= payment
+    else:
+        acct[W] -= payment
+    acct[FUND] += payment
+    return payment
+
+
+@hot
 def _solve_isolated(formula: int, side: int, q: float, entry: float, margin: float,
                     mmr: float, amount: float, taker: float) -> float:
     """:func:`liqbt.core.margin._solve_isolated` (binance, taker_at_mark, bybit)."""
@@ -364,6 +392,60 @@ def settlement_price(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.n
 
 
 @hot
+def book_liquidation(acct: np.ndarray, fp: np.ndarray, ip: np.ndarray, qty: float,
+                     execution: float, settle: float, partial: bool, closed: float, fee: float,
+                     entry: float, margin_before: float, cross_upnl: float, flat: bool):
+    """:meth:`liqbt.core.account.Account.book_liquidation` after its fill (``closed``,
+    ``fee``: :func:`fill` of ``qty`` at ``execution``): the trader is settled at ``settle``,
+    the gap ``closed part × (execution − settle)`` goes to the insurance fund;
+    ``settlement = "liquidation_price"`` charges the liquidation fee on a full close,
+    ``min(rate × q × execution, what backs the leg)`` (isolated: ``margin_before`` + PnL at
+    settlement − fee; cross: the wallet + ``cross_upnl``, the cross legs' upnl after the
+    fill); a cross account left with no cross leg (``flat``) ends at exactly 0 unless in debt
+    with debit on (the residue goes to the fund). ``acct`` holds the account fields (USDT).
+    Returns ``(closed part, insurance fund delta, liquidation fee, loss)``."""
+    closed_part = -closed
+    clearance = closed_part * (execution - settle)
+    acct[W] -= clearance
+    liq_fee = 0.0
+    if ip[SETTLE_LP] and not partial:
+        if ip[ISO]:
+            backing = margin_before + closed_part * (settle - entry) - fee
+        else:
+            backing = acct[W] + cross_upnl
+        liq_fee = min(abs(qty) * execution * fp[LIQFEE], max(backing, 0.0))
+        acct[W] -= liq_fee
+        acct[FEES] += liq_fee
+    if not ip[ISO] and not partial and flat:
+        if abs(acct[W]) < 1e-9 * max(1.0, acct[INIT]) or (acct[W] < 0 and not ip[DEBIT]):
+            clearance += acct[W]
+            acct[W] = 0.0
+    acct[INS] += clearance
+    loss = -(closed_part * (settle - entry)) + liq_fee
+    return closed_part, clearance, liq_fee, loss
+
+
+@njit(cache=True)
+def auto_top_up(leg: np.ndarray, acct: np.ndarray, fp: np.ndarray, ip: np.ndarray,
+                tiers: np.ndarray, avail: float):
+    """:meth:`liqbt.core.account.Account.auto_top_up` of the isolated leg at its LP: move
+    ``min(IM, avail)`` (USDT, ``avail`` the available balance) from the wallet (in ``acct``)
+    into the leg's margin unless its effective leverage is <= 1 or nothing is available.
+    Returns ``(amount, LP after)`` (``(0, nan)``: no top-up; LP ``nan``: none after)."""
+    eff = abs(leg[SZ]) * leg[MK] / leg[MG] if leg[MG] > 0 else math.inf
+    im = initial_margin(leg, fp)
+    amount = 0.0
+    if not (eff <= 1.0 or avail <= 0 or im <= 0):
+        amount = min(im, avail)
+    if not amount > 0:
+        return amount, math.nan
+    leg[MG] += amount
+    acct[W] -= amount
+    lp, _direction, found = liquidation_price(leg, fp, ip, tiers)
+    return amount, lp if found else math.nan
+
+
+@hot
 def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarray,
                  trigger_om: float = 0.0) -> float:
     """:meth:`liqbt.core.account.Account.margin_ratio` of the isolated leg
@@ -379,6 +461,13 @@ def margin_ratio(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarr
         balance = st[W] + (0.0 + upnl(st))
         trigger = ((0 + maintenance_margin(st, fp, ip, tiers)) + (0 + closing_fee(st, fp, ip))
                    + trigger_om)
+    return ratio_of(trigger, balance)
+
+
+@hot
+def ratio_of(trigger: float, balance: float) -> float:
+    """:class:`liqbt.core.margin_models.MarginFigures`' ratio ``trigger / balance`` (both
+    USDT): ``inf`` at a non-positive balance with a trigger or a deficit, 0 at an empty one."""
     if balance <= 0:
         return math.inf if trigger > 0 or balance < 0 else 0.0
     return trigger / balance
@@ -490,6 +579,38 @@ def path_at(path: np.ndarray, k: int, t: float) -> float:
 
 
 @hot
+def add_cuts(fr: np.ndarray, nb: int, t: float, t_end: float, cuts: np.ndarray,
+             nc: int) -> int:
+    """Append to ``cuts[nc:]`` the clocks of the breakpoint fractions ``fr[:nb]`` (of a mark
+    move over ``[t, t_end]``, :func:`tier_breakpoints`) that fall strictly inside it; returns
+    the new count."""
+    for j in range(nb):
+        b = t + fr[j] * (t_end - t)
+        if t < b < t_end:
+            cuts[nc] = b
+            nc += 1
+    return nc
+
+
+@njit(cache=True)
+def close_cuts(cuts: np.ndarray, nc: int, t_end: float) -> int:
+    """Sort the inner cuts ``cuts[1:nc]`` (``cuts[0]`` is the start clock) and close the list
+    with ``t_end``: the pieces of the exact-crossing search are ``[cuts[j], cuts[j + 1]]``.
+    Returns the new count."""
+    cuts[1:nc] = np.sort(cuts[1:nc])
+    cuts[nc] = t_end
+    return nc + 1
+
+
+@hot
+def piece_thirds(lo: float, hi: float):
+    """The clocks ``u = lo + w/3`` and ``v = lo + 2w/3`` (``w = hi − lo``) where a piece of the
+    exact-crossing search is evaluated (``liqbt.core.path``)."""
+    width = hi - lo
+    return lo + width / 3.0, lo + 2.0 * width / 3.0
+
+
+@hot
 def piece_root(lo: float, hi: float, gu: float, gv: float, tol: float) -> float:
     """First instant of ``[lo, hi]`` where a linear piece of the cross excess is ``<= tol``,
     or ``-1.0`` when it stays above (``liqbt.core.path``'s exact-crossing step).
@@ -501,8 +622,7 @@ def piece_root(lo: float, hi: float, gu: float, gv: float, tol: float) -> float:
     condition), clamped to the piece against float drift.
     """
     width = hi - lo
-    u = lo + width / 3.0
-    v = lo + 2.0 * width / 3.0
+    u, v = piece_thirds(lo, hi)
     slope = (gv - gu) / (v - u)
     g_lo = gu - slope * (u - lo)
     g_hi = gv + slope * (hi - v)
@@ -528,15 +648,7 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
     nb = tier_breakpoints(ma, mb, abs(st[SZ]), tiers, fr)
     cuts = np.empty(nb + 2)
     cuts[0] = t
-    nc = 1
-    for j in range(nb):
-        b = t + fr[j] * (t_end - t)
-        if t < b < t_end:
-            cuts[nc] = b
-            nc += 1
-    cuts[1:nc] = np.sort(cuts[1:nc])
-    cuts[nc] = t_end
-    nc += 1
+    nc = close_cuts(cuts, add_cuts(fr, nb, t, t_end, cuts, 1), t_end)
     tol = cross_tolerance(st)
     st[MK] = path_at(mpath, k, t)
     if cross_excess(st, fp, ip, tiers, trigger_om) <= tol:
@@ -546,11 +658,9 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
     for j in range(nc - 1):
         lo = cuts[j]
         hi = cuts[j + 1]
-        width = hi - lo
-        if width <= 0:
+        if hi - lo <= 0:
             continue
-        u = lo + width / 3.0
-        v = lo + 2.0 * width / 3.0
+        u, v = piece_thirds(lo, hi)
         st[MK] = path_at(mpath, k, u)
         gu = cross_excess(st, fp, ip, tiers, trigger_om)
         st[MK] = path_at(mpath, k, v)

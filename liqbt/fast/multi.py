@@ -38,7 +38,6 @@ from numba import njit
 from liqbt.fast import kernel as kn
 from liqbt.fast.jit import hot
 from liqbt.fast.margin import (
-    CAPNOT,
     DEBIT,
     EN,
     FEES,
@@ -48,16 +47,12 @@ from liqbt.fast.margin import (
     INTRABAR,
     ISO,
     LEV,
-    LIQFEE,
     MG,
     MIND,
     MINNOT,
     MK,
     N_STATE,
     OMTRIG,
-    PCROSS,
-    PDROP,
-    PISO,
     REAL,
     SETTLE_LP,
     SZ,
@@ -65,15 +60,23 @@ from liqbt.fast.margin import (
     TOPUP,
     VT,
     W,
+    add_cuts,
+    auto_top_up,
+    book_liquidation,
+    close_cuts,
     closing_fee,
     cross_at,
     fill,
     initial_margin,
     liquidation_price,
-    lookup_value,
     maintenance_margin,
+    margin_ratio,
+    opening_size,
     path_at,
     piece_root,
+    piece_thirds,
+    ratio_of,
+    settle_funding,
     settlement_price,
     term_min,
     tier_breakpoints,
@@ -113,14 +116,20 @@ def _is_cross(sv, ips, i) -> bool:
 
 
 @hot
-def _cmb(sv, ips, acct, porder, npos) -> float:
-    """:meth:`Account.cross_margin_balance`: wallet + Σ upnl of cross legs (leg order)."""
+def _cross_upnl(sv, ips, porder, npos) -> float:
+    """Σ upnl of the cross legs (leg order)."""
     total = 0.0
     for j in range(npos):
         i = porder[j]
         if _is_cross(sv, ips, i):
             total += upnl(sv[i])
-    return acct[W] + total
+    return total
+
+
+@hot
+def _cmb(sv, ips, acct, porder, npos) -> float:
+    """:meth:`Account.cross_margin_balance`: wallet + Σ upnl of cross legs (leg order)."""
+    return acct[W] + _cross_upnl(sv, ips, porder, npos)
 
 
 @hot
@@ -177,6 +186,14 @@ def _set_marks(sv, mpaths, k, t):
         sv[i, MK] = path_at(mpaths[i], k, t)
 
 
+@hot
+def _set_cross_marks(sv, ips, mpaths, k, t):
+    """The cross legs' marks at clock ``t`` of segment ``k`` (the others stay)."""
+    for i in range(sv.shape[0]):
+        if _is_cross(sv, ips, i):
+            sv[i, MK] = path_at(mpaths[i], k, t)
+
+
 @njit(cache=True)
 def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end, tom) -> float:
     """:meth:`JointWalk._cross_first_breach`: the first clock in ``[t, t_end]`` of segment
@@ -185,45 +202,30 @@ def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end
     ns = sv.shape[0]
     buf = np.empty(tt.shape[1] + 2)
     cuts = np.empty(ns * (tt.shape[1] + 2) + 2)
-    nc = 0
+    cuts[0] = t
+    nc = 1
     for i in range(ns):  # name order, the cross symbols
         if not _is_cross(sv, ips, i):
             continue
         ma = path_at(mpaths[i], k, t)
         nb = tier_breakpoints(ma, mpaths[i, k + 1], abs(sv[i, SZ]), tt[i, :ntt[i]], buf)
-        for j in range(nb):
-            b = t + buf[j] * (t_end - t)
-            if t < b < t_end:
-                cuts[nc] = b
-                nc += 1
-    inner = np.sort(cuts[:nc])
+        nc = add_cuts(buf, nb, t, t_end, cuts, nc)
+    nc = close_cuts(cuts, nc, t_end)
     tol = _ctol(sv, ips, porder, npos)
-    for i in range(ns):
-        if _is_cross(sv, ips, i):
-            sv[i, MK] = path_at(mpaths[i], k, t)
+    _set_cross_marks(sv, ips, mpaths, k, t)
     if _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom) <= tol:
         return t
     if t_end == t:
         return -1.0
-    edges = np.empty(nc + 2)
-    edges[0] = t
-    edges[1:nc + 1] = inner
-    edges[nc + 1] = t_end
-    for j in range(nc + 1):
-        lo = edges[j]
-        hi = edges[j + 1]
-        width = hi - lo
-        if width <= 0:
+    for j in range(nc - 1):
+        lo = cuts[j]
+        hi = cuts[j + 1]
+        if hi - lo <= 0:
             continue
-        u = lo + width / 3.0
-        v = lo + 2.0 * width / 3.0
-        for i in range(ns):
-            if _is_cross(sv, ips, i):
-                sv[i, MK] = path_at(mpaths[i], k, u)
+        u, v = piece_thirds(lo, hi)
+        _set_cross_marks(sv, ips, mpaths, k, u)
         gu = _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom)
-        for i in range(ns):
-            if _is_cross(sv, ips, i):
-                sv[i, MK] = path_at(mpaths[i], k, v)
+        _set_cross_marks(sv, ips, mpaths, k, v)
         gv = _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom)
         root = piece_root(lo, hi, gu, gv, tol)
         if root >= 0.0:
@@ -257,26 +259,16 @@ def _order_margin(sv, fps, ob, oi, n_orders, exclude) -> float:
     for k in range(n_orders):
         if oi[k, MSTAT] != kn.PENDING or k == exclude:
             continue
-        i = oi[k, MSYM]
-        qty = ob[k, MQ]
-        cur = sv[i, SZ]
-        opening = abs(qty)
-        if cur != 0.0 and (cur > 0) != (qty > 0):
-            extra = abs(qty) - abs(cur)
-            opening = extra if extra > 1e-9 * abs(qty) else 0.0
+        opening = _opening(sv, ob, oi, k)
         if opening:
-            total += opening * ob[k, MP] / fps[i, LEV]
+            total += opening * ob[k, MP] / fps[oi[k, MSYM], LEV]
     return total
 
 
 @hot
 def _opening(sv, ob, oi, k) -> float:
-    qty = ob[k, MQ]
-    cur = sv[oi[k, MSYM], SZ]
-    if cur != 0.0 and (cur > 0) != (qty > 0):
-        extra = abs(qty) - abs(cur)
-        return extra if extra > 1e-9 * abs(qty) else 0.0
-    return abs(qty)
+    """The opening part of order row ``k`` on its symbol's leg."""
+    return opening_size(ob[k, MQ], sv[oi[k, MSYM], SZ])
 
 
 @hot
@@ -342,24 +334,9 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
     fills[nf, 5] = 1
     fills[nf, 6] = -(nf + 1)
     nf += 1
-    closed_part = -closed
-    clearance = closed_part * (execution - settle)
-    acct[W] -= clearance
-    liq_fee = 0.0
-    if ip[SETTLE_LP] and not partial:
-        if ip[ISO]:
-            backing = margin_before + closed_part * (settle - entry) - fee
-        else:
-            backing = _cmb(sv, ips, acct, porder, npos)
-        liq_fee = min(abs(qty) * execution * fp[LIQFEE], max(backing, 0.0))
-        acct[W] -= liq_fee
-        acct[FEES] += liq_fee
-    if not ip[ISO] and not partial and not _any_cross(sv, ips):
-        if abs(acct[W]) < 1e-9 * max(1.0, acct[INIT]) or (acct[W] < 0 and not ip[DEBIT]):
-            clearance += acct[W]
-            acct[W] = 0.0
-    acct[INS] += clearance
-    loss = -(closed_part * (settle - entry)) + liq_fee
+    closed_part, clearance, liq_fee, loss = book_liquidation(
+        acct, fp, ip, qty, execution, settle, partial, closed, fee, entry, margin_before,
+        _cross_upnl(sv, ips, porder, npos), not _any_cross(sv, ips))
     liqs = kn._grow(liqs, nl)
     liqs[nl, 0] = t
     liqs[nl, 1] = i
@@ -394,21 +371,10 @@ def _record_reject(rejects, nr, seq, t, i, kind, v1, v2, ref):
 
 @hot
 def _partial_qty(sv, fps, ips, tt, ntt, acct, porder, npos, i, price) -> float:
-    """:func:`liqbt.core.liquidation._partial_close`'s signed quantity (0: no step)."""
-    ip = ips[i]
-    if ip[ISO] and not ip[PISO]:
-        return 0.0
-    if not ip[ISO] and not ip[PCROSS]:
-        return 0.0
-    if ip[PDROP] <= 0 or sv[i, SZ] == 0.0:
-        return 0.0
-    if ip[ISO]:
-        bal = sv[i, MG] + upnl(sv[i])
-    else:
-        bal = _cmb(sv, ips, acct, porder, npos)
-    if bal <= abs(sv[i, SZ]) * price * fps[i, TAKER]:
-        return 0.0
-    return kn._partial_qty(sv[i], fps[i], ip, tt[i, :ntt[i]], price)
+    """:func:`liqbt.core.liquidation._partial_close`'s signed quantity for symbol ``i``'s leg
+    (0: no step; :func:`liqbt.fast.kernel._partial_step` with the cross margin balance)."""
+    return kn._partial_step(sv[i], fps[i], ips[i], tt[i, :ntt[i]], price,
+                            _cmb(sv, ips, acct, porder, npos))
 
 
 @hot
@@ -486,7 +452,7 @@ def _ratio(sv, fps, ips, tt, ntt, acct, porder, npos, tom) -> float:
         if sv[i, SZ] == 0.0:
             continue
         if ips[i, ISO]:
-            r = _margin_ratio_iso(sv[i], fps[i], ips[i], tt[i, :ntt[i]])
+            r = margin_ratio(sv[i], fps[i], ips[i], tt[i, :ntt[i]])
         else:
             if cross_done:
                 continue
@@ -499,22 +465,9 @@ def _ratio(sv, fps, ips, tt, ntt, acct, porder, npos, tom) -> float:
                 if _is_cross(sv, ips, m):
                     mm += maintenance_margin(sv[m], fps[m], ips[m], tt[m, :ntt[m]])
                     cf += closing_fee(sv[m], fps[m], ips[m])
-            trigger = mm + cf + tom
-            if balance <= 0:
-                r = math.inf if trigger > 0 or balance < 0 else 0.0
-            else:
-                r = trigger / balance
+            r = ratio_of(mm + cf + tom, balance)
         worst = max(worst, r)
     return worst
-
-
-@hot
-def _margin_ratio_iso(st, fp, ip, tiers) -> float:
-    balance = st[MG] + upnl(st)
-    trigger = maintenance_margin(st, fp, ip, tiers) + closing_fee(st, fp, ip) + 0.0
-    if balance <= 0:
-        return math.inf if trigger > 0 or balance < 0 else 0.0
-    return trigger / balance
 
 
 @njit(cache=True)
@@ -574,26 +527,16 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                 opening = _opening(sv, ob, oi, k)
                 if opening:
                     price = ob[k, MP]
-                    value = abs(ob[k, MQ]) * price
-                    if value < fps[i, MINNOT]:
-                        reason = kn.R_MIN
-                        v1 = value
-                    else:
-                        held = sv[i, SZ]
-                        same = held != 0 and (held > 0) == (ob[k, MQ] > 0)
-                        resulting = opening + (abs(held) if same else 0.0)
-                        lv = lookup_value(ips[i], resulting, price)
-                        if not lv <= fps[i, CAPNOT] * (1 + 1e-12):
-                            reason = kn.R_CAP
-                            v1 = lv
-                        else:
-                            required = opening * price * (1.0 / fps[i, LEV] + fps[i, TAKER])
-                            av = _avail(sv, fps, ips, acct, porder, npos,
-                                        _order_margin(sv, fps, ob, oi, n_orders, k))
-                            if required > av + 1e-9:
-                                reason = kn.R_MARGIN
-                                v1 = required
-                                v2 = av
+                    reason, v1 = kn._order_limits(ob[k, MQ], price, opening, sv[i, SZ], fps[i],
+                                                  ips[i])
+                    if reason < 0:
+                        required = kn._opening_cost(opening, price, fps[i])
+                        av = _avail(sv, fps, ips, acct, porder, npos,
+                                    _order_margin(sv, fps, ob, oi, n_orders, k))
+                        if required > av + 1e-9:
+                            reason = kn.R_MARGIN
+                            v1 = required
+                            v2 = av
             if reason < 0:
                 ob[k, MRES] = _opening(sv, ob, oi, k)
                 oi[k, MSTAT] = kn.PENDING
@@ -606,16 +549,9 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
             sv[i, MK] = mo[i, t]
         for i in range(ns):
             if sv[i, SZ] != 0.0 and not math.isnan(fr[i, t]):
-                payment = sv[i, SZ] * mo[i, t] * fr[i, t]
-                if ips[i, ISO]:
-                    sv[i, MG] -= payment
-                else:
-                    acct[W] -= payment
-                acct[FUND] += payment
-                fund_sym[i] += payment
+                fund_sym[i] += settle_funding(sv[i], acct, ips[i], mo[i, t], fr[i, t])
         for i in range(ns):
-            lows[i] = min(min(mo[i, t], mh[i, t]), min(ml[i, t], mc[i, t]))
-            highs[i] = max(max(mo[i, t], mh[i, t]), max(ml[i, t], mc[i, t]))
+            lows[i], highs[i] = kn._mark_range(mo[i, t], mh[i, t], ml[i, t], mc[i, t])
         reach = False
         for k in range(n_orders):
             if oi[k, MSTAT] == kn.PENDING and oi[k, MCB] < t:
@@ -633,20 +569,8 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                 possible = floor <= _ctol(sv, ips, porder, npos)
         if possible:
             for i in range(ns):
-                high_first = c[i, t] < o[i, t]
-                net = sv[i, SZ]
-                if intrabar != 0 and net != 0.0:
-                    high_first = (net < 0) == (intrabar == 1)
-                if high_first:
-                    tpaths[i, 0], tpaths[i, 1], tpaths[i, 2], tpaths[i, 3] = (
-                        o[i, t], h[i, t], lo[i, t], c[i, t])
-                    mpaths[i, 0], mpaths[i, 1], mpaths[i, 2], mpaths[i, 3] = (
-                        mo[i, t], mh[i, t], ml[i, t], mc[i, t])
-                else:
-                    tpaths[i, 0], tpaths[i, 1], tpaths[i, 2], tpaths[i, 3] = (
-                        o[i, t], lo[i, t], h[i, t], c[i, t])
-                    mpaths[i, 0], mpaths[i, 1], mpaths[i, 2], mpaths[i, 3] = (
-                        mo[i, t], ml[i, t], mh[i, t], mc[i, t])
+                kn._bar_paths(tpaths[i], mpaths[i], o[i, t], h[i, t], lo[i, t], c[i, t],
+                              mo[i, t], mh[i, t], ml[i, t], mc[i, t], sv[i, SZ], intrabar)
             # the orders this step can reach (market orders only: the hold bot's)
             n_reach = n_orders
             tau = 0.0
@@ -722,25 +646,15 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                         v1 = 0.0
                         v2 = 0.0
                         if opening:
-                            lev = fps[i, LEV]
-                            taker = fps[i, TAKER]
-                            if ips[i, ISO]:
-                                needed = opening * price * (1.0 / lev + taker)
-                                if needed > acct[W] + 1e-9:
-                                    reject = kn.R_FILL_ISO
-                                    v1 = needed
-                                    v2 = acct[W]
-                            if reject < 0:
-                                unreserved = opening - ob[k, MRES]
-                                if not unreserved <= 1e-12 * max(opening, 1.0):
-                                    required = unreserved * price * (1.0 / lev + taker)
-                                    own = opening * ob[k, MP] / lev
-                                    av = _avail(sv, fps, ips, acct, porder, npos, _order_margin(
-                                        sv, fps, ob, oi, n_orders, -1) - own)
-                                    if not required <= av + 1e-9:
-                                        reject = kn.R_FILL_MARGIN
-                                        v1 = required
-                                        v2 = av
+                            reject, v1, v2, check, required, own = kn._fill_need(
+                                opening, ob[k, MRES], price, ob[k, MP], fps[i], ips[i], acct[W])
+                            if check:
+                                av = _avail(sv, fps, ips, acct, porder, npos, _order_margin(
+                                    sv, fps, ob, oi, n_orders, -1) - own)
+                                if not required <= av + 1e-9:
+                                    reject = kn.R_FILL_MARGIN
+                                    v1 = required
+                                    v2 = av
                         oi[k, MSTAT] = kn.DEAD
                         if reject >= 0:
                             rejects, nr, seq = _record_reject(
@@ -766,24 +680,16 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                         price = best_p
                         done = False
                         if ips[i, TOPUP]:
-                            row = sv[i]
-                            eff = abs(row[SZ]) * row[MK] / row[MG] if row[MG] > 0 else math.inf
-                            im = initial_margin(row, fps[i])
-                            av = _avail(sv, fps, ips, acct, porder, npos,
-                                        _order_margin(sv, fps, ob, oi, n_orders, -1))
-                            amount = 0.0
-                            if not (eff <= 1.0 or av <= 0 or im <= 0):
-                                amount = min(im, av)
+                            amount, lp_after = auto_top_up(
+                                sv[i], acct, fps[i], ips[i], tt[i, :ntt[i]],
+                                _avail(sv, fps, ips, acct, porder, npos,
+                                       _order_margin(sv, fps, ob, oi, n_orders, -1)))
                             if amount > 0:
-                                row[MG] += amount
-                                acct[W] -= amount
-                                lp2, _d, f2 = liquidation_price(row, fps[i], ips[i],
-                                                                tt[i, :ntt[i]])
                                 topups = kn._grow(topups, nt)
                                 topups[nt, 0] = t
                                 topups[nt, 1] = i
                                 topups[nt, 2] = amount
-                                topups[nt, 3] = lp2 if f2 else math.nan
+                                topups[nt, 3] = lp_after
                                 nt += 1
                                 done = True
                                 changed = True
@@ -867,11 +773,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                 continue
             lp, d, found = _lp_of(sv, fps, ips, tt, ntt, acct, porder, npos, i, tom)
             if found:
-                if d < 0:
-                    dist = (lows[i] - lp) / lows[i]
-                else:
-                    dist = (lp - highs[i]) / highs[i]
-                acct[MIND] = min(acct[MIND], dist)
+                acct[MIND] = min(acct[MIND], kn._distance(lp, d, lows[i], highs[i]))
         if nl and liqs[nl - 1, 0] == t:
             acct[MIND] = min(acct[MIND], 0.0)
         # --- the bot: its first-bar market orders ----------------------------------------
