@@ -8,6 +8,7 @@ size) is computed here with the same functions the bots call; the kernel only ru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -373,8 +374,6 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     ``detail=False`` leaves out the report-only fields (``timeline``, ``fills``), as the
     executor's batches do (the summary, trades and statistics are the same)."""
     from liqbt.analyzers import round_trips
-    from liqbt.runner import RunResult
-    from liqbt.stats import compute_statistics
 
     reason = supports(config)
     if reason is not None:
@@ -397,16 +396,7 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     market = config.markets[0]
     symbol = p.profile.symbol(market.symbol).symbol
     times = data.times
-    iso_cache: dict[int, str] = {}
-
-    def when(bar: float) -> str:
-        b = int(bar)
-        if b not in iso_cache:
-            iso_cache[b] = _iso(times[b])
-        return iso_cache[b]
-
-    def dt(bar: float) -> Any:
-        return times[int(bar)].astype("datetime64[us]").item()
+    when, dt = bar_clock(times)
 
     def dts(rows: np.ndarray, col: int) -> list[Any]:
         # one conversion for all rows (naive UTC datetimes, as backtrader's)
@@ -466,56 +456,103 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
     mark_last = float(data.mark_close[-1])
     trades = round_trips(events, info, {(symbol, "net"): mark_last})
     final = float(fm.equity(st, p.ip))
+    code = int(stats[0])
+    return build_result(
+        config, st, data, eq, mr, ex, final, trades, liquidations, top_ups,
+        funding_by_symbol={market.symbol: float(st[fm.FUND])},
+        wipeout_time=when(stats[3]) if stats[2] else None,
+        stopped=(_stopped_reason(config, p, stats, liquidations, symbol), _STOP_KINDS.get(code),
+                 _iso(times[int(stats[1])]) if code else None),
+        rejected_orders=int(stats[6]),
+        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
+                      trades, st),
+        fill_rows=fill_rows, detail=detail, when=when)
+
+
+def bar_clock(times: np.ndarray) -> tuple[Callable[[float], str], Callable[[float], Any]]:
+    """``(when, dt)`` of a run's bar times: ``when(bar)`` the ISO text of bar ``bar`` (cached:
+    records repeat bars), ``dt(bar)`` its naive UTC datetime (as backtrader's)."""
+    iso_cache: dict[int, str] = {}
+
+    def when(bar: float) -> str:
+        b = int(bar)
+        if b not in iso_cache:
+            iso_cache[b] = _iso(times[b])
+        return iso_cache[b]
+
+    def dt(bar: float) -> Any:
+        return times[int(bar)].astype("datetime64[us]").item()
+
+    return when, dt
+
+
+def build_result(config: RunConfig, state: np.ndarray, first: MarketArrays, eq: np.ndarray,
+                 mr: np.ndarray, ex: np.ndarray, final: float, trades: list[dict[str, Any]],
+                 liquidations: list[dict[str, Any]], top_ups: list[dict[str, Any]], *,
+                 funding_by_symbol: dict[str, float], wipeout_time: str | None,
+                 stopped: tuple[str | None, str | None, str | None], rejected_orders: int,
+                 bot: dict[str, Any], fill_rows: list[dict[str, Any]], detail: bool,
+                 when: Callable[[float], str]) -> Any:
+    """The :class:`liqbt.runner.RunResult` of a fast run (one symbol or several): its
+    statistics and summary from the account vector ``state`` (:mod:`liqbt.fast.margin`
+    layout: fees, funding, insurance fund, least liquidation distance), the equity, margin
+    ratio and exposure per bar, the final equity and the records already turned into the
+    report's rows. ``first`` is the first market's arrays (the clock and the benchmark);
+    ``stopped`` is the bot's ``(reason, kind, time)``; ``wipeout_time`` is ``None`` unless the
+    account was wiped out. ``detail=False`` leaves out the report-only fields."""
+    from liqbt.runner import RunResult
+    from liqbt.stats import compute_statistics
+
+    bars = first.bars
     initial = float(config.account.balance)
-    wiped = bool(stats[2])
-    distance = float(st[fm.MIND])
+    distance = float(state[fm.MIND])
     distance_pct = distance * 100 if math.isfinite(distance) else None
     statistics = compute_statistics(
-        times, eq, initial, final, trades,
-        benchmark_close=[float(data.close[0]), float(data.close[-1])] if data.bars else None,
+        first.times, eq, initial, final, trades,
+        benchmark_close=[float(first.close[0]), float(first.close[-1])] if bars else None,
         exposed=ex,
         margin_ratio=mr,
         warning_threshold=config.account.warning_threshold,
-        fees_paid=float(st[fm.FEES]), funding_paid=float(st[fm.FUND]),
+        fees_paid=float(state[fm.FEES]), funding_paid=float(state[fm.FUND]),
         liquidations=len(liquidations), top_ups=len(top_ups),
         min_liquidation_distance_pct=distance_pct,
     )
-    code = int(stats[0])
+    reason, kind, stop_time = stopped
     return RunResult(
         label=config.label(),
-        start=when(0) if data.bars else None,
-        end=when(data.bars - 1) if data.bars else None,
-        bars=data.bars,
+        start=when(0) if bars else None,
+        end=when(bars - 1) if bars else None,
+        bars=bars,
         initial_balance=initial,
         final_equity=final,
         return_pct=(final / initial - 1) * 100 if initial else 0.0,
         max_drawdown_pct=statistics.max_drawdown_pct,
-        fees_paid=float(st[fm.FEES]),
-        funding_paid=float(st[fm.FUND]),
-        funding_by_symbol={market.symbol: float(st[fm.FUND])},
-        insurance_fund_delta=float(st[fm.INS]),
-        wiped_out=wiped,
-        wipeout_time=when(stats[3]) if wiped else None,
+        fees_paid=float(state[fm.FEES]),
+        funding_paid=float(state[fm.FUND]),
+        funding_by_symbol=funding_by_symbol,
+        insurance_fund_delta=float(state[fm.INS]),
+        wiped_out=wipeout_time is not None,
+        wipeout_time=wipeout_time,
         liquidation_count=len(liquidations),
         liquidations=liquidations,
         top_ups=top_ups,
         trades=trades,
-        funding_note="" if market.funding is not None else "no funding data",
+        funding_note=("" if any(m.funding is not None for m in config.markets)
+                      else "no funding data"),
         min_liquidation_distance_pct=distance_pct,
         markets=[{"symbol": m.symbol, "leverage": m.leverage, "margin_mode": m.margin_mode,
                   "auto_top_up": m.auto_top_up} for m in config.markets],
         strategy=config.strategy.name,
-        stopped_reason=_stopped_reason(config, p, stats, liquidations, symbol),
-        stopped_kind=_STOP_KINDS.get(code),
-        stopped_time=_iso(times[int(stats[1])]) if code else None,
-        rejected_orders=int(stats[6]),
+        stopped_reason=reason,
+        stopped_kind=kind,
+        stopped_time=stop_time,
+        rejected_orders=rejected_orders,
         warning_threshold=config.account.warning_threshold,
         statistics=statistics,
-        bot=_bot_view(config, stats, final, float(st[fm.FEES]), float(st[fm.REAL]), p, dt,
-                      trades, st),
-        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
+        bot=bot,
+        timeline={"time": first.times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
         if detail else {},
-        fills=fill_rows,
+        fills=fill_rows if detail else [],
         launch_report={},
         engine="fast",
     )

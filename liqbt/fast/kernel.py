@@ -53,6 +53,7 @@ from liqbt.fast.margin import (
     SZ,
     TAKER,
     TOPUP,
+    VT,
     W,
     available_balance,
     cross_at,
@@ -66,6 +67,7 @@ from liqbt.fast.margin import (
     liquidation_price,
     lookup_value,
     margin_ratio,
+    path_at,
     settlement_price,
     term_min,
     tier_index,
@@ -102,21 +104,7 @@ F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL = range(9)
 L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE = range(10)
 
 
-_VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
 _SAFE_MARGIN = SAFE_MARGIN
-
-
-@hot
-def _at(path, k, tau):
-    """``liqbt.broker._at``: the path's price at clock ``tau`` inside segment ``k``."""
-    a = path[k]
-    b = path[k + 1]
-    t0 = _VT[k]
-    if a == b or tau <= t0:
-        return a
-    if tau >= _VT[k + 1]:
-        return b
-    return a + (b - a) * (tau - t0) * 3.0
 
 
 @njit(cache=True)
@@ -357,10 +345,10 @@ def run(
             tau = 0.0
             skip_liq = -1.0
             for seg in range(3):
-                tau_end = _VT[seg + 1]
+                tau_end = VT[seg + 1]
                 for _ in range(10_000):
                     width = tau_end - tau
-                    a = _at(tpath, seg, tau)
+                    a = path_at(tpath, seg, tau)
                     b = tpath[seg + 1]
                     best_f = math.inf
                     best_k = -1
@@ -381,7 +369,7 @@ def run(
                                 best_f, best_k, best_p = at, k, p
                     liq = False
                     if st[SZ] != 0.0 and ip[ISO]:
-                        ma = _at(mpath, seg, tau)
+                        ma = path_at(mpath, seg, tau)
                         mb = mpath[seg + 1]
                         fresh, lp, direction, found = _lp_cached(st, ip, lpc, 0.0)
                         if not fresh:
@@ -403,7 +391,7 @@ def run(
                     if best_k < 0 and not liq:
                         break
                     tau = best_f
-                    st[MK] = _at(mpath, seg, tau)
+                    st[MK] = path_at(mpath, seg, tau)
                     if not liq:
                         # --- fill an order (MarginBroker._fill_order) -----------------------
                         k = best_k

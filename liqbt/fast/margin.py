@@ -470,18 +470,21 @@ def cross_floor(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np.ndarra
     return (st[W] - trigger_om) + term_min(st, fp, ip, tiers, low, high)
 
 
-_VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
+#: clocks of a bar path's vertices (open, first extreme, second extreme, close) on ``τ ∈ [0, 1]``
+VT = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0)
 
 
 @hot
-def _path_at(path: np.ndarray, k: int, t: float) -> float:
-    """:func:`liqbt.walk.at`: the path's price at clock ``t`` in segment ``k``."""
+def path_at(path: np.ndarray, k: int, t: float) -> float:
+    """:func:`liqbt.walk.at` (``liqbt.broker._at``): the bar path's price at clock ``t`` inside
+    segment ``k`` (linear between the vertices at :data:`VT`). Both bar loops and the cross
+    breach searches read their paths through it."""
     a = path[k]
     b = path[k + 1]
-    t0 = _VT[k]
+    t0 = VT[k]
     if a == b or t <= t0:
         return a
-    if t >= _VT[k + 1]:
+    if t >= VT[k + 1]:
         return b
     return a + (b - a) * (t - t0) * 3.0
 
@@ -519,7 +522,7 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
     in ``[t, t_end]`` of segment ``k`` where the cross condition holds on the mark path
     (:func:`liqbt.core.path.first_nonpositive` with the tier breakpoints), ``-1`` for none.
     Leaves the mark where the last evaluation put it, as the Python walk does."""
-    ma = _path_at(mpath, k, t)
+    ma = path_at(mpath, k, t)
     mb = mpath[k + 1]
     fr = np.empty(tiers.shape[0] + 2)
     nb = tier_breakpoints(ma, mb, abs(st[SZ]), tiers, fr)
@@ -535,7 +538,7 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
     cuts[nc] = t_end
     nc += 1
     tol = cross_tolerance(st)
-    st[MK] = _path_at(mpath, k, t)
+    st[MK] = path_at(mpath, k, t)
     if cross_excess(st, fp, ip, tiers, trigger_om) <= tol:
         return t
     if t_end == t:
@@ -548,9 +551,9 @@ def cross_first_breach(st: np.ndarray, fp: np.ndarray, ip: np.ndarray, tiers: np
             continue
         u = lo + width / 3.0
         v = lo + 2.0 * width / 3.0
-        st[MK] = _path_at(mpath, k, u)
+        st[MK] = path_at(mpath, k, u)
         gu = cross_excess(st, fp, ip, tiers, trigger_om)
-        st[MK] = _path_at(mpath, k, v)
+        st[MK] = path_at(mpath, k, v)
         gv = cross_excess(st, fp, ip, tiers, trigger_om)
         root = piece_root(lo, hi, gu, gv, tol)
         if root >= 0.0:

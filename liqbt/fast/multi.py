@@ -63,8 +63,8 @@ from liqbt.fast.margin import (
     SZ,
     TAKER,
     TOPUP,
+    VT,
     W,
-    _path_at,
     closing_fee,
     cross_at,
     fill,
@@ -72,6 +72,7 @@ from liqbt.fast.margin import (
     liquidation_price,
     lookup_value,
     maintenance_margin,
+    path_at,
     piece_root,
     settlement_price,
     term_min,
@@ -173,7 +174,7 @@ def _cross_floor(sv, fps, ips, tt, ntt, acct, porder, npos, lows, highs, tom) ->
 @hot
 def _set_marks(sv, mpaths, k, t):
     for i in range(sv.shape[0]):
-        sv[i, MK] = _path_at(mpaths[i], k, t)
+        sv[i, MK] = path_at(mpaths[i], k, t)
 
 
 @njit(cache=True)
@@ -188,7 +189,7 @@ def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end
     for i in range(ns):  # name order, the cross symbols
         if not _is_cross(sv, ips, i):
             continue
-        ma = _path_at(mpaths[i], k, t)
+        ma = path_at(mpaths[i], k, t)
         nb = tier_breakpoints(ma, mpaths[i, k + 1], abs(sv[i, SZ]), tt[i, :ntt[i]], buf)
         for j in range(nb):
             b = t + buf[j] * (t_end - t)
@@ -199,7 +200,7 @@ def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end
     tol = _ctol(sv, ips, porder, npos)
     for i in range(ns):
         if _is_cross(sv, ips, i):
-            sv[i, MK] = _path_at(mpaths[i], k, t)
+            sv[i, MK] = path_at(mpaths[i], k, t)
     if _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom) <= tol:
         return t
     if t_end == t:
@@ -218,11 +219,11 @@ def _first_breach(sv, fps, ips, tt, ntt, acct, porder, npos, mpaths, k, t, t_end
         v = lo + 2.0 * width / 3.0
         for i in range(ns):
             if _is_cross(sv, ips, i):
-                sv[i, MK] = _path_at(mpaths[i], k, u)
+                sv[i, MK] = path_at(mpaths[i], k, u)
         gu = _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom)
         for i in range(ns):
             if _is_cross(sv, ips, i):
-                sv[i, MK] = _path_at(mpaths[i], k, v)
+                sv[i, MK] = path_at(mpaths[i], k, v)
         gv = _cexcess(sv, fps, ips, tt, ntt, acct, porder, npos, tom)
         root = piece_root(lo, hi, gu, gv, tol)
         if root >= 0.0:
@@ -655,7 +656,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
             for k in range(cap):
                 skip_order[k] = -1.0
             for seg in range(3):
-                tau_end = kn._VT[seg + 1]
+                tau_end = VT[seg + 1]
                 for _ in range(10_000):
                     width = tau_end - tau
                     best_t = math.inf
@@ -675,7 +676,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                             continue
                         if (at, 1, i, oi[k, MREF]) < (best_t, best_kind, best_rank, best_key):
                             best_t, best_kind, best_rank, best_key = at, 1, i, oi[k, MREF]
-                            best_p = _path_at(tpaths[i], seg, tau)
+                            best_p = path_at(tpaths[i], seg, tau)
                     # isolated legs reaching their LP (kind 0)
                     for i in range(ns):
                         if sv[i, SZ] == 0.0 or not ips[i, ISO]:
@@ -683,7 +684,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                         lp, d, found = liquidation_price(sv[i], fps[i], ips[i], tt[i, :ntt[i]])
                         if not found:
                             continue
-                        ma = _path_at(mpaths[i], seg, tau)
+                        ma = path_at(mpaths[i], seg, tau)
                         f, p, hit = cross_at(ma, mpaths[i, seg + 1], lp, d > 0)
                         if hit:
                             at = tau + f * width

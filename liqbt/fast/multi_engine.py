@@ -34,9 +34,7 @@ def load_markets(config: RunConfig, data: Any = None) -> list[fe.MarketArrays] |
 
 def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = True) -> Any:
     """Run a several-market hold config; see :func:`liqbt.fast.engine.run_one`."""
-    from liqbt.analyzers import iso, round_trips
-    from liqbt.runner import RunResult
-    from liqbt.stats import compute_statistics
+    from liqbt.analyzers import round_trips
 
     profile = fe._profile(config)
     kwargs = config.strategy.kwargs
@@ -83,17 +81,7 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = Tr
         stack("open"), stack("high"), stack("low"), stack("close"), stack("mark_open"),
         stack("mark_high"), stack("mark_low"), stack("mark_close"), stack("funding_rate"),
         tt, ntt, fps, ips, balance, _RULES[profile.cross_liquidation_order], o_sym, o_qty, o_px)
-    times = datas[0].times
-    iso_cache: dict[int, str] = {}
-
-    def when(bar: float) -> str:
-        b = int(bar)
-        if b not in iso_cache:
-            iso_cache[b] = iso(times[b].astype("datetime64[us]").item())
-        return iso_cache[b]
-
-    def dt(bar: float) -> Any:
-        return times[int(bar)].astype("datetime64[us]").item()
+    when, dt = fe.bar_clock(datas[0].times)
 
     def sym(i: float) -> str:
         return symbols[order[int(i)]]
@@ -133,59 +121,17 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = Tr
     marks = {(symbols[j], "net"): float(datas[j].mark_close[-1]) for j in range(ns)}
     trades = round_trips(events, info, marks)
     final = float(eq[-1]) if n else balance
-    initial = balance
-    wiped = wipe[0] >= 0
-    distance = float(acct[fm.MIND])
-    distance_pct = distance * 100 if math.isfinite(distance) else None
-    first = datas[0]
-    statistics = compute_statistics(
-        times, eq, initial, final, trades,
-        benchmark_close=[float(first.close[0]), float(first.close[-1])] if n else None,
-        exposed=ex, margin_ratio=mr, warning_threshold=config.account.warning_threshold,
-        fees_paid=float(acct[fm.FEES]), funding_paid=float(acct[fm.FUND]),
-        liquidations=len(liquidations), top_ups=len(top_ups),
-        min_liquidation_distance_pct=distance_pct,
-    )
     reason, kind, stop_bar = _stop(config, symbols, order, specs, params, liqs, rejects, wipe,
                                    too_small)
-    return RunResult(
-        label=config.label(),
-        start=when(0) if n else None,
-        end=when(n - 1) if n else None,
-        bars=n,
-        initial_balance=initial,
-        final_equity=final,
-        return_pct=(final / initial - 1) * 100 if initial else 0.0,
-        max_drawdown_pct=statistics.max_drawdown_pct,
-        fees_paid=float(acct[fm.FEES]),
-        funding_paid=float(acct[fm.FUND]),
+    return fe.build_result(
+        config, acct, datas[0], eq, mr, ex, final, trades, liquidations, top_ups,
         funding_by_symbol={symbols[j]: float(fund[pos_of[j]]) for j in range(ns)},
-        insurance_fund_delta=float(acct[fm.INS]),
-        wiped_out=bool(wiped),
-        wipeout_time=when(wipe[0]) if wiped else None,
-        liquidation_count=len(liquidations),
-        liquidations=liquidations,
-        top_ups=top_ups,
-        trades=trades,
-        funding_note="" if any(m.funding is not None for m in markets) else "no funding data",
-        min_liquidation_distance_pct=distance_pct,
-        markets=[{"symbol": m.symbol, "leverage": m.leverage, "margin_mode": m.margin_mode,
-                  "auto_top_up": m.auto_top_up} for m in markets],
-        strategy=config.strategy.name,
-        stopped_reason=reason,
-        stopped_kind=kind,
-        stopped_time=None if stop_bar is None else when(stop_bar),
+        wipeout_time=when(wipe[0]) if wipe[0] >= 0 else None,
+        stopped=(reason, kind, None if stop_bar is None else when(stop_bar)),
         rejected_orders=len(rejects),
-        warning_threshold=config.account.warning_threshold,
-        statistics=statistics,
         bot={"realized_pnl": float(acct[fm.REAL]), "fees": float(acct[fm.FEES]),
              "equity": final},
-        timeline={"time": times.astype("datetime64[us]").tolist(), "equity": eq.tolist()}
-        if detail else {},
-        fills=fill_rows if detail else [],
-        launch_report={},
-        engine="fast",
-    )
+        fill_rows=fill_rows, detail=detail, when=when)
 
 
 def _stop(config: RunConfig, symbols: list[str], order: list[int], specs: list[Any],
