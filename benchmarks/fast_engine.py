@@ -270,7 +270,7 @@ CASES: tuple[Case, ...] = (
 def parity(cfg: Any) -> str:
     """``identical`` or what differs (the test suite's ``assert_parity``)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_fast_parity import assert_parity
+    from fast_parity_support import assert_parity
 
     try:
         assert_parity(cfg)

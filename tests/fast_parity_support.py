@@ -149,6 +149,13 @@ def market_for(sc: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
             "auto_top_up": top}
 
 
+def grid_bounds(start: float, width: float, offset: float) -> tuple[float, float]:
+    """A grid's (lower, upper), rounded to 0.1: ``width`` wide (a fraction of its middle)
+    around ``start`` moved by ``offset`` widths."""
+    mid = start * (1 + offset * width)
+    return round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
+
+
 def scenario_config(tmp: Path, sc: dict[str, Any], account: dict[str, Any],
                     strategy: dict[str, Any]) -> Any:
     """``strategy`` on ``account`` over the data of scenario ``sc`` (a draw of

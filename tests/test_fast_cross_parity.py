@@ -16,6 +16,7 @@ from fast_parity_support import (
     SETTINGS,
     assert_dca_parity,
     assert_parity,
+    grid_bounds,
     scenario_config,
     scenarios,
     start_price,
@@ -54,8 +55,7 @@ def test_cross_grid_parity(tmp_path_factory, sc, account, data, direction, grids
     """A cross grid: resting orders reserve margin (and, on the ``simple`` profile, count in
     the trigger), a cross liquidation cancels them all."""
     start = start_price(account)
-    mid = start * (1 + offset * width)
-    lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
+    lower, upper = grid_bounds(start, width, offset)
     pick = data.draw(st.fixed_dictionaries({
         "spacing": st.sampled_from(["arithmetic", "geometric"]),
         "investment": st.sampled_from([None, 100.0, 250.0]),

@@ -14,6 +14,7 @@ from fast_parity_support import (
     SETTINGS,
     assert_dca_parity,
     assert_parity,
+    grid_bounds,
     scenario_config,
     scenarios,
     start_price,
@@ -45,8 +46,7 @@ def test_hedge_grid_parity(tmp_path_factory, sc, account, direction, grids, widt
                            stop):
     """Long and short grids: opening lines on their leg, reduce-only closes on the same leg,
     the stop's reduce-only close."""
-    mid = start_price(account) * (1 + offset * width)
-    lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
+    lower, upper = grid_bounds(start_price(account), width, offset)
     strategy = {"name": "grid", "direction": direction, "lower": lower, "upper": upper,
                 "grids": grids, "out_of_range": "stop" if stop else "stay"}
     assert_parity(scenario_config(tmp_path_factory.mktemp("hgrid"), sc, account, strategy))

@@ -15,6 +15,7 @@ from fast_parity_support import (
     CONFIGS,
     SETTINGS,
     assert_parity,
+    grid_bounds,
     scenario_config,
     scenarios,
     start_price,
@@ -53,8 +54,7 @@ def test_grid_parity(tmp_path_factory, sc, account, data, direction, spacing, gr
     reduce-only closes cancelled on a flat leg and placed again, trigger, stop, take-profit,
     out-of-range, liquidations."""
     start = start_price(account)
-    mid = start * (1 + offset * width)
-    lower, upper = round(mid * (1 - width / 2), 1), round(mid * (1 + width / 2), 1)
+    lower, upper = grid_bounds(start, width, offset)
     pick = data.draw(st.fixed_dictionaries({
         "trigger_price": st.sampled_from([None, round(start * 0.99, 1), round(start * 1.01, 1)]),
         "stop_loss": st.sampled_from([None, round(lower * 0.97, 1)]),
