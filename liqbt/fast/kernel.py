@@ -95,10 +95,11 @@ S_NONE, S_LIQ, S_WIPE, S_REJECT, S_SL, S_TP, S_RANGE, S_SMALL, S_FINISHED = rang
 # reject kinds
 R_WIPED, R_MIN, R_CAP, R_MARGIN, R_FILL_ISO, R_FILL_MARGIN = range(6)
 
-# fill record columns
-F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL = range(9)
-# liquidation record columns
-L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE = range(10)
+# fill record columns (the several-symbol engine adds the symbol)
+F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL, F_SYM = range(10)
+# liquidation record columns (the several-symbol engine adds the symbol and event sequence)
+(L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE, L_SYM,
+ L_SEQ) = range(12)
 
 
 _SAFE_MARGIN = SAFE_MARGIN
@@ -408,17 +409,9 @@ def run(
                                         bar_v2 = v2
                         if ok:
                             _closed, fee = fill(st, fp, ip, qty, price, fee_rate)
-                            fills = _grow(fills, nf)
-                            fills[nf, 0] = t
-                            fills[nf, 1] = qty
-                            fills[nf, 2] = price
-                            fills[nf, 3] = fee
-                            fills[nf, 4] = 0
-                            fills[nf, 5] = oi[k, OTAG]
-                            fills[nf, 6] = oi[k, OREF]
-                            fills[nf, 7] = oi[k, OPAIR]
-                            fills[nf, 8] = oi[k, OLVL]
-                            nf += 1
+                            fills, nf = _record_fill(fills, nf, t, qty, price, fee, 0,
+                                                     oi[k, OTAG], oi[k, OREF], oi[k, OPAIR],
+                                                     oi[k, OLVL])
                             oi[k, OSTAT] = DEAD
                             # a capped reducing order is cancelled for the rest
                             n_notes = _note(note_kind, note_tag, note_lvl, note_open, note_buy,
@@ -799,34 +792,51 @@ def _force_close(st, fp, ip, tiers, t, qty, trigger, execution, settle, partial,
     entry = st[EN]
     margin_before = st[MG]
     closed, fee = fill(st, fp, ip, qty, execution, fee_rate)
-    fills = _grow(fills, nf)
-    fills[nf, 0] = t
-    fills[nf, 1] = qty
-    fills[nf, 2] = execution
-    fills[nf, 3] = fee
-    fills[nf, 4] = 1
-    fills[nf, 5] = T_OTHER
-    fills[nf, 6] = -(nf + 1)
-    fills[nf, 7] = 0
-    fills[nf, 8] = 0
-    nf += 1
+    fills, nf = _record_fill(fills, nf, t, qty, execution, fee, 1, T_OTHER, -(nf + 1), 0, 0)
     # the one leg is the whole cross account: its upnl is the cross legs'
     closed_part, clearance, liq_fee, loss = book_liquidation(
         st, fp, ip, qty, execution, settle, partial, closed, fee, entry, margin_before,
         0.0 + upnl(st), st[SZ] == 0.0)
-    liqs = _grow(liqs, nl)
-    liqs[nl, 0] = t
-    liqs[nl, 1] = side
-    liqs[nl, 2] = abs(closed_part)
-    liqs[nl, 3] = trigger
-    liqs[nl, 4] = settle
-    liqs[nl, 5] = loss + fee
-    liqs[nl, 6] = 1 if partial else 0
-    liqs[nl, 7] = clearance
-    liqs[nl, 8] = fee
-    liqs[nl, 9] = liq_fee
-    nl += 1
+    liqs, nl = _record_liquidation(liqs, nl, t, side, closed_part, trigger, settle, loss,
+                                   partial, clearance, fee, liq_fee)
     return nf, nl, fills, liqs
+
+
+@njit(cache=True)
+def _record_fill(fills, nf, t, qty, price, fee, liq, tag, ref, pair, lvl):
+    """Append a fill record (columns ``F_BAR`` .. ``F_LVL``; a forced close has ``liq`` 1 and
+    the reference ``-(its index + 1)``); returns the (possibly grown) table and its length."""
+    fills = _grow(fills, nf)
+    fills[nf, F_BAR] = t
+    fills[nf, F_QTY] = qty
+    fills[nf, F_PRICE] = price
+    fills[nf, F_FEE] = fee
+    fills[nf, F_LIQ] = liq
+    fills[nf, F_TAG] = tag
+    fills[nf, F_REF] = ref
+    fills[nf, F_PAIR] = pair
+    fills[nf, F_LVL] = lvl
+    return fills, nf + 1
+
+
+@njit(cache=True)
+def _record_liquidation(liqs, nl, t, side, closed_part, trigger, settle, loss, partial,
+                        clearance, fee, liq_fee):
+    """Append a liquidation record (columns ``L_BAR`` .. ``L_LIQFEE``: the loss includes the
+    closing fill's fee, ``L_INS`` is the insurance fund delta); returns the (possibly grown)
+    table and its length."""
+    liqs = _grow(liqs, nl)
+    liqs[nl, L_BAR] = t
+    liqs[nl, L_SIDE] = side
+    liqs[nl, L_SIZE] = abs(closed_part)
+    liqs[nl, L_TRIG] = trigger
+    liqs[nl, L_SETTLE] = settle
+    liqs[nl, L_LOSS] = loss + fee
+    liqs[nl, L_PARTIAL] = 1 if partial else 0
+    liqs[nl, L_INS] = clearance
+    liqs[nl, L_FEE] = fee
+    liqs[nl, L_LIQFEE] = liq_fee
+    return liqs, nl + 1
 
 
 @hot

@@ -89,9 +89,8 @@ _ACCT = (W, FEES, FUND, REAL, INS)
 # order rows: float (qty, price, reserved opening), int (symbol, status, created bar, ref)
 MQ, MP, MRES = 0, 1, 2
 MSYM, MSTAT, MCB, MREF = 0, 1, 2, 3
-# fill records: bar, symbol, qty, price, fee, liquidation, ref
-# liquidation records: bar, symbol, side, size, trigger, settle, loss, partial, ins, fee,
-#                      liq fee, seq
+# fill and liquidation records: liqbt.fast.kernel's columns (F_*, L_*) with the symbol
+# (F_SYM, L_SYM) and, for a liquidation, the event sequence (L_SEQ)
 # rejections: bar, symbol, kind, v1, v2, seq, ref
 # top-ups: bar, symbol, amount, lp after
 # cross liquidation order codes
@@ -325,32 +324,16 @@ def _force_close(sv, fps, ips, tt, ntt, acct, porder, npos, i, t, qty, trigger, 
     _load(row, acct)
     closed, fee = fill(row, fp, ip, qty, execution, fee_rate)
     _store(row, acct)
-    fills = kn._grow(fills, nf)
-    fills[nf, 0] = t
-    fills[nf, 1] = i
-    fills[nf, 2] = qty
-    fills[nf, 3] = execution
-    fills[nf, 4] = fee
-    fills[nf, 5] = 1
-    fills[nf, 6] = -(nf + 1)
-    nf += 1
+    fills, nf = kn._record_fill(fills, nf, t, qty, execution, fee, 1, kn.T_OTHER, -(nf + 1), 0,
+                                0)
+    fills[nf - 1, kn.F_SYM] = i
     closed_part, clearance, liq_fee, loss = book_liquidation(
         acct, fp, ip, qty, execution, settle, partial, closed, fee, entry, margin_before,
         _cross_upnl(sv, ips, porder, npos), not _any_cross(sv, ips))
-    liqs = kn._grow(liqs, nl)
-    liqs[nl, 0] = t
-    liqs[nl, 1] = i
-    liqs[nl, 2] = side
-    liqs[nl, 3] = abs(closed_part)
-    liqs[nl, 4] = trigger
-    liqs[nl, 5] = settle
-    liqs[nl, 6] = loss + fee
-    liqs[nl, 7] = 1 if partial else 0
-    liqs[nl, 8] = clearance
-    liqs[nl, 9] = fee
-    liqs[nl, 10] = liq_fee
-    liqs[nl, 11] = seq
-    nl += 1
+    liqs, nl = kn._record_liquidation(liqs, nl, t, side, closed_part, trigger, settle, loss,
+                                      partial, clearance, fee, liq_fee)
+    liqs[nl - 1, kn.L_SYM] = i
+    liqs[nl - 1, kn.L_SEQ] = seq
     return nf, nl, fills, liqs
 
 
@@ -489,7 +472,7 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
     ob = np.zeros((cap, 3))
     oi = np.zeros((cap, 4), np.int64)
     n_orders = 0
-    fills = np.empty((16, 7))
+    fills = np.empty((16, 10))
     nf = 0
     liqs = np.empty((8, 12))
     nl = 0
@@ -665,15 +648,9 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                             _load(row, acct)
                             _c, fee = fill(row, fps[i], ips[i], ob[k, MQ], price, fps[i, TAKER])
                             _store(row, acct)
-                            fills = kn._grow(fills, nf)
-                            fills[nf, 0] = t
-                            fills[nf, 1] = i
-                            fills[nf, 2] = ob[k, MQ]
-                            fills[nf, 3] = price
-                            fills[nf, 4] = fee
-                            fills[nf, 5] = 0
-                            fills[nf, 6] = oi[k, MREF]
-                            nf += 1
+                            fills, nf = kn._record_fill(fills, nf, t, ob[k, MQ], price, fee, 0,
+                                                        kn.T_OTHER, oi[k, MREF], 0, 0)
+                            fills[nf - 1, kn.F_SYM] = i
                     elif best_rank >= 0:
                         # --- isolated_plan ---------------------------------------------------
                         i = best_rank

@@ -13,6 +13,7 @@ import numpy as np
 from liqbt.config import RunConfig
 from liqbt.core import events as ev
 from liqbt.fast import engine as fe
+from liqbt.fast import kernel as kn
 from liqbt.fast import margin as fm
 from liqbt.fast import multi as mk
 
@@ -90,10 +91,11 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = Tr
         return markets[order[int(i)]].margin_mode
 
     liquidations = [{
-        "time": when(r[0]), "symbol": sym(r[1]), "side": "long" if r[2] > 0 else "short",
-        "size": float(r[3]), "trigger_price": float(r[4]), "settlement_price": float(r[5]),
-        "loss": float(r[6]), "partial": bool(r[7]), "margin_mode": mode(r[1]),
-        "insurance_fund_delta": float(r[8]),
+        "time": when(r[kn.L_BAR]), "symbol": sym(r[kn.L_SYM]),
+        "side": "long" if r[kn.L_SIDE] > 0 else "short", "size": float(r[kn.L_SIZE]),
+        "trigger_price": float(r[kn.L_TRIG]), "settlement_price": float(r[kn.L_SETTLE]),
+        "loss": float(r[kn.L_LOSS]), "partial": bool(r[kn.L_PARTIAL]),
+        "margin_mode": mode(r[kn.L_SYM]), "insurance_fund_delta": float(r[kn.L_INS]),
     } for r in liqs]
     top_ups = [{
         "time": when(r[0]), "symbol": sym(r[1]), "amount": float(r[2]),
@@ -104,20 +106,24 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = Tr
     fill_rows = []
     li = 0
     for r in fills:
-        ref, is_liq = int(r[6]), bool(r[5])
+        ref, is_liq = int(r[kn.F_REF]), bool(r[kn.F_LIQ])
         if is_liq:
             info[ref] = {"liquidation": True}
-        events.append(ev.Fill(dt(r[0]), sym(r[1]), "net", float(r[2]), float(r[3]),
-                              float(r[4]), liquidation=is_liq, order_ref=ref))
-        fill_rows.append({"time": dt(r[0]), "symbol": sym(r[1]), "size": float(r[2]),
-                          "price": float(r[3]), "liquidation": is_liq})
+        events.append(ev.Fill(dt(r[kn.F_BAR]), sym(r[kn.F_SYM]), "net", float(r[kn.F_QTY]),
+                              float(r[kn.F_PRICE]), float(r[kn.F_FEE]), liquidation=is_liq,
+                              order_ref=ref))
+        fill_rows.append({"time": dt(r[kn.F_BAR]), "symbol": sym(r[kn.F_SYM]),
+                          "size": float(r[kn.F_QTY]), "price": float(r[kn.F_PRICE]),
+                          "liquidation": is_liq})
         if is_liq:
             lq = liqs[li]
             li += 1
             events.append(ev.Liquidation(
-                dt(lq[0]), sym(lq[1]), "net", "long" if lq[2] > 0 else "short", float(lq[3]),
-                float(lq[4]), float(lq[5]), float(lq[6]), float(lq[8]), mode(lq[1]),
-                bool(lq[7]), float(lq[9]), float(lq[10])))
+                dt(lq[kn.L_BAR]), sym(lq[kn.L_SYM]), "net",
+                "long" if lq[kn.L_SIDE] > 0 else "short", float(lq[kn.L_SIZE]),
+                float(lq[kn.L_TRIG]), float(lq[kn.L_SETTLE]), float(lq[kn.L_LOSS]),
+                float(lq[kn.L_INS]), mode(lq[kn.L_SYM]), bool(lq[kn.L_PARTIAL]),
+                float(lq[kn.L_FEE]), float(lq[kn.L_LIQFEE])))
     marks = {(symbols[j], "net"): float(datas[j].mark_close[-1]) for j in range(ns)}
     trades = round_trips(events, info, marks)
     final = float(eq[-1]) if n else balance
@@ -144,7 +150,7 @@ def _stop(config: RunConfig, symbols: list[str], order: list[int], specs: list[A
         return "; ".join(too_small), "below_minimum", 0
     own = order.index(0)  # the first market's kernel index
     # (bar, seq, kind, row): kind 0 liquidation, 1 wipeout, 2 refusal
-    items = [(int(r[0]), int(r[11]), 0, r) for r in liqs]
+    items = [(int(r[kn.L_BAR]), int(r[kn.L_SEQ]), 0, r) for r in liqs]
     items += [(int(r[0]), int(r[5]), 2, r) for r in rejects]
     if wipe[0] >= 0:
         items.append((int(wipe[0]), int(wipe[1]), 1, wipe))
@@ -152,10 +158,12 @@ def _stop(config: RunConfig, symbols: list[str], order: list[int], specs: list[A
     for bar in sorted({x[0] for x in items}):
         now = [x for x in items if x[0] == bar]
         for _, _, kind, r in now:
-            if kind == 0 and int(r[1]) == own:
-                side = "long" if r[2] > 0 else "short"
-                return (f"liquidated: {side} {float(r[3]):g} at {float(r[4]):,.2f} "
-                        f"(loss {float(r[6]):,.2f} USDT)"), "liquidated", bar
+            if kind == 0 and int(r[kn.L_SYM]) == own:
+                side = "long" if r[kn.L_SIDE] > 0 else "short"
+                size, trig, loss = (float(r[kn.L_SIZE]), float(r[kn.L_TRIG]),
+                                    float(r[kn.L_LOSS]))
+                return (f"liquidated: {side} {size:g} at {trig:,.2f} (loss {loss:,.2f} USDT)",
+                        "liquidated", bar)
             if kind == 1:
                 return (f"account wiped out: equity {float(r[2]):.2f} USDT cannot open the "
                         "smallest order"), "wiped_out", bar
