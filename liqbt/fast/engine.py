@@ -410,8 +410,8 @@ def run_one(config: RunConfig, data: Any = None, detail: bool = True) -> Any:
         "insurance_fund_delta": float(r[kn.L_INS]),
     } for r in liqs]
     top_ups = [{
-        "time": when(r[0]), "symbol": symbol, "amount": float(r[1]),
-        "liquidation_price_after": None if math.isnan(r[2]) else float(r[2]),
+        "time": when(r[kn.U_BAR]), "symbol": symbol, "amount": float(r[kn.U_AMOUNT]),
+        "liquidation_price_after": None if math.isnan(r[kn.U_LP]) else float(r[kn.U_LP]),
     } for r in topups]
     # fills and liquidations as core events, in booking order, for the shared trade matcher
     events: list[ev.Event] = []

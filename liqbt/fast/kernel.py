@@ -100,6 +100,8 @@ F_BAR, F_QTY, F_PRICE, F_FEE, F_LIQ, F_TAG, F_REF, F_PAIR, F_LVL, F_SYM = range(
 # liquidation record columns (the several-symbol engine adds the symbol and event sequence)
 (L_BAR, L_SIDE, L_SIZE, L_TRIG, L_SETTLE, L_LOSS, L_PARTIAL, L_INS, L_FEE, L_LIQFEE, L_SYM,
  L_SEQ) = range(12)
+# top-up record columns (the several-symbol engine adds the symbol)
+U_BAR, U_AMOUNT, U_LP, U_SYM = range(4)
 
 
 _SAFE_MARGIN = SAFE_MARGIN
@@ -239,13 +241,9 @@ def run(
                     price = ob[k, OP]
                     reason, v1 = _order_limits(ob[k, OQ], price, opening, st[SZ], fp, ip)
                     if reason < 0:
-                        required = _opening_cost(opening, price, fp)
-                        avail = available_balance(
-                            st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k))
-                        if required > avail + 1e-9:
-                            reason = R_MARGIN
-                            v1 = required
-                            v2 = avail
+                        reason, v1, v2 = _margin_refusal(
+                            _opening_cost(opening, price, fp), available_balance(
+                                st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, k)))
             if reason < 0:
                 ob[k, ORES] = _opening_size(st, ob, oi, k)
                 oi[k, OSTAT] = PENDING
@@ -385,13 +383,10 @@ def run(
                                 reject, v1, v2, check, required, own = _fill_need(
                                     opening, ob[k, ORES], price, ob[k, OP], fp, ip, st[W])
                                 if check:
-                                    avail = available_balance(
-                                        st, fp, ip,
-                                        _order_margin(st, fp, ob, oi, n_orders, -1) - own)
-                                    if not required <= avail + 1e-9:
-                                        reject = R_FILL_MARGIN
-                                        v1 = required
-                                        v2 = avail
+                                    reject, v1, v2 = _fill_margin_refusal(
+                                        required, available_balance(
+                                            st, fp, ip,
+                                            _order_margin(st, fp, ob, oi, n_orders, -1) - own))
                                 if reject >= 0:
                                     oi[k, OSTAT] = DEAD
                                     ok = False
@@ -425,11 +420,7 @@ def run(
                             amount, lp_after = auto_top_up(st, st, fp, ip, tiers, available_balance(
                                 st, fp, ip, _order_margin(st, fp, ob, oi, n_orders, -1)))
                             if amount > 0:
-                                topups = _grow(topups, nt)
-                                topups[nt, 0] = t
-                                topups[nt, 1] = amount
-                                topups[nt, 2] = lp_after
-                                nt += 1
+                                topups, nt = _record_top_up(topups, nt, t, amount, lp_after)
                                 done = True
                         if not done:
                             # CancelOrders: the bot hears of each (a grid whose liquidation
@@ -820,6 +811,17 @@ def _record_fill(fills, nf, t, qty, price, fee, liq, tag, ref, pair, lvl):
 
 
 @njit(cache=True)
+def _record_top_up(topups, nt, t, amount, lp_after):
+    """Append a top-up record (columns ``U_BAR`` .. ``U_LP``: the LP after it, ``nan`` for
+    none); returns the (possibly grown) table and its length."""
+    topups = _grow(topups, nt)
+    topups[nt, U_BAR] = t
+    topups[nt, U_AMOUNT] = amount
+    topups[nt, U_LP] = lp_after
+    return topups, nt + 1
+
+
+@njit(cache=True)
 def _record_liquidation(liqs, nl, t, side, closed_part, trigger, settle, loss, partial,
                         clearance, fee, liq_fee):
     """Append a liquidation record (columns ``L_BAR`` .. ``L_LIQFEE``: the loss includes the
@@ -886,6 +888,26 @@ def _order_limits(qty, price, opening, held, fp, ip):
     if not value <= fp[CAPNOT] * (1 + 1e-12):
         return R_CAP, value
     return -1, 0.0
+
+
+@hot
+def _margin_refusal(required, avail):
+    """:func:`liqbt.core.orders.acceptance_refusal`'s margin check: ``(R_MARGIN, required,
+    available)`` when the opening's margin and fee exceed the available balance (USDT, with
+    1e-9 of slack), else ``(-1, 0, 0)``."""
+    if required > avail + 1e-9:
+        return R_MARGIN, required, avail
+    return -1, 0.0, 0.0
+
+
+@hot
+def _fill_margin_refusal(required, avail):
+    """:func:`liqbt.core.orders.fill_refusal`'s margin check of the unreserved opening:
+    ``(R_FILL_MARGIN, required, available)`` unless ``required <= available + 1e-9``, else
+    ``(-1, 0, 0)``."""
+    if not required <= avail + 1e-9:
+        return R_FILL_MARGIN, required, avail
+    return -1, 0.0, 0.0
 
 
 @hot

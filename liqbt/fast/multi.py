@@ -89,8 +89,8 @@ _ACCT = (W, FEES, FUND, REAL, INS)
 # order rows: float (qty, price, reserved opening), int (symbol, status, created bar, ref)
 MQ, MP, MRES = 0, 1, 2
 MSYM, MSTAT, MCB, MREF = 0, 1, 2, 3
-# fill and liquidation records: liqbt.fast.kernel's columns (F_*, L_*) with the symbol
-# (F_SYM, L_SYM) and, for a liquidation, the event sequence (L_SEQ)
+# fill, liquidation and top-up records: liqbt.fast.kernel's columns (F_*, L_*, U_*) with the
+# symbol (F_SYM, L_SYM, U_SYM) and, for a liquidation, the event sequence (L_SEQ)
 # rejections: bar, symbol, kind, v1, v2, seq, ref
 # top-ups: bar, symbol, amount, lp after
 # cross liquidation order codes
@@ -513,13 +513,10 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                     reason, v1 = kn._order_limits(ob[k, MQ], price, opening, sv[i, SZ], fps[i],
                                                   ips[i])
                     if reason < 0:
-                        required = kn._opening_cost(opening, price, fps[i])
-                        av = _avail(sv, fps, ips, acct, porder, npos,
-                                    _order_margin(sv, fps, ob, oi, n_orders, k))
-                        if required > av + 1e-9:
-                            reason = kn.R_MARGIN
-                            v1 = required
-                            v2 = av
+                        reason, v1, v2 = kn._margin_refusal(
+                            kn._opening_cost(opening, price, fps[i]),
+                            _avail(sv, fps, ips, acct, porder, npos,
+                                   _order_margin(sv, fps, ob, oi, n_orders, k)))
             if reason < 0:
                 ob[k, MRES] = _opening(sv, ob, oi, k)
                 oi[k, MSTAT] = kn.PENDING
@@ -632,12 +629,10 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                             reject, v1, v2, check, required, own = kn._fill_need(
                                 opening, ob[k, MRES], price, ob[k, MP], fps[i], ips[i], acct[W])
                             if check:
-                                av = _avail(sv, fps, ips, acct, porder, npos, _order_margin(
-                                    sv, fps, ob, oi, n_orders, -1) - own)
-                                if not required <= av + 1e-9:
-                                    reject = kn.R_FILL_MARGIN
-                                    v1 = required
-                                    v2 = av
+                                reject, v1, v2 = kn._fill_margin_refusal(
+                                    required, _avail(sv, fps, ips, acct, porder, npos,
+                                                     _order_margin(sv, fps, ob, oi, n_orders, -1)
+                                                     - own))
                         oi[k, MSTAT] = kn.DEAD
                         if reject >= 0:
                             rejects, nr, seq = _record_reject(
@@ -662,12 +657,8 @@ def run(o, h, lo, c, mo, mh, ml, mc, fr, tt, ntt, fps, ips, balance, cross_rule,
                                 _avail(sv, fps, ips, acct, porder, npos,
                                        _order_margin(sv, fps, ob, oi, n_orders, -1)))
                             if amount > 0:
-                                topups = kn._grow(topups, nt)
-                                topups[nt, 0] = t
-                                topups[nt, 1] = i
-                                topups[nt, 2] = amount
-                                topups[nt, 3] = lp_after
-                                nt += 1
+                                topups, nt = kn._record_top_up(topups, nt, t, amount, lp_after)
+                                topups[nt - 1, kn.U_SYM] = i
                                 done = True
                                 changed = True
                         if not done:

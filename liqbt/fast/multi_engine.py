@@ -98,8 +98,8 @@ def run_multi(config: RunConfig, datas: list[fe.MarketArrays], detail: bool = Tr
         "margin_mode": mode(r[kn.L_SYM]), "insurance_fund_delta": float(r[kn.L_INS]),
     } for r in liqs]
     top_ups = [{
-        "time": when(r[0]), "symbol": sym(r[1]), "amount": float(r[2]),
-        "liquidation_price_after": None if math.isnan(r[3]) else float(r[3]),
+        "time": when(r[kn.U_BAR]), "symbol": sym(r[kn.U_SYM]), "amount": float(r[kn.U_AMOUNT]),
+        "liquidation_price_after": None if math.isnan(r[kn.U_LP]) else float(r[kn.U_LP]),
     } for r in topups]
     events: list[ev.Event] = []
     info: dict[int, dict[str, Any]] = {}
